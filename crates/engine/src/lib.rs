@@ -1,0 +1,2 @@
+//! deltasync-engine (being written).
+#![forbid(unsafe_code)]

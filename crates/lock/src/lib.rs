@@ -1,0 +1,2 @@
+//! deltasync-lock (being written).
+#![forbid(unsafe_code)]

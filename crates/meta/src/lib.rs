@@ -1,0 +1,511 @@
+//! The remote format v1 of deltasync, as plain types with no I/O.
+//!
+//! A remote holds `meta.json` (the commit point, [`Meta`]), `data.json` (the compacted
+//! snapshot, [`Snapshot`]) and one immutable file per commit under `deltas/` ([`Delta`]).
+//! Every one of them carries entity records ([`EntityRecord`]) and conflict receipts
+//! ([`ConflictReceipt`]). `docs/format.md` is the normative description; the golden files
+//! in `testdata/` freeze it.
+//!
+//! All maps are `BTreeMap`s so that what is written is deterministic.
+//!
+//! ```
+//! use deltasync_meta::{Meta, sha256_hex};
+//!
+//! let meta = Meta::new(0);
+//! let bytes = meta.to_bytes();
+//! let back = Meta::from_bytes(&bytes).unwrap();
+//! assert_eq!(back, meta);
+//! assert_eq!(back.head, 0);
+//! assert_eq!(sha256_hex(b"").len(), 64);
+//! ```
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+mod hlc;
+pub use hlc::Hlc;
+
+/// The format version this library writes.
+pub const FORMAT_VERSION: u32 = 1;
+/// The oldest format this library can read.
+pub const MIN_READABLE_FORMAT: u32 = 1;
+
+/// Name of the commit point at the remote root.
+pub const META_FILE: &str = "meta.json";
+/// Name of the first snapshot (generation 0). Later generations are `data-g<N>.json`.
+pub const DATA_FILE: &str = "data.json";
+/// Folder holding the deltas, one sub-folder per snapshot generation.
+pub const DELTAS_DIR: &str = "deltas";
+/// Folder holding zipped deltas that were folded into a snapshot.
+pub const ARCHIVE_DIR: &str = "archive";
+
+/// Errors of decoding remote files.
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    /// The bytes are not valid JSON of the expected shape.
+    #[error("{what} is not valid: {source}")]
+    Json {
+        /// Which file kind was being decoded.
+        what: &'static str,
+        /// The parser's error (line and column).
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The file needs a newer reader than this one.
+    #[error(
+        "{what} needs a reader of format {needed} or newer; this deltasync reads format {FORMAT_VERSION}: upgrade deltasync"
+    )]
+    TooNew {
+        /// Which file kind.
+        what: &'static str,
+        /// The minimum reader version the file asks for.
+        needed: u32,
+    },
+    /// A file's checksum does not match what refers to it.
+    #[error("{what} is corrupt: sha256 {actual} but {expected} expected")]
+    Checksum {
+        /// Which file.
+        what: String,
+        /// The checksum recorded by the referrer.
+        expected: String,
+        /// The checksum of the bytes read.
+        actual: String,
+    },
+}
+
+/// The lowercase hex sha256 of some bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Checks `bytes` against an expected sha256 (hex), naming `what` on mismatch.
+pub fn verify_sha256(what: &str, bytes: &[u8], expected: &str) -> Result<(), FormatError> {
+    let actual = sha256_hex(bytes);
+    if actual.eq_ignore_ascii_case(expected) {
+        Ok(())
+    } else {
+        Err(FormatError::Checksum {
+            what: what.to_string(),
+            expected: expected.to_string(),
+            actual,
+        })
+    }
+}
+
+/// Collection name → entity id → version.
+pub type VersionMap = BTreeMap<String, BTreeMap<String, u64>>;
+
+/// The snapshot a meta refers to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotRef {
+    /// Generation number; 0 is the first snapshot written by `init`.
+    pub generation: u64,
+    /// File name at the remote root.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// sha256 of the file (hex).
+    pub sha256: String,
+    /// The commit sequence number the snapshot includes (all deltas up to it are folded).
+    pub head: u64,
+}
+
+/// A delta referenced by meta.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeltaRef {
+    /// Path relative to the remote root, e.g. `deltas/g0/<device>-<ms>-<rand>.json`.
+    pub path: String,
+    /// The commit sequence number this delta is.
+    pub seq: u64,
+    /// Device id that wrote it.
+    pub device: String,
+    /// Wall-clock time of the commit, ms since the Unix epoch.
+    pub time: u64,
+    /// Number of entity records in it.
+    pub entities: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// sha256 of the file (hex).
+    pub sha256: String,
+}
+
+/// What meta knows of one device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceInfo {
+    /// Human name given at `init`.
+    pub name: String,
+    /// Last commit time of this device, ms since the Unix epoch.
+    pub last_commit: u64,
+}
+
+/// `meta.json`: the commit point. Its size grows with the changes since the last compaction,
+/// never with the number of entities.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Meta {
+    /// Format version of this file.
+    pub format: u32,
+    /// Minimum format version a reader must understand.
+    pub min_reader: u32,
+    /// Minimum format version a writer must understand to commit.
+    pub min_writer: u32,
+    /// The snapshot, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotRef>,
+    /// The commit sequence number ("globalUpdateCount" in the seed design).
+    #[serde(rename = "globalUpdateCount")]
+    pub head: u64,
+    /// Deltas committed since the snapshot, in seq order.
+    #[serde(default)]
+    pub deltas: Vec<DeltaRef>,
+    /// Versions of the entities changed since the snapshot.
+    #[serde(default)]
+    pub entity_versions: VersionMap,
+    /// Time of the last commit, ms since the Unix epoch.
+    #[serde(default)]
+    pub last_sync_timestamp: u64,
+    /// Devices that committed, by device id.
+    #[serde(default)]
+    pub devices: BTreeMap<String, DeviceInfo>,
+    /// What the remote's probe found (`doctor`), as recorded at `init`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<serde_json::Value>,
+}
+
+impl Meta {
+    /// An empty meta with the given head and no snapshot.
+    pub fn new(head: u64) -> Self {
+        Meta {
+            format: FORMAT_VERSION,
+            min_reader: 1,
+            min_writer: 1,
+            snapshot: None,
+            head,
+            deltas: Vec::new(),
+            entity_versions: BTreeMap::new(),
+            last_sync_timestamp: 0,
+            devices: BTreeMap::new(),
+            server: None,
+        }
+    }
+
+    /// Parses meta.json, refusing a format this reader cannot read.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, FormatError> {
+        let probe: VersionProbe =
+            serde_json::from_slice(bytes).map_err(|source| FormatError::Json {
+                what: "meta.json",
+                source,
+            })?;
+        check_reader("meta.json", probe.min_reader)?;
+        serde_json::from_slice(bytes).map_err(|source| FormatError::Json {
+            what: "meta.json",
+            source,
+        })
+    }
+
+    /// Serialises meta.json (pretty, deterministic).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        to_pretty(self)
+    }
+
+    /// Whether this client may commit to a remote with this meta.
+    pub fn writable(&self) -> bool {
+        self.min_writer <= FORMAT_VERSION
+    }
+
+    /// The delta with this seq, if meta lists it.
+    pub fn delta(&self, seq: u64) -> Option<&DeltaRef> {
+        self.deltas.iter().find(|d| d.seq == seq)
+    }
+
+    /// Whether meta lists a delta at this path.
+    pub fn references(&self, path: &str) -> bool {
+        self.deltas.iter().any(|d| d.path == path)
+    }
+
+    /// Version of an entity changed since the snapshot, if meta knows it.
+    pub fn version_of(&self, collection: &str, id: &str) -> Option<u64> {
+        self.entity_versions.get(collection)?.get(id).copied()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VersionProbe {
+    #[serde(default = "one")]
+    min_reader: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn check_reader(what: &'static str, min_reader: u32) -> Result<(), FormatError> {
+    if min_reader > FORMAT_VERSION {
+        Err(FormatError::TooNew {
+            what,
+            needed: min_reader,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+fn to_pretty<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = serde_json::to_vec_pretty(value).expect("format types always serialise");
+    out.push(b'\n');
+    out
+}
+
+/// One entity as stored on the remote (in data.json and in deltas).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EntityRecord {
+    /// Collection name.
+    pub collection: String,
+    /// Entity id (any string; never trusted as a path).
+    pub id: String,
+    /// The seq of the commit that last wrote this entity.
+    pub version: u64,
+    /// Hybrid logical clock of the last change.
+    pub last_modified_at: Hlc,
+    /// Device id of the last change.
+    pub last_modified_by: String,
+    /// Tombstone.
+    #[serde(default)]
+    pub is_deleted: bool,
+    /// The entity's JSON (an object); `null` for a tombstone.
+    #[serde(default)]
+    pub data: serde_json::Value,
+}
+
+/// A value that lost a conflict, kept so that a person can take it back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConflictReceipt {
+    /// Unique id of the receipt (device id, time, random suffix).
+    pub id: String,
+    /// Collection of the entity.
+    pub collection: String,
+    /// Entity id.
+    pub entity_id: String,
+    /// Path of the field inside the entity (empty: the whole entity).
+    pub field: Vec<String>,
+    /// What kind of conflict it was.
+    pub kind: ConflictKind,
+    /// The value that was kept (`null` when the field or entity is absent).
+    pub kept: serde_json::Value,
+    /// Device that wrote the kept value.
+    pub kept_by: String,
+    /// The value that lost (`null` when the field or entity is absent).
+    pub lost: serde_json::Value,
+    /// Device that wrote the losing value.
+    pub lost_by: String,
+    /// When the conflict was found.
+    pub at: Hlc,
+    /// Whether a person resolved it (a resolution travels as a new receipt state).
+    #[serde(default)]
+    pub resolved: bool,
+}
+
+/// The kinds of conflict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConflictKind {
+    /// The same field changed on both sides to different values.
+    Field,
+    /// Deleted on one side, edited on the other: the edit was kept.
+    DeleteEdit,
+    /// The collection's strategy is `manual`: local kept, queued for a person.
+    Manual,
+}
+
+/// One commit's file under `deltas/`. Immutable once written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Delta {
+    /// Format version of this file.
+    pub format: u32,
+    /// Minimum reader version.
+    pub min_reader: u32,
+    /// The seq this delta was written for (meta is authoritative).
+    pub seq: u64,
+    /// Device id of the writer.
+    pub device: String,
+    /// Wall-clock time, ms since the Unix epoch.
+    pub time: u64,
+    /// Path of an earlier delta of the same device that this one replaces (a retry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supersedes: Option<String>,
+    /// Changed entities.
+    pub records: Vec<EntityRecord>,
+    /// Conflict receipts created or resolved by this commit.
+    #[serde(default)]
+    pub conflicts: Vec<ConflictReceipt>,
+}
+
+impl Delta {
+    /// Parses a delta.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, FormatError> {
+        let probe: VersionProbe =
+            serde_json::from_slice(bytes).map_err(|source| FormatError::Json {
+                what: "delta",
+                source,
+            })?;
+        check_reader("delta", probe.min_reader)?;
+        serde_json::from_slice(bytes).map_err(|source| FormatError::Json {
+            what: "delta",
+            source,
+        })
+    }
+
+    /// Serialises a delta (compact: deltas are read by machines).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("format types always serialise")
+    }
+}
+
+/// `data.json` (or `data-g<N>.json`): every entity with versions and tombstones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Snapshot {
+    /// Format version of this file.
+    pub format: u32,
+    /// Minimum reader version.
+    pub min_reader: u32,
+    /// Generation number.
+    pub generation: u64,
+    /// The seq up to which commits are folded in.
+    pub head: u64,
+    /// Wall-clock time it was written, ms since the Unix epoch.
+    pub time: u64,
+    /// Every entity, sorted by (collection, id).
+    pub records: Vec<EntityRecord>,
+    /// Conflict receipts still open.
+    #[serde(default)]
+    pub conflicts: Vec<ConflictReceipt>,
+}
+
+impl Snapshot {
+    /// An empty snapshot of generation 0.
+    pub fn empty(time: u64) -> Self {
+        Snapshot {
+            format: FORMAT_VERSION,
+            min_reader: 1,
+            generation: 0,
+            head: 0,
+            time,
+            records: Vec::new(),
+            conflicts: Vec::new(),
+        }
+    }
+
+    /// Parses a snapshot.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, FormatError> {
+        let probe: VersionProbe =
+            serde_json::from_slice(bytes).map_err(|source| FormatError::Json {
+                what: "data.json",
+                source,
+            })?;
+        check_reader("data.json", probe.min_reader)?;
+        serde_json::from_slice(bytes).map_err(|source| FormatError::Json {
+            what: "data.json",
+            source,
+        })
+    }
+
+    /// Serialises a snapshot (compact).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("format types always serialise")
+    }
+}
+
+/// The canonical bytes of a JSON value: object keys sorted, no white space. Used for content
+/// hashes, so that key order and formatting never count as a change.
+pub fn canonical_json(value: &serde_json::Value) -> Vec<u8> {
+    fn write(value: &serde_json::Value, out: &mut Vec<u8>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                out.push(b'{');
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    out.extend(serde_json::to_vec(k).expect("string serialises"));
+                    out.push(b':');
+                    write(&map[k], out);
+                }
+                out.push(b'}');
+            }
+            serde_json::Value::Array(items) => {
+                out.push(b'[');
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write(v, out);
+                }
+                out.push(b']');
+            }
+            other => out.extend(serde_json::to_vec(other).expect("scalar serialises")),
+        }
+    }
+    let mut out = Vec::new();
+    write(value, &mut out);
+    out
+}
+
+/// sha256 (hex) of the canonical form of a JSON value.
+pub fn content_hash(value: &serde_json::Value) -> String {
+    sha256_hex(&canonical_json(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn canonical_ignores_key_order() {
+        let a = json!({"b": 1, "a": {"y": [1, 2], "x": null}});
+        let b: serde_json::Value =
+            serde_json::from_str(r#"{ "a": {"x": null, "y": [1,2]}, "b": 1 }"#).unwrap();
+        assert_eq!(canonical_json(&a), canonical_json(&b));
+        assert_eq!(
+            String::from_utf8(canonical_json(&a)).unwrap(),
+            r#"{"a":{"x":null,"y":[1,2]},"b":1}"#
+        );
+        assert_ne!(content_hash(&a), content_hash(&json!({"b": 2})));
+    }
+
+    #[test]
+    fn too_new_meta_is_refused() {
+        let mut m = Meta::new(3);
+        m.min_reader = FORMAT_VERSION + 1;
+        let err = Meta::from_bytes(&m.to_bytes()).unwrap_err();
+        assert!(matches!(err, FormatError::TooNew { .. }), "{err}");
+        assert!(err.to_string().contains("upgrade"));
+    }
+
+    #[test]
+    fn truncated_meta_is_a_json_error() {
+        let bytes = Meta::new(1).to_bytes();
+        let err = Meta::from_bytes(&bytes[..bytes.len() / 2]).unwrap_err();
+        assert!(matches!(err, FormatError::Json { .. }));
+    }
+
+    #[test]
+    fn checksum_mismatch_names_the_file() {
+        let err = verify_sha256("deltas/g0/x.json", b"abc", &sha256_hex(b"abd")).unwrap_err();
+        assert!(err.to_string().contains("deltas/g0/x.json"));
+        verify_sha256("x", b"abc", &sha256_hex(b"abc")).unwrap();
+    }
+}

@@ -1,0 +1,317 @@
+//! The storage trait of deltasync and its backends.
+//!
+//! A [`Remote`] is a dumb file store addressed by relative, `/`-separated paths
+//! (`meta.json`, `deltas/g0/abc.json`). It offers conditional reads and writes by ETag, which is
+//! all the commit protocol needs. Backends:
+//!
+//! - [`LocalFolder`]: a folder on this machine (the embedded default; a path or a `file://` URL);
+//! - [`MemoryRemote`]: in memory, for tests, with fault injection ([`Faults`]);
+//! - [`WebDav`]: any WebDAV server, Nextcloud first.
+//!
+//! Semantics every backend keeps (tested by the shared behaviour suite):
+//!
+//! - `get` of a missing path is [`GetResult::NotFound`], never an error; with `if_none_match`
+//!   equal to the current ETag it is [`GetResult::NotModified`] and transfers no body.
+//! - `put` creates missing parent folders. [`PutMode::CreateOnly`] fails with
+//!   [`RemoteError::PreconditionFailed`] when the path exists; [`PutMode::UpdateIfMatch`] fails
+//!   with it when the current ETag differs (or the path is missing). A successful put returns
+//!   the new ETag when the backend has one.
+//! - `list` of a missing folder is empty. `delete` of a missing path succeeds; deleting a
+//!   folder deletes what is in it.
+//! - Whether a backend keeps its promises is in [`Capabilities`]; the commit protocol never
+//!   relies on more than the capabilities say.
+//!
+//! ```
+//! use deltasync_remote::{MemoryRemote, PutMode, Remote, GetResult};
+//!
+//! let remote = MemoryRemote::new();
+//! let etag = remote.put("meta.json", b"{}", &PutMode::CreateOnly).unwrap().unwrap();
+//! assert!(matches!(remote.get("meta.json", Some(&etag)).unwrap(), GetResult::NotModified));
+//! assert!(remote.put("meta.json", b"{}", &PutMode::CreateOnly).unwrap_err().is_precondition_failed());
+//! ```
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::sync::Arc;
+
+mod local;
+mod memory;
+mod path;
+mod webdav;
+
+pub use local::LocalFolder;
+pub use memory::{Faults, MemoryRemote, RequestStats};
+pub use path::{PathError, check_path};
+pub use webdav::{WebDav, WebDavOptions};
+
+/// An entity tag: an opaque version of a remote file, normalised (no quotes, no `W/`, no
+/// `-gzip` suffix).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Etag(pub String);
+
+impl Etag {
+    /// Normalises an ETag as servers send it: strips `W/`, quotes and a `-gzip` (or
+    /// `;gzip`) suffix that some servers add when compressing.
+    pub fn normalise(raw: &str) -> Etag {
+        let mut s = raw.trim();
+        if let Some(rest) = s.strip_prefix("W/") {
+            s = rest;
+        }
+        let s = s.trim_matches('"');
+        let s = s
+            .strip_suffix("-gzip")
+            .or_else(|| s.strip_suffix(";gzip"))
+            .unwrap_or(s);
+        Etag(s.to_string())
+    }
+
+    /// The ETag as a quoted header value.
+    pub fn quoted(&self) -> String {
+        format!("\"{}\"", self.0)
+    }
+}
+
+impl fmt::Display for Etag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The answer of [`Remote::get`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GetResult {
+    /// The path does not exist.
+    NotFound,
+    /// The ETag given as `if_none_match` is still current; no body was transferred.
+    NotModified,
+    /// The body and its ETag (if the backend has one).
+    Found {
+        /// The file's bytes.
+        body: Vec<u8>,
+        /// The file's ETag.
+        etag: Option<Etag>,
+    },
+}
+
+/// How [`Remote::put`] writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutMode {
+    /// Only if nothing exists at the path (`If-None-Match: *`).
+    CreateOnly,
+    /// Only if the current ETag is this one (`If-Match`).
+    UpdateIfMatch(Etag),
+    /// Unconditionally.
+    Overwrite,
+}
+
+/// What [`Remote::head`] and [`Remote::list`] tell of a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Name (in `list`: the last path segment; in `head`: the path asked for).
+    pub name: String,
+    /// Size in bytes (0 for folders).
+    pub size: u64,
+    /// ETag, when the backend gives one.
+    pub etag: Option<Etag>,
+    /// Whether this is a folder.
+    pub is_dir: bool,
+    /// Last modification, ms since the Unix epoch, when known.
+    pub modified_ms: Option<u64>,
+}
+
+/// How far a backend's compare-and-swap can be trusted; found by probing (`doctor`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CasClass {
+    /// Stale If-Match and `If-None-Match: *` on an existing file give 412, racing writers have
+    /// exactly one winner, ETags change on every write.
+    Atomic,
+    /// Atomic, but ETags are weak for a short window after a write, during which every
+    /// If-Match fails (Apache): wait the window out.
+    WeakWindow,
+    /// Preconditions are checked but not atomically, or a same-second rewrite keeps its ETag:
+    /// a stale If-Match can succeed. Commits must be confirmed and re-made if lost.
+    NonAtomic,
+    /// Preconditions are ignored: a lease lock and read-back are needed.
+    None,
+}
+
+impl fmt::Display for CasClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CasClass::Atomic => "atomic",
+            CasClass::WeakWindow => "weak-window",
+            CasClass::NonAtomic => "non-atomic",
+            CasClass::None => "none",
+        })
+    }
+}
+
+/// What a backend promises.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capabilities {
+    /// How far compare-and-swap can be trusted.
+    pub cas: CasClass,
+    /// Whether `get` answers `NotModified` to a current `if_none_match`.
+    pub conditional_get: bool,
+    /// Whether a delete of a folder removes its contents in one request.
+    pub recursive_delete: bool,
+    /// Milliseconds to wait after a write before an If-Match on it can succeed (Apache's weak
+    /// ETag window); 0 elsewhere.
+    pub weak_window_ms: u64,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Capabilities {
+            cas: CasClass::Atomic,
+            conditional_get: true,
+            recursive_delete: true,
+            weak_window_ms: 0,
+        }
+    }
+}
+
+/// Errors of remote operations. [`RemoteError::is_temporary`] says whether a retry can help.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// A precondition (If-Match, If-None-Match: *) failed: someone else wrote first.
+    #[error("{path}: precondition failed (someone else wrote it first)")]
+    PreconditionFailed {
+        /// The path written.
+        path: String,
+    },
+    /// The path is not acceptable (escapes the root, empty segment, …).
+    #[error(transparent)]
+    BadPath(#[from] PathError),
+    /// Credentials refused (401/403). Never contains the password.
+    #[error(
+        "{url}: access denied for user '{user}' ({status}): check the user name and app password"
+    )]
+    Auth {
+        /// The URL, without credentials.
+        url: String,
+        /// The user name.
+        user: String,
+        /// The HTTP status.
+        status: u16,
+    },
+    /// A failure that may pass: timeout, connection reset, 423, 429, 5xx.
+    #[error("{what}: temporary failure: {detail}")]
+    Transient {
+        /// What was being done (method and path).
+        what: String,
+        /// What happened.
+        detail: String,
+    },
+    /// A failure a retry will not fix (other 4xx, TLS, unsupported method …).
+    #[error("{what}: {detail}")]
+    Permanent {
+        /// What was being done.
+        what: String,
+        /// What happened.
+        detail: String,
+    },
+    /// A local I/O error (local-folder backend).
+    #[error("{path}: {source}")]
+    Io {
+        /// The local path.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The remote URL is not understood.
+    #[error("unsupported remote '{0}': use a folder path, file://, http(s):// or nextcloud://")]
+    UnsupportedUrl(String),
+}
+
+impl RemoteError {
+    /// Whether retrying the same operation later can succeed.
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, RemoteError::Transient { .. })
+    }
+
+    /// Whether this is a failed precondition (412).
+    pub fn is_precondition_failed(&self) -> bool {
+        matches!(self, RemoteError::PreconditionFailed { .. })
+    }
+}
+
+/// A dumb file store with conditional reads and writes. See the crate docs for the semantics
+/// every backend keeps.
+pub trait Remote: Send + Sync {
+    /// Reads a file. With `if_none_match` equal to its current ETag: `NotModified`, no body.
+    fn get(&self, path: &str, if_none_match: Option<&Etag>) -> Result<GetResult, RemoteError>;
+
+    /// Writes a file in the given mode, creating parent folders; returns the new ETag if the
+    /// backend has one.
+    fn put(&self, path: &str, body: &[u8], mode: &PutMode) -> Result<Option<Etag>, RemoteError>;
+
+    /// Size and ETag of a file; `None` when missing.
+    fn head(&self, path: &str) -> Result<Option<ObjectInfo>, RemoteError>;
+
+    /// The entries of a folder (not recursive); empty when the folder is missing.
+    fn list(&self, dir: &str) -> Result<Vec<ObjectInfo>, RemoteError>;
+
+    /// Deletes a file or a folder with its contents; a missing path is fine.
+    fn delete(&self, path: &str) -> Result<(), RemoteError>;
+
+    /// What this backend promises.
+    fn capabilities(&self) -> Capabilities;
+
+    /// A description for messages: the URL or folder, never with credentials.
+    fn describe(&self) -> String;
+}
+
+impl<R: Remote + ?Sized> Remote for Arc<R> {
+    fn get(&self, path: &str, if_none_match: Option<&Etag>) -> Result<GetResult, RemoteError> {
+        (**self).get(path, if_none_match)
+    }
+    fn put(&self, path: &str, body: &[u8], mode: &PutMode) -> Result<Option<Etag>, RemoteError> {
+        (**self).put(path, body, mode)
+    }
+    fn head(&self, path: &str) -> Result<Option<ObjectInfo>, RemoteError> {
+        (**self).head(path)
+    }
+    fn list(&self, dir: &str) -> Result<Vec<ObjectInfo>, RemoteError> {
+        (**self).list(dir)
+    }
+    fn delete(&self, path: &str) -> Result<(), RemoteError> {
+        (**self).delete(path)
+    }
+    fn capabilities(&self) -> Capabilities {
+        (**self).capabilities()
+    }
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+}
+
+/// Opens a remote from a URL or path: a folder path or `file://…` gives [`LocalFolder`];
+/// `http(s)://…` and `nextcloud://user@host/path` give [`WebDav`] (credentials from `options`).
+pub fn open(url: &str, options: &WebDavOptions) -> Result<Arc<dyn Remote>, RemoteError> {
+    if let Some(rest) = url.strip_prefix("file://") {
+        return Ok(Arc::new(LocalFolder::new(rest)?));
+    }
+    if url.starts_with("http://") || url.starts_with("https://") || url.starts_with("nextcloud://")
+    {
+        return Ok(Arc::new(WebDav::open(url, options)?));
+    }
+    if url.contains("://") {
+        return Err(RemoteError::UnsupportedUrl(url.to_string()));
+    }
+    Ok(Arc::new(LocalFolder::new(url)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags_are_normalised() {
+        assert_eq!(Etag::normalise("W/\"abc\""), Etag("abc".into()));
+        assert_eq!(Etag::normalise("\"abc-gzip\""), Etag("abc".into()));
+        assert_eq!(Etag::normalise("abc"), Etag("abc".into()));
+        assert_eq!(Etag("x".into()).quoted(), "\"x\"");
+    }
+}

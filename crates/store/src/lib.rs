@@ -1,0 +1,2 @@
+//! deltasync-store (being written).
+#![forbid(unsafe_code)]
