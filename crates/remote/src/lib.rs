@@ -34,14 +34,19 @@
 use std::fmt;
 use std::sync::Arc;
 
+pub mod conformance;
+mod counting;
 mod local;
 mod memory;
 mod path;
+mod probe;
 mod webdav;
 
+pub use counting::{Counting, RequestStats};
 pub use local::LocalFolder;
-pub use memory::{Faults, MemoryRemote, RequestStats};
+pub use memory::{Faults, MemoryRemote};
 pub use path::{PathError, check_path};
+pub use probe::{ProbeReport, probe};
 pub use webdav::{WebDav, WebDavOptions};
 
 /// An entity tag: an opaque version of a remote file, normalised (no quotes, no `W/`, no

@@ -6,10 +6,6 @@ use crate::{Capabilities, Etag, GetResult, ObjectInfo, PutMode, Remote, RemoteEr
 #[derive(Debug, Clone, Default)]
 pub struct Faults {}
 
-/// Request counters.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RequestStats {}
-
 /// An in-memory remote.
 #[derive(Debug, Default)]
 pub struct MemoryRemote {}

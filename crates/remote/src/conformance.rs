@@ -1,0 +1,1 @@
+//! The behaviour suite every backend must pass (stub: being written).
