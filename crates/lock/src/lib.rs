@@ -1,2 +1,233 @@
-//! deltasync-lock (being written).
+//! The compare-and-swap commit of deltasync's `meta.json`.
+//!
+//! `meta.json` is rewritten only with `If-Match: <etag read>`. This crate holds the pieces of
+//! that protocol that do not depend on the layout: a jittered, bounded [`Backoff`], a
+//! [`retry_transient`] wrapper for operations that are safe to repeat, and [`cas_write`], the
+//! conditional write that turns a 412 into [`CasError::Conflict`] and a lost response into a
+//! question answered by reading the file back.
+//!
+//! ```
+//! use deltasync_lock::{cas_write, Backoff, CasError};
+//! use deltasync_remote::{MemoryRemote, PutMode, Remote};
+//!
+//! let remote = MemoryRemote::new();
+//! let first = remote.put("meta.json", b"1", &PutMode::CreateOnly).unwrap().unwrap();
+//! let second = cas_write(&remote, "meta.json", b"2", Some(&first), &mut Backoff::quick()).unwrap();
+//! // A writer still holding the first etag loses.
+//! let err = cas_write(&remote, "meta.json", b"3", Some(&first), &mut Backoff::quick()).unwrap_err();
+//! assert!(matches!(err, CasError::Conflict));
+//! assert_ne!(Some(second), None);
+//! ```
 #![forbid(unsafe_code)]
+
+use std::time::Duration;
+
+use deltasync_remote::{Etag, GetResult, PutMode, Remote, RemoteError};
+
+/// Jittered exponential backoff with a bound on attempts.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    attempt: u32,
+    base: Duration,
+    max: Duration,
+    max_attempts: u32,
+}
+
+impl Backoff {
+    /// A backoff starting at `base`, doubling up to `max`, for at most `max_attempts` retries.
+    pub fn new(base: Duration, max: Duration, max_attempts: u32) -> Self {
+        Backoff {
+            attempt: 0,
+            base,
+            max,
+            max_attempts,
+        }
+    }
+
+    /// The default for network remotes: 100 ms doubling to 5 s, 8 retries.
+    pub fn standard() -> Self {
+        Self::new(Duration::from_millis(100), Duration::from_secs(5), 8)
+    }
+
+    /// A fast one for tests and local folders: 1 ms doubling to 20 ms, 8 retries.
+    pub fn quick() -> Self {
+        Self::new(Duration::from_millis(1), Duration::from_millis(20), 8)
+    }
+
+    /// How many retries were handed out.
+    pub fn attempts(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The delay before the next retry, or `None` when the bound is reached. The delay is
+    /// drawn uniformly from [d/2, d] where d doubles every attempt ("equal jitter").
+    pub fn next_delay(&mut self) -> Option<Duration> {
+        if self.attempt >= self.max_attempts {
+            return None;
+        }
+        let exp = self
+            .base
+            .saturating_mul(1u32 << self.attempt.min(20))
+            .min(self.max);
+        self.attempt += 1;
+        let half = exp / 2;
+        let jitter_ns = fastrand::u64(0..=half.as_nanos().min(u64::MAX as u128) as u64);
+        Some(half + Duration::from_nanos(jitter_ns))
+    }
+
+    /// Sleeps for the next delay; false when the bound is reached.
+    pub fn wait(&mut self) -> bool {
+        match self.next_delay() {
+            Some(d) => {
+                std::thread::sleep(d);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Runs `op`, retrying temporary failures with `backoff`. Only for operations that are safe to
+/// repeat (reads, create-only writes of immutable content, deletes).
+pub fn retry_transient<T>(
+    backoff: &mut Backoff,
+    mut op: impl FnMut() -> Result<T, RemoteError>,
+) -> Result<T, RemoteError> {
+    loop {
+        match op() {
+            Err(e) if e.is_temporary() => {
+                tracing::debug!(error = %e, "temporary failure, retrying");
+                if !backoff.wait() {
+                    return Err(e);
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Errors of [`cas_write`].
+#[derive(Debug, thiserror::Error)]
+pub enum CasError {
+    /// Someone else wrote the file first: read it again, merge, retry.
+    #[error("someone else committed first")]
+    Conflict,
+    /// The remote failed.
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+}
+
+/// Writes `body` to `path` if its ETag is still `expected` (`None`: only if it does not exist).
+///
+/// A temporary failure is retried, but a PUT whose response was lost may have been applied: so
+/// before each retry the file is read back. If it holds exactly `body`, the write happened and
+/// its ETag is returned; if it holds something else, someone else wrote and the answer is
+/// [`CasError::Conflict`].
+pub fn cas_write(
+    remote: &dyn Remote,
+    path: &str,
+    body: &[u8],
+    expected: Option<&Etag>,
+    backoff: &mut Backoff,
+) -> Result<Etag, CasError> {
+    let mode = match expected {
+        Some(e) => PutMode::UpdateIfMatch(e.clone()),
+        None => PutMode::CreateOnly,
+    };
+    loop {
+        match remote.put(path, body, &mode) {
+            Ok(Some(etag)) => return Ok(etag),
+            Ok(None) => return read_back(remote, path, body, backoff)?.ok_or(CasError::Conflict),
+            Err(e) if e.is_precondition_failed() => return Err(CasError::Conflict),
+            Err(e) if e.is_temporary() => {
+                tracing::debug!(error = %e, path, "commit write failed temporarily");
+                if !backoff.wait() {
+                    return Err(e.into());
+                }
+                match retry_transient(backoff, || remote.get(path, None))? {
+                    GetResult::Found { body: now, etag } if now == body => {
+                        if let Some(etag) = etag {
+                            return Ok(etag);
+                        }
+                        return read_back(remote, path, body, backoff)?.ok_or(CasError::Conflict);
+                    }
+                    GetResult::Found { etag, .. } => {
+                        if etag.as_ref() != expected {
+                            return Err(CasError::Conflict);
+                        }
+                        // Unchanged: the write did not happen; try again.
+                    }
+                    GetResult::NotFound if expected.is_none() => {}
+                    GetResult::NotFound | GetResult::NotModified => return Err(CasError::Conflict),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Reads `path` back: `Some(etag)` when it holds exactly `body`.
+fn read_back(
+    remote: &dyn Remote,
+    path: &str,
+    body: &[u8],
+    backoff: &mut Backoff,
+) -> Result<Option<Etag>, RemoteError> {
+    match retry_transient(backoff, || remote.get(path, None))? {
+        GetResult::Found { body: now, etag } if now == body => {
+            Ok(Some(etag.unwrap_or_else(|| Etag(deltasync_meta::sha256_hex(body)))))
+        }
+        _ => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deltasync_remote::{Faults, MemoryRemote};
+
+    #[test]
+    fn backoff_is_bounded_and_grows() {
+        let mut b = Backoff::new(Duration::from_millis(10), Duration::from_millis(40), 4);
+        let delays: Vec<Duration> = std::iter::from_fn(|| b.next_delay()).collect();
+        assert_eq!(delays.len(), 4);
+        assert!(delays[0] >= Duration::from_millis(5) && delays[0] <= Duration::from_millis(10));
+        assert!(delays[3] >= Duration::from_millis(20) && delays[3] <= Duration::from_millis(40));
+    }
+
+    #[test]
+    fn stale_etag_conflicts() {
+        let r = MemoryRemote::new();
+        let e1 = cas_write(&r, "m", b"a", None, &mut Backoff::quick()).unwrap();
+        let _e2 = cas_write(&r, "m", b"b", Some(&e1), &mut Backoff::quick()).unwrap();
+        assert!(matches!(
+            cas_write(&r, "m", b"c", Some(&e1), &mut Backoff::quick()),
+            Err(CasError::Conflict)
+        ));
+        assert!(matches!(
+            cas_write(&r, "m", b"c", None, &mut Backoff::quick()),
+            Err(CasError::Conflict)
+        ));
+    }
+
+    #[test]
+    fn lost_response_is_resolved_by_reading_back() {
+        let r = MemoryRemote::with_seed(7);
+        let e1 = cas_write(&r, "m", b"a", None, &mut Backoff::quick()).unwrap();
+        r.set_faults(Faults {
+            lost_response_rate: 1.0,
+            ..Faults::default()
+        });
+        // Every PUT is applied but answered with an error: the read-back must find our body.
+        let got = cas_write(&r, "m", b"b", Some(&e1), &mut Backoff::quick());
+        r.set_faults(Faults::default());
+        let etag = got.unwrap();
+        match r.get("m", None).unwrap() {
+            GetResult::Found { body, etag: now } => {
+                assert_eq!(body, b"b");
+                assert_eq!(now, Some(etag));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

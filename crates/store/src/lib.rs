@@ -1,2 +1,404 @@
-//! deltasync-store (being written).
+//! The split-lite layout of a deltasync remote.
+//!
+//! ```text
+//! <root>/
+//!   meta.json                 the commit point, rewritten only with If-Match
+//!   data.json                 snapshot generation 0 (later: data-g<N>.json)
+//!   deltas/g<N>/<name>.json   immutable deltas, one per commit, grouped by generation
+//!   archive/                  zipped deltas folded into a snapshot
+//! ```
+//!
+//! [`Store`] reads and writes these files, verifying every checksum on read, and commits
+//! `meta.json` by compare-and-swap.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use deltasync_remote::MemoryRemote;
+//! use deltasync_store::{MetaRead, Store};
+//!
+//! let store = Store::new(Arc::new(MemoryRemote::new()));
+//! store.init(None).unwrap();
+//! match store.read_meta(None).unwrap() {
+//!     MetaRead::Fresh { meta, .. } => assert_eq!(meta.head, 0),
+//!     other => panic!("{other:?}"),
+//! }
+//! ```
 #![forbid(unsafe_code)]
+
+use std::sync::Arc;
+
+use deltasync_lock::{cas_write, retry_transient, Backoff, CasError};
+use deltasync_meta::{
+    sha256_hex, verify_sha256, Delta, DeltaRef, FormatError, Meta, Snapshot, SnapshotRef, DATA_FILE,
+    DELTAS_DIR, META_FILE,
+};
+use deltasync_remote::{Etag, GetResult, PutMode, Remote, RemoteError};
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The remote failed.
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    /// A file is malformed, too new, or fails its checksum.
+    #[error("{path}: {source}")]
+    Format {
+        /// The remote path.
+        path: String,
+        /// What is wrong.
+        #[source]
+        source: FormatError,
+    },
+    /// A file meta refers to is missing.
+    #[error("{0} is referenced by meta.json but missing on the remote")]
+    Missing(String),
+    /// There is no meta.json: the remote was never initialised.
+    #[error("the remote has no meta.json: run `deltasync init` first")]
+    NotInitialised,
+    /// Someone else committed first.
+    #[error("someone else committed first")]
+    Conflict,
+}
+
+impl StoreError {
+    /// Whether a retry later can help.
+    pub fn is_temporary(&self) -> bool {
+        match self {
+            StoreError::Remote(e) => e.is_temporary(),
+            StoreError::Conflict => true,
+            // A truncated body (a proxy cut it) reads as a checksum or JSON error: try again.
+            StoreError::Format { source, .. } => !matches!(source, FormatError::TooNew { .. }),
+            _ => false,
+        }
+    }
+}
+
+impl From<CasError> for StoreError {
+    fn from(e: CasError) -> Self {
+        match e {
+            CasError::Conflict => StoreError::Conflict,
+            CasError::Remote(r) => StoreError::Remote(r),
+        }
+    }
+}
+
+/// The answer of [`Store::read_meta`].
+#[derive(Debug, Clone)]
+pub enum MetaRead {
+    /// The etag we hold is current: nothing new (one request, no body).
+    NotModified,
+    /// meta.json and its etag.
+    Fresh {
+        /// The parsed meta.
+        meta: Meta,
+        /// Its etag.
+        etag: Etag,
+        /// Its size in bytes.
+        size: u64,
+    },
+}
+
+/// Reads and writes the split-lite layout on a remote.
+#[derive(Clone)]
+pub struct Store {
+    remote: Arc<dyn Remote>,
+    backoff: Backoff,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("remote", &self.remote.describe())
+            .finish()
+    }
+}
+
+/// The path of a delta of generation `generation` with a unique `name`.
+pub fn delta_path(generation: u64, name: &str) -> String {
+    format!("{DELTAS_DIR}/g{generation}/{name}.json")
+}
+
+/// The file name of the snapshot of a generation.
+pub fn snapshot_name(generation: u64) -> String {
+    if generation == 0 {
+        DATA_FILE.to_string()
+    } else {
+        format!("data-g{generation}.json")
+    }
+}
+
+impl Store {
+    /// A store over `remote` with the standard backoff.
+    pub fn new(remote: Arc<dyn Remote>) -> Self {
+        let backoff = Backoff::standard();
+        Store { remote, backoff }
+    }
+
+    /// Uses `backoff` as the template for retries.
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// The remote.
+    pub fn remote(&self) -> &Arc<dyn Remote> {
+        &self.remote
+    }
+
+    fn retry<T>(&self, op: impl FnMut() -> Result<T, RemoteError>) -> Result<T, RemoteError> {
+        retry_transient(&mut self.backoff.clone(), op)
+    }
+
+    /// Creates an empty layout (data.json and meta.json at head 0) if the remote has no
+    /// meta.json; returns whether it did. `server` is the probe result to record.
+    pub fn init(&self, server: Option<serde_json::Value>) -> Result<bool, StoreError> {
+        if let GetResult::Found { .. } = self.retry(|| self.remote.get(META_FILE, None))? {
+            return Ok(false);
+        }
+        let now = now_ms();
+        let snapshot = Snapshot::empty(now);
+        let bytes = snapshot.to_bytes();
+        // Create-only: if another device initialised meanwhile, an existing data.json is
+        // theirs and fine to keep; it is checked against their meta.
+        match self.retry(|| self.remote.put(DATA_FILE, &bytes, &PutMode::CreateOnly)) {
+            Ok(_) => {}
+            Err(e) if e.is_precondition_failed() => {}
+            Err(e) => return Err(e.into()),
+        }
+        let data = match self.retry(|| self.remote.get(DATA_FILE, None))? {
+            GetResult::Found { body, .. } => body,
+            _ => return Err(StoreError::Missing(DATA_FILE.into())),
+        };
+        let parsed = Snapshot::from_bytes(&data).map_err(|source| StoreError::Format {
+            path: DATA_FILE.into(),
+            source,
+        })?;
+        let mut meta = Meta::new(parsed.head);
+        meta.snapshot = Some(SnapshotRef {
+            generation: parsed.generation,
+            name: DATA_FILE.into(),
+            size: data.len() as u64,
+            sha256: sha256_hex(&data),
+            head: parsed.head,
+        });
+        meta.server = server;
+        meta.last_sync_timestamp = now;
+        match cas_write(
+            self.remote.as_ref(),
+            META_FILE,
+            &meta.to_bytes(),
+            None,
+            &mut self.backoff.clone(),
+        ) {
+            Ok(_) => Ok(true),
+            Err(CasError::Conflict) => Ok(false),
+            Err(CasError::Remote(e)) => Err(e.into()),
+        }
+    }
+
+    /// Reads meta.json, conditionally on the etag we hold.
+    pub fn read_meta(&self, known: Option<&Etag>) -> Result<MetaRead, StoreError> {
+        match self.retry(|| self.remote.get(META_FILE, known))? {
+            GetResult::NotModified => Ok(MetaRead::NotModified),
+            GetResult::NotFound => Err(StoreError::NotInitialised),
+            GetResult::Found { body, etag } => {
+                let meta = Meta::from_bytes(&body).map_err(|source| StoreError::Format {
+                    path: META_FILE.into(),
+                    source,
+                })?;
+                let etag = etag.unwrap_or_else(|| Etag(sha256_hex(&body)));
+                Ok(MetaRead::Fresh {
+                    meta,
+                    etag,
+                    size: body.len() as u64,
+                })
+            }
+        }
+    }
+
+    fn read_verified(&self, path: &str, sha256: &str) -> Result<Vec<u8>, StoreError> {
+        let body = match self.retry(|| self.remote.get(path, None))? {
+            GetResult::Found { body, .. } => body,
+            _ => return Err(StoreError::Missing(path.to_string())),
+        };
+        verify_sha256(path, &body, sha256).map_err(|source| StoreError::Format {
+            path: path.to_string(),
+            source,
+        })?;
+        Ok(body)
+    }
+
+    /// Reads and verifies the snapshot meta refers to.
+    pub fn read_snapshot(&self, r: &SnapshotRef) -> Result<(Snapshot, u64), StoreError> {
+        let body = self.read_verified(&r.name, &r.sha256)?;
+        let snap = Snapshot::from_bytes(&body).map_err(|source| StoreError::Format {
+            path: r.name.clone(),
+            source,
+        })?;
+        Ok((snap, body.len() as u64))
+    }
+
+    /// Reads and verifies a delta meta refers to.
+    pub fn read_delta(&self, r: &DeltaRef) -> Result<Delta, StoreError> {
+        let body = self.read_verified(&r.path, &r.sha256)?;
+        Delta::from_bytes(&body).map_err(|source| StoreError::Format {
+            path: r.path.clone(),
+            source,
+        })
+    }
+
+    /// Writes a delta create-only under a unique name in the current generation's folder and
+    /// returns the reference to put in meta. Safe to retry: the name is new each call.
+    pub fn write_delta(&self, delta: &Delta, generation: u64) -> Result<DeltaRef, StoreError> {
+        let name = format!(
+            "{}-{}-{:08x}",
+            sanitize_device(&delta.device),
+            delta.time,
+            fastrand::u32(..)
+        );
+        let path = delta_path(generation, &name);
+        let bytes = delta.to_bytes();
+        match self.retry(|| self.remote.put(&path, &bytes, &PutMode::CreateOnly)) {
+            Ok(_) => {}
+            // A lost response to our own create: the file is there; check it is ours.
+            Err(e) if e.is_precondition_failed() => {
+                self.read_verified(&path, &sha256_hex(&bytes))?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(DeltaRef {
+            path,
+            seq: delta.seq,
+            device: delta.device.clone(),
+            time: delta.time,
+            entities: delta.records.len() as u64,
+            size: bytes.len() as u64,
+            sha256: sha256_hex(&bytes),
+        })
+    }
+
+    /// Commits `meta` if meta.json's etag is still `expected`.
+    pub fn commit_meta(&self, meta: &Meta, expected: &Etag) -> Result<Etag, StoreError> {
+        let bytes = meta.to_bytes();
+        let window = self.remote.capabilities().weak_window_ms;
+        let mut backoff = self.backoff.clone();
+        loop {
+            match cas_write(
+                self.remote.as_ref(),
+                META_FILE,
+                &bytes,
+                Some(expected),
+                &mut backoff,
+            ) {
+                // A server with a weak-ETag window refuses every If-Match right after a
+                // write: wait the window out once before calling it a conflict.
+                Err(CasError::Conflict) if window > 0 && backoff.attempts() == 0 => {
+                    std::thread::sleep(std::time::Duration::from_millis(window));
+                    backoff.next_delay();
+                }
+                other => return other.map_err(StoreError::from),
+            }
+        }
+    }
+
+    /// Deletes a file best-effort (an orphan delta after a lost race).
+    pub fn delete_quietly(&self, path: &str) {
+        if let Err(e) = self.remote.delete(path) {
+            tracing::debug!(error = %e, path, "could not delete");
+        }
+    }
+}
+
+fn sanitize_device(device: &str) -> String {
+    device
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .take(40)
+        .collect()
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deltasync_meta::{EntityRecord, Hlc};
+    use deltasync_remote::MemoryRemote;
+
+    fn store() -> (Arc<MemoryRemote>, Store) {
+        let mem = Arc::new(MemoryRemote::new());
+        let store = Store::new(mem.clone()).with_backoff(Backoff::quick());
+        (mem, store)
+    }
+
+    fn delta(seq: u64) -> Delta {
+        Delta {
+            format: 1,
+            min_reader: 1,
+            seq,
+            device: "dev/../1".into(),
+            time: 5,
+            supersedes: None,
+            records: vec![EntityRecord {
+                collection: "tasks".into(),
+                id: "a".into(),
+                version: seq,
+                last_modified_at: Hlc { ms: 5, counter: 0 },
+                last_modified_by: "dev1".into(),
+                is_deleted: false,
+                data: serde_json::json!({"title": "x"}),
+            }],
+            conflicts: vec![],
+        }
+    }
+
+    #[test]
+    fn init_is_idempotent() {
+        let (_, s) = store();
+        assert!(s.init(None).unwrap());
+        assert!(!s.init(None).unwrap());
+    }
+
+    #[test]
+    fn delta_round_trip_and_corruption_detected() {
+        let (mem, s) = store();
+        s.init(None).unwrap();
+        let r = s.write_delta(&delta(1), 0).unwrap();
+        assert!(r.path.starts_with("deltas/g0/dev1-5-"), "{}", r.path);
+        assert_eq!(s.read_delta(&r).unwrap(), delta(1));
+        let mut bytes = mem.files()[&r.path].clone();
+        bytes.truncate(bytes.len() - 3);
+        mem.raw_put(&r.path, &bytes);
+        let err = s.read_delta(&r).unwrap_err();
+        assert!(err.to_string().contains("corrupt"), "{err}");
+        assert!(err.is_temporary());
+    }
+
+    #[test]
+    fn commit_needs_current_etag() {
+        let (_, s) = store();
+        s.init(None).unwrap();
+        let MetaRead::Fresh { mut meta, etag, .. } = s.read_meta(None).unwrap() else {
+            panic!()
+        };
+        assert!(matches!(s.read_meta(Some(&etag)).unwrap(), MetaRead::NotModified));
+        meta.head = 1;
+        let e2 = s.commit_meta(&meta, &etag).unwrap();
+        meta.head = 2;
+        assert!(matches!(s.commit_meta(&meta, &etag), Err(StoreError::Conflict)));
+        s.commit_meta(&meta, &e2).unwrap();
+    }
+
+    #[test]
+    fn uninitialised_remote_says_so() {
+        let (_, s) = store();
+        let err = s.read_meta(None).unwrap_err();
+        assert!(err.to_string().contains("deltasync init"));
+    }
+}
