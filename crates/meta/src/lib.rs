@@ -209,9 +209,10 @@ impl Meta {
         })
     }
 
-    /// Serialises meta.json (pretty, deterministic).
+    /// Serialises meta.json (compact and deterministic: it is rewritten by every commit, so
+    /// its bytes count).
     pub fn to_bytes(&self) -> Vec<u8> {
-        to_pretty(self)
+        serde_json::to_vec(self).expect("format types always serialise")
     }
 
     /// Whether this client may commit to a remote with this meta.
@@ -255,12 +256,6 @@ fn check_reader(what: &'static str, min_reader: u32) -> Result<(), FormatError> 
     } else {
         Ok(())
     }
-}
-
-fn to_pretty<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut out = serde_json::to_vec_pretty(value).expect("format types always serialise");
-    out.push(b'\n');
-    out
 }
 
 /// One entity as stored on the remote (in data.json and in deltas).
