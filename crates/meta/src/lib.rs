@@ -35,7 +35,7 @@ pub const MIN_READABLE_FORMAT: u32 = 1;
 
 /// Name of the commit point at the remote root.
 pub const META_FILE: &str = "meta.json";
-/// Name of the first snapshot (generation 0). Later generations are `data-g<N>.json`.
+/// Name of the first snapshot (generation 0). Later generations are `data-g<N>-<8 hex>.json`.
 pub const DATA_FILE: &str = "data.json";
 /// Folder holding the deltas, one sub-folder per snapshot generation.
 pub const DELTAS_DIR: &str = "deltas";
@@ -366,7 +366,7 @@ impl Delta {
     }
 }
 
-/// `data.json` (or `data-g<N>.json`): every entity with versions and tombstones.
+/// `data.json` (or `data-g<N>-<8 hex>.json`): every entity with versions and tombstones.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Snapshot {

@@ -66,6 +66,9 @@ impl StoreError {
         match self {
             StoreError::Remote(e) => e.is_temporary(),
             StoreError::Conflict => true,
+            // A file meta listed was removed by a compaction that happened since: read meta
+            // again.
+            StoreError::Missing(_) => true,
             // A truncated body (a proxy cut it) reads as a checksum or JSON error: try again.
             StoreError::Format { source, .. } => !matches!(source, FormatError::TooNew { .. }),
             _ => false,
@@ -118,12 +121,14 @@ pub fn delta_path(generation: u64, name: &str) -> String {
     format!("{DELTAS_DIR}/g{generation}/{name}.json")
 }
 
-/// The file name of the snapshot of a generation.
+/// A new file name for the snapshot of a generation: `data.json` for generation 0,
+/// `data-g<N>-<8 hex random>.json` after, so that two devices compacting at once never write
+/// the same file.
 pub fn snapshot_name(generation: u64) -> String {
     if generation == 0 {
         DATA_FILE.to_string()
     } else {
-        format!("data-g{generation}.json")
+        format!("data-g{generation}-{:08x}.json", fastrand::u32(..))
     }
 }
 
@@ -274,6 +279,21 @@ impl Store {
             entities: delta.records.len() as u64,
             size: bytes.len() as u64,
             sha256: sha256_hex(&bytes),
+        })
+    }
+
+    /// Writes a snapshot create-only under its generation's name and returns the reference
+    /// to put in meta.
+    pub fn write_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotRef, StoreError> {
+        let name = snapshot_name(snapshot.generation);
+        let bytes = snapshot.to_bytes();
+        self.retry(|| self.remote.put(&name, &bytes, &PutMode::CreateOnly))?;
+        Ok(SnapshotRef {
+            generation: snapshot.generation,
+            name,
+            size: bytes.len() as u64,
+            sha256: sha256_hex(&bytes),
+            head: snapshot.head,
         })
     }
 
