@@ -47,6 +47,7 @@ pub use local::LocalFolder;
 pub use memory::{Faults, MemoryRemote};
 pub use path::{PathError, check_path};
 pub use probe::{ProbeReport, probe};
+pub use webdav::{PASSWORD_ENV, Secret, SecretError};
 pub use webdav::{WebDav, WebDavOptions};
 
 /// An entity tag: an opaque version of a remote file, normalised (no quotes, no `W/`, no

@@ -1,12 +1,701 @@
-//! Probing a remote's compare-and-swap behaviour (stub: being written).
+//! Probing how far a remote's compare-and-swap can be trusted (`doctor`, and at `init`).
+//!
+//! [`probe`] writes throw-away files under `.deltasync-probe-<random>/` and deletes them
+//! afterwards. It checks that ETags exist; that a fresh `If-Match` succeeds (and how long after
+//! a write: Apache's ETags are weak for about a second, and a weak ETag never matches); that a
+//! stale or unknown `If-Match` and an `If-None-Match: *` on an existing file give 412; that a
+//! rewrite within the same second, same length, changes the ETag; that `PROPFIND` reports the
+//! same ETags as `HEAD`; conditional GET; `MKCOL`; `DELETE` of a folder; and how many of a
+//! number of writers racing with one ETag win. From that it picks a [`CasClass`].
+//! [`crate::WebDav::probe`] adds what only raw HTTP shows (weak `W/` ETags, ETags missing from
+//! PUT answers).
 
-use crate::{Remote, RemoteError};
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
 
-/// What a probe found.
-#[derive(Debug, Clone, Default)]
-pub struct ProbeReport {}
+use crate::webdav::WebDav;
+use crate::{Capabilities, CasClass, Etag, GetResult, PutMode, Remote, RemoteError};
 
-/// Probes `remote` with throw-away files.
-pub fn probe(_remote: &dyn Remote) -> Result<ProbeReport, RemoteError> {
-    Ok(ProbeReport::default())
+/// Writers racing with one ETag, per round.
+const RACE_THREADS: usize = 8;
+/// Rounds of the race (a non-atomic server may let two win only now and then).
+const RACE_ROUNDS: usize = 3;
+/// How long a fresh If-Match may keep failing before CAS is declared unusable.
+const MAX_WEAK_WINDOW: Duration = Duration::from_secs(4);
+
+/// What a probe found: plain data, see [`ProbeReport::explain`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeReport {
+    /// The remote probed ([`Remote::describe`]).
+    pub remote: String,
+    /// The verdict.
+    pub class: CasClass,
+    /// Milliseconds to wait after a write before an If-Match on it can succeed, with a margin
+    /// (0 when a fresh If-Match succeeds at once).
+    pub weak_window_ms: u64,
+    /// The weak window as measured: time from a write to the first successful If-Match.
+    pub measured_window_ms: u64,
+    /// A PUT gave an ETag (from its answer or a HEAD after it).
+    pub etag_on_put: bool,
+    /// The PUT answer itself carried an ETag (`None`: not known through this remote).
+    pub etag_in_put_answer: Option<bool>,
+    /// HEAD gives an ETag.
+    pub etag_on_head: bool,
+    /// The ETag right after a write is strong, no `W/` (`None`: not known).
+    pub etag_strong: Option<bool>,
+    /// A rewrite within the same second with a different body of the same length changed the
+    /// ETag (`None`: no ETags, or could not be tested).
+    pub etag_changes_on_rewrite: Option<bool>,
+    /// An If-Match with the current ETag succeeded (at once or after the weak window).
+    pub fresh_if_match_ok: bool,
+    /// An If-Match with a previous version's ETag gave 412.
+    pub stale_if_match_rejected: Option<bool>,
+    /// An If-Match with an ETag the server never gave gave 412.
+    pub unknown_if_match_rejected: Option<bool>,
+    /// `If-None-Match: *` on an existing file gave 412.
+    pub create_only_rejected: bool,
+    /// GET with the current ETag as If-None-Match gave 304.
+    pub conditional_get: bool,
+    /// PROPFIND (list) gives the same ETag as HEAD (`None`: no ETags).
+    pub propfind_etags_match: Option<bool>,
+    /// Missing parent folders were created by a PUT (MKCOL).
+    pub mkcol_ok: bool,
+    /// Deleting a folder removed it with its contents, and deleting a missing path succeeded.
+    pub delete_ok: bool,
+    /// Writers per race round.
+    pub race_threads: usize,
+    /// Winners of each race round (all racing with one ETag): 1 each is atomic.
+    pub race_winners: Vec<usize>,
+    /// Winners of `RACE_THREADS` writers creating one file with `If-None-Match: *`.
+    pub create_race_winners: usize,
+    /// Anything else worth telling (unexpected answers, cleanup failures).
+    pub notes: Vec<String>,
+    /// How long the probe took.
+    pub elapsed_ms: u64,
+}
+
+impl ProbeReport {
+    /// The capabilities that follow from the probe.
+    pub fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            cas: self.class,
+            conditional_get: self.conditional_get,
+            recursive_delete: self.delete_ok,
+            weak_window_ms: self.weak_window_ms,
+        }
+    }
+
+    /// Plain-English lines: what was found, then what deltasync will do.
+    pub fn explain(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let yes = |b: bool, y: &str, n: &str| if b { y.to_string() } else { n.to_string() };
+        out.push(format!("Remote: {}", self.remote));
+        out.push(match (self.etag_on_put, self.etag_in_put_answer) {
+            (false, _) => {
+                "ETags: none after a PUT — this server gives no version to compare.".to_string()
+            }
+            (true, Some(false)) => {
+                "ETags: not in PUT answers; a HEAD after each PUT finds them.".to_string()
+            }
+            (true, _) => "ETags: given in PUT answers.".to_string(),
+        });
+        out.push(yes(
+            self.etag_on_head,
+            "HEAD gives ETags.",
+            "HEAD gives no ETag.",
+        ));
+        match self.etag_strong {
+            Some(true) => out.push("ETags are strong right after a write.".into()),
+            Some(false) => out.push("ETags are weak (W/) right after a write.".into()),
+            None => {}
+        }
+        if self.fresh_if_match_ok {
+            if self.measured_window_ms == 0 {
+                out.push("If-Match with the current ETag succeeded at once.".into());
+            } else {
+                out.push(format!(
+                    "If-Match with the current ETag failed for {} ms after a write (weak ETag), \
+                     then succeeded.",
+                    self.measured_window_ms
+                ));
+            }
+        } else if self.etag_on_put || self.etag_on_head {
+            out.push(format!(
+                "If-Match with the current ETag never succeeded within {} s.",
+                MAX_WEAK_WINDOW.as_secs()
+            ));
+        }
+        let tri = |v: Option<bool>, y: &str, n: &str| match v {
+            Some(true) => Some(y.to_string()),
+            Some(false) => Some(n.to_string()),
+            None => None,
+        };
+        out.extend(tri(
+            self.stale_if_match_rejected,
+            "A stale If-Match was refused (412).",
+            "A stale If-Match was ACCEPTED: the server does not check If-Match properly.",
+        ));
+        out.extend(tri(
+            self.unknown_if_match_rejected,
+            "An If-Match with a made-up ETag was refused (412).",
+            "An If-Match with a made-up ETag was ACCEPTED: the server ignores If-Match.",
+        ));
+        out.push(yes(
+            self.create_only_rejected,
+            "If-None-Match: * on an existing file was refused (412).",
+            "If-None-Match: * on an existing file was ACCEPTED: create-only writes can overwrite.",
+        ));
+        out.extend(tri(
+            self.etag_changes_on_rewrite,
+            "A same-second rewrite with a same-length body changed the ETag.",
+            "A same-second rewrite with a same-length body KEPT the ETag: a stale If-Match can \
+             succeed.",
+        ));
+        out.extend(tri(
+            self.propfind_etags_match,
+            "PROPFIND gives the same ETags as HEAD.",
+            "PROPFIND gives other ETags than HEAD.",
+        ));
+        out.push(yes(
+            self.conditional_get,
+            "A GET with the current ETag answered 304 Not Modified.",
+            "A GET with the current ETag did not answer 304: every poll downloads the file.",
+        ));
+        out.push(yes(
+            self.mkcol_ok,
+            "Missing folders were created (MKCOL).",
+            "Missing folders could not be created.",
+        ));
+        out.push(yes(
+            self.delete_ok,
+            "A folder was deleted with its contents in one request.",
+            "Deleting a folder with contents did not work in one request.",
+        ));
+        if !self.race_winners.is_empty() {
+            let w: Vec<String> = self.race_winners.iter().map(|n| n.to_string()).collect();
+            out.push(format!(
+                "{} writers racing with one ETag, {} rounds: winners per round {}.",
+                self.race_threads,
+                self.race_winners.len(),
+                w.join(", ")
+            ));
+        }
+        out.push(format!(
+            "{} writers creating one file with If-None-Match: *: {} won.",
+            self.race_threads, self.create_race_winners
+        ));
+        out.extend(self.notes.iter().map(|n| format!("Note: {n}")));
+        out.push(match self.class {
+            CasClass::Atomic => {
+                "Class: atomic. deltasync uses its commit protocol as is: a conditional PUT of \
+                 meta.json either wins alone or gets 412."
+                    .to_string()
+            }
+            CasClass::WeakWindow => format!(
+                "Class: weak-window. Compare-and-swap works once an ETag is strong: deltasync \
+                 waits {} ms after writing meta.json before the next If-Match on it.",
+                self.weak_window_ms
+            ),
+            CasClass::NonAtomic => {
+                "Class: non-atomic. A stale If-Match can succeed or two writers can both win: \
+                 deltasync keeps each commit unconfirmed until a later meta.json still lists it, \
+                 and commits again (merged on top) any commit that was lost."
+                    .to_string()
+            }
+            CasClass::None => {
+                "Class: none. The server does not enforce preconditions: deltasync takes a lease \
+                 lock (a file with a short expiry) around each commit and reads meta.json back \
+                 after writing it."
+                    .to_string()
+            }
+        });
+        if self.class != CasClass::Atomic
+            && self.weak_window_ms > 0
+            && self.class != CasClass::WeakWindow
+        {
+            out.push(format!(
+                "It also waits {} ms after a write before an If-Match (weak ETags).",
+                self.weak_window_ms
+            ));
+        }
+        out
+    }
+
+    /// The report as JSON (for `doctor --json`).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "remote": self.remote,
+            "class": self.class.to_string(),
+            "weak_window_ms": self.weak_window_ms,
+            "measured_window_ms": self.measured_window_ms,
+            "etag_on_put": self.etag_on_put,
+            "etag_in_put_answer": self.etag_in_put_answer,
+            "etag_on_head": self.etag_on_head,
+            "etag_strong": self.etag_strong,
+            "etag_changes_on_rewrite": self.etag_changes_on_rewrite,
+            "fresh_if_match_ok": self.fresh_if_match_ok,
+            "stale_if_match_rejected": self.stale_if_match_rejected,
+            "unknown_if_match_rejected": self.unknown_if_match_rejected,
+            "create_only_rejected": self.create_only_rejected,
+            "conditional_get": self.conditional_get,
+            "propfind_etags_match": self.propfind_etags_match,
+            "mkcol_ok": self.mkcol_ok,
+            "delete_ok": self.delete_ok,
+            "race_threads": self.race_threads,
+            "race_winners": self.race_winners,
+            "create_race_winners": self.create_race_winners,
+            "notes": self.notes,
+            "elapsed_ms": self.elapsed_ms,
+            "explain": self.explain(),
+        })
+    }
+}
+
+/// Probes `remote` with throw-away files under `.deltasync-probe-<random>/`, deleted after.
+/// Fails only when the remote cannot be used at all (auth, unreachable, cannot write).
+pub fn probe(remote: &dyn Remote) -> Result<ProbeReport, RemoteError> {
+    run(remote, None)
+}
+
+/// [`probe`] for a WebDAV remote, adding what only raw HTTP shows: whether PUT answers carry
+/// an ETag and whether ETags are weak right after a write.
+pub fn probe_webdav(dav: &WebDav) -> Result<ProbeReport, RemoteError> {
+    run(dav, Some(dav))
+}
+
+/// Deletes the probe folder when dropped (best effort, also on early return).
+struct Cleanup<'a> {
+    remote: &'a dyn Remote,
+    dir: String,
+    done: bool,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.remote.delete(&self.dir);
+        }
+    }
+}
+
+/// A body of `len` bytes that differs by `tag`.
+fn body(tag: &str, len: usize) -> Vec<u8> {
+    let mut b = format!("{{\"deltasync-probe\":\"{tag}\",\"pad\":\"").into_bytes();
+    while b.len() + 2 < len {
+        b.push(b'.');
+    }
+    b.extend_from_slice(b"\"}");
+    b
+}
+
+/// The ETag a write returned, or the one a HEAD finds.
+fn etag_of(
+    remote: &dyn Remote,
+    path: &str,
+    written: Option<Etag>,
+) -> Result<Option<Etag>, RemoteError> {
+    if written.is_some() {
+        return Ok(written);
+    }
+    Ok(remote.head(path)?.and_then(|i| i.etag))
+}
+
+fn accepted(r: &Result<Option<Etag>, RemoteError>) -> Result<bool, RemoteError> {
+    match r {
+        Ok(_) => Ok(true),
+        Err(RemoteError::PreconditionFailed { .. }) => Ok(false),
+        Err(e) => Err(clone_error(e)),
+    }
+}
+
+/// `RemoteError` is not `Clone` (it can hold an io::Error); rebuild what a probe can meet.
+fn clone_error(e: &RemoteError) -> RemoteError {
+    match e {
+        RemoteError::Auth { url, user, status } => RemoteError::Auth {
+            url: url.clone(),
+            user: user.clone(),
+            status: *status,
+        },
+        RemoteError::Transient { what, detail } => RemoteError::Transient {
+            what: what.clone(),
+            detail: detail.clone(),
+        },
+        RemoteError::PreconditionFailed { path } => {
+            RemoteError::PreconditionFailed { path: path.clone() }
+        }
+        other => RemoteError::Permanent {
+            what: "probe".into(),
+            detail: other.to_string(),
+        },
+    }
+}
+
+fn run(remote: &dyn Remote, raw: Option<&WebDav>) -> Result<ProbeReport, RemoteError> {
+    let started = Instant::now();
+    let dir = format!(".deltasync-probe-{:016x}", fastrand::u64(..));
+    let mut cleanup = Cleanup {
+        remote,
+        dir: dir.clone(),
+        done: false,
+    };
+    let p = |name: &str| format!("{dir}/{name}");
+    let mut r = ProbeReport {
+        remote: remote.describe(),
+        class: CasClass::None,
+        weak_window_ms: 0,
+        measured_window_ms: 0,
+        etag_on_put: false,
+        etag_in_put_answer: None,
+        etag_on_head: false,
+        etag_strong: None,
+        etag_changes_on_rewrite: None,
+        fresh_if_match_ok: false,
+        stale_if_match_rejected: None,
+        unknown_if_match_rejected: None,
+        create_only_rejected: false,
+        conditional_get: false,
+        propfind_etags_match: None,
+        mkcol_ok: false,
+        delete_ok: false,
+        race_threads: RACE_THREADS,
+        race_winners: Vec::new(),
+        create_race_winners: 0,
+        notes: Vec::new(),
+        elapsed_ms: 0,
+    };
+    const LEN: usize = 64;
+    let a = p("a.json");
+
+    // 1. Create (this also creates the probe folder: MKCOL).
+    let put = remote.put(&a, &body("one", LEN), &PutMode::CreateOnly)?;
+    let mut last_write = Instant::now();
+    r.mkcol_ok = true;
+    r.etag_on_put = put.is_some();
+    let head = remote.head(&a)?;
+    let head_etag = head.as_ref().and_then(|h| h.etag.clone());
+    r.etag_on_head = head_etag.is_some();
+    match remote.get(&a, None)? {
+        GetResult::Found { body: got, .. } if got == body("one", LEN) => {}
+        other => r.notes.push(format!(
+            "reading back a new file gave something else: {}",
+            match other {
+                GetResult::Found { body, .. } => format!("{} bytes", body.len()),
+                GetResult::NotFound => "not found".into(),
+                GetResult::NotModified => "not modified".into(),
+            }
+        )),
+    }
+    if let Some(dav) = raw {
+        let w = p("w.json");
+        let answer = dav.put_raw(&w, &body("raw", LEN), &PutMode::Overwrite)?;
+        r.etag_in_put_answer = Some(answer.etag.is_some());
+        let raw_etag = answer.etag.or(dav.raw_etag(&w)?);
+        r.etag_strong = raw_etag.map(|e| !e.trim_start().starts_with("W/"));
+    }
+    let Some(mut current) = head_etag.or(put) else {
+        r.notes
+            .push("no ETag anywhere: compare-and-swap is impossible".into());
+        r.create_only_rejected =
+            !accepted(&remote.put(&a, &body("one", LEN), &PutMode::CreateOnly))?;
+        finish_common(remote, &mut r, &dir)?;
+        r.class = CasClass::None;
+        cleanup.done = remote.delete(&dir).is_ok();
+        r.elapsed_ms = started.elapsed().as_millis() as u64;
+        return Ok(r);
+    };
+
+    // 2. Conditional GET.
+    r.conditional_get = matches!(remote.get(&a, Some(&current))?, GetResult::NotModified);
+
+    // 3. If-None-Match: * on an existing file (same body, so an accepting server changes
+    //    nothing but perhaps the ETag).
+    let res = remote.put(&a, &body("one", LEN), &PutMode::CreateOnly);
+    r.create_only_rejected = !accepted(&res)?;
+    if !r.create_only_rejected {
+        last_write = Instant::now();
+        current = etag_of(remote, &a, res.ok().flatten())?.unwrap_or(current);
+    }
+
+    // 4. If-Match with an ETag the server never gave.
+    let bogus = Etag(format!("deltasync-probe-{:x}", fastrand::u64(..)));
+    let res = remote.put(&a, &body("one", LEN), &PutMode::UpdateIfMatch(bogus));
+    let unknown_accepted = accepted(&res)?;
+    r.unknown_if_match_rejected = Some(!unknown_accepted);
+    if unknown_accepted {
+        last_write = Instant::now();
+        current = etag_of(remote, &a, res.ok().flatten())?.unwrap_or(current);
+    }
+
+    // 5. If-Match with the current ETag: at once, or after how long (weak ETags)?
+    let mut first_try = true;
+    loop {
+        let res = remote.put(
+            &a,
+            &body("two", LEN),
+            &PutMode::UpdateIfMatch(current.clone()),
+        );
+        if accepted(&res)? {
+            r.fresh_if_match_ok = true;
+            if !first_try {
+                r.measured_window_ms = last_write.elapsed().as_millis() as u64;
+            }
+            break;
+        }
+        first_try = false;
+        if last_write.elapsed() > MAX_WEAK_WINDOW {
+            r.notes.push(
+                "If-Match with the ETag the server gave never succeeded: conditional writes \
+                 are unusable"
+                    .into(),
+            );
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if r.measured_window_ms > 0 {
+        // Round up to a quarter second, plus a quarter second of margin.
+        r.weak_window_ms = r.measured_window_ms.div_ceil(250) * 250 + 250;
+    }
+    let wait_window = |since: Instant, window: u64| {
+        let w = Duration::from_millis(window);
+        if let Some(left) = w.checked_sub(since.elapsed()) {
+            std::thread::sleep(left);
+        }
+    };
+
+    // 6. Same-second rewrites with same-length bodies: does the ETag change?
+    let mut samples = 0;
+    let mut reused = false;
+    for i in 0..3 {
+        let t = Instant::now();
+        let e1 = etag_of(
+            remote,
+            &a,
+            remote.put(&a, &body(&format!("x{i}"), LEN), &PutMode::Overwrite)?,
+        )?;
+        let e2 = etag_of(
+            remote,
+            &a,
+            remote.put(&a, &body(&format!("y{i}"), LEN), &PutMode::Overwrite)?,
+        )?;
+        if t.elapsed() < Duration::from_millis(500) {
+            samples += 1;
+            if e1.is_some() && e1 == e2 {
+                reused = true;
+            }
+        }
+    }
+    if samples > 0 {
+        r.etag_changes_on_rewrite = Some(!reused);
+    } else {
+        r.notes
+            .push("writes were too slow to test same-second rewrites".into());
+    }
+
+    // 7. A stale If-Match: the ETag of a previous version of another length.
+    let old = etag_of(
+        remote,
+        &a,
+        remote.put(&a, &body("old", LEN * 2), &PutMode::Overwrite)?,
+    )?;
+    std::thread::sleep(Duration::from_millis(20));
+    let new = etag_of(
+        remote,
+        &a,
+        remote.put(&a, &body("new", LEN), &PutMode::Overwrite)?,
+    )?;
+    let last_write = Instant::now();
+    if let Some(old) = old.filter(|o| Some(o) != new.as_ref()) {
+        wait_window(last_write, r.weak_window_ms);
+        let res = remote.put(&a, &body("stale", LEN), &PutMode::UpdateIfMatch(old));
+        r.stale_if_match_rejected = Some(!accepted(&res)?);
+    } else {
+        r.notes
+            .push("two versions of different length had one ETag".into());
+        r.stale_if_match_rejected = Some(false);
+    }
+
+    // 8. PROPFIND ETags against HEAD.
+    let head_now = remote.head(&a)?.and_then(|h| h.etag);
+    let listed = remote
+        .list(&dir)?
+        .into_iter()
+        .find(|o| o.name == "a.json")
+        .and_then(|o| o.etag);
+    r.propfind_etags_match = match (&head_now, &listed) {
+        (Some(h), Some(l)) => Some(h == l),
+        (Some(_), None) => {
+            r.notes.push("PROPFIND gives no ETags".into());
+            Some(false)
+        }
+        _ => None,
+    };
+
+    // 9. Racing If-Match writers.
+    let race = p("race.json");
+    remote.put(&race, &body("race", LEN), &PutMode::Overwrite)?;
+    let mut race_write = Instant::now();
+    for round in 0..RACE_ROUNDS {
+        wait_window(
+            race_write,
+            r.weak_window_ms
+                .max(if r.fresh_if_match_ok { 0 } else { 1000 }),
+        );
+        let Some(etag) = remote.head(&race)?.and_then(|h| h.etag) else {
+            r.notes.push("race file has no ETag".into());
+            break;
+        };
+        let barrier = Barrier::new(RACE_THREADS);
+        let results: Vec<Result<bool, RemoteError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..RACE_THREADS)
+                .map(|i| {
+                    let (barrier, etag, race) = (&barrier, &etag, &race);
+                    s.spawn(move || {
+                        let b = body(&format!("r{round}w{i}"), LEN);
+                        barrier.wait();
+                        accepted(&remote.put(race, &b, &PutMode::UpdateIfMatch(etag.clone())))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("probe thread panicked"))
+                .collect()
+        });
+        race_write = Instant::now();
+        let mut winners = 0;
+        for res in results {
+            match res {
+                Ok(true) => winners += 1,
+                Ok(false) => {}
+                Err(e) => r.notes.push(format!("a racing write failed: {e}")),
+            }
+        }
+        r.race_winners.push(winners);
+    }
+
+    // 10. Racing creators.
+    let created = p("created.json");
+    let barrier = Barrier::new(RACE_THREADS);
+    r.create_race_winners = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..RACE_THREADS)
+            .map(|i| {
+                let (barrier, created) = (&barrier, &created);
+                s.spawn(move || {
+                    let b = body(&format!("c{i}"), LEN);
+                    barrier.wait();
+                    accepted(&remote.put(created, &b, &PutMode::CreateOnly))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("probe thread panicked"))
+            .filter(|r| matches!(r, Ok(true)))
+            .count()
+    });
+
+    finish_common(remote, &mut r, &dir)?;
+
+    // Verdict.
+    let max_winners = r.race_winners.iter().copied().max().unwrap_or(0);
+    r.class = if !r.fresh_if_match_ok
+        || unknown_accepted
+        || (RACE_THREADS > 1 && max_winners == RACE_THREADS)
+    {
+        CasClass::None
+    } else if r.stale_if_match_rejected != Some(true)
+        || r.etag_changes_on_rewrite == Some(false)
+        || max_winners > 1
+        || !r.create_only_rejected
+        || r.create_race_winners > 1
+    {
+        CasClass::NonAtomic
+    } else if r.weak_window_ms > 0 {
+        CasClass::WeakWindow
+    } else {
+        CasClass::Atomic
+    };
+
+    match remote.delete(&dir) {
+        Ok(()) => cleanup.done = true,
+        Err(e) => r.notes.push(format!("could not delete {dir}: {e}")),
+    }
+    r.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(r)
+}
+
+/// MKCOL of nested folders and DELETE of a folder with contents.
+fn finish_common(remote: &dyn Remote, r: &mut ProbeReport, dir: &str) -> Result<(), RemoteError> {
+    let deep = format!("{dir}/sub/deep/b.json");
+    match remote.put(&deep, b"{}", &PutMode::Overwrite) {
+        Ok(_) => {
+            let sub_listed = remote
+                .list(dir)?
+                .iter()
+                .any(|o| o.name == "sub" && o.is_dir);
+            if !sub_listed {
+                r.notes
+                    .push("a created folder is not listed as a folder".into());
+            }
+        }
+        Err(e) => {
+            r.mkcol_ok = false;
+            r.notes.push(format!("creating nested folders failed: {e}"));
+            return Ok(());
+        }
+    }
+    let sub = format!("{dir}/sub");
+    let deleted = remote.delete(&sub).is_ok() && remote.head(&deep)?.is_none();
+    let missing_ok = remote.delete(&format!("{dir}/never-existed.json")).is_ok();
+    r.delete_ok = deleted && missing_ok;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_have_the_asked_length() {
+        assert_eq!(body("a", 64).len(), 64);
+        assert_eq!(body("bb", 64).len(), 64);
+        assert_ne!(body("a", 64), body("b", 64));
+        assert_eq!(body("old", 128).len(), 128);
+    }
+
+    #[test]
+    fn explain_says_what_deltasync_does() {
+        let mut r = ProbeReport {
+            remote: "http://127.0.0.1/".into(),
+            class: CasClass::WeakWindow,
+            weak_window_ms: 1500,
+            measured_window_ms: 1100,
+            etag_on_put: true,
+            etag_in_put_answer: Some(false),
+            etag_on_head: true,
+            etag_strong: Some(false),
+            etag_changes_on_rewrite: Some(true),
+            fresh_if_match_ok: true,
+            stale_if_match_rejected: Some(true),
+            unknown_if_match_rejected: Some(true),
+            create_only_rejected: true,
+            conditional_get: true,
+            propfind_etags_match: Some(true),
+            mkcol_ok: true,
+            delete_ok: true,
+            race_threads: 8,
+            race_winners: vec![1, 1, 1],
+            create_race_winners: 1,
+            notes: vec![],
+            elapsed_ms: 10,
+        };
+        let text = r.explain().join("\n");
+        assert!(text.contains("waits 1500 ms"), "{text}");
+        assert!(text.contains("not in PUT answers"), "{text}");
+        assert_eq!(r.capabilities().weak_window_ms, 1500);
+        r.class = CasClass::None;
+        assert!(r.explain().join("\n").contains("lease lock"));
+        assert_eq!(r.to_json()["class"], "none");
+    }
 }

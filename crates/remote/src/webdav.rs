@@ -1,46 +1,813 @@
-//! The WebDAV backend (stub: being written).
+//! The WebDAV backend: any WebDAV server, Nextcloud first.
+//!
+//! Requests go through one blocking [`reqwest`] client (rustls, connections reused) with basic
+//! auth. Reads and writes are conditional by ETag (`If-None-Match`, `If-Match`,
+//! `If-None-Match: *`); ETags are normalised ([`Etag::normalise`]) and Nextcloud's `OC-ETag`
+//! is preferred. A `PUT` whose answer carries no ETag is followed by a `HEAD` (then a
+//! `PROPFIND`) to learn it. Missing parent folders are created with `MKCOL` when a `PUT`
+//! fails for want of them.
+//!
+//! Errors: 401/403 are [`RemoteError::Auth`] (URL and user, never the password); 412 is
+//! [`RemoteError::PreconditionFailed`]; 423, 429, 5xx, timeouts and connection failures are
+//! [`RemoteError::Transient`] — retried here, with jittered backoff and `Retry-After` honoured
+//! within bounds, only for idempotent requests (GET, HEAD, PROPFIND, DELETE, MKCOL); a failed
+//! PUT is returned at once, since only the caller knows whether repeating it is safe. TLS
+//! failures are [`RemoteError::Permanent`] and say why.
+//!
+//! How far a server's compare-and-swap can be trusted is found by [`WebDav::probe`]; until
+//! then [`WebDav::capabilities`] says [`CasClass::NonAtomic`] (the safe assumption) unless
+//! [`WebDavOptions::capabilities`] says otherwise.
 
-use crate::{Capabilities, Etag, GetResult, ObjectInfo, PutMode, Remote, RemoteError};
+mod multistatus;
+mod secret;
+mod target;
 
-/// How to reach a WebDAV server.
-#[derive(Debug, Clone, Default)]
-pub struct WebDavOptions {}
+use std::sync::RwLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// A WebDAV remote.
+use reqwest::Method;
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use reqwest::header::{HeaderMap, HeaderValue};
+
+pub use secret::{PASSWORD_ENV, Secret, SecretError};
+use target::Target;
+
+use crate::{
+    Capabilities, CasClass, Etag, GetResult, ObjectInfo, PathError, PutMode, Remote, RemoteError,
+    check_path,
+};
+
+/// How to reach a WebDAV server. `Debug` never shows the password.
+#[derive(Debug, Clone)]
+pub struct WebDavOptions {
+    /// The user for basic auth; when `None`, the user named in the URL (if any).
+    pub user: Option<String>,
+    /// The password (for Nextcloud: an app password), e.g. from [`Secret::from_env`] or
+    /// [`Secret::from_command`]. Never put it in the URL.
+    pub password: Option<Secret>,
+    /// Allow plain `http://` to a host that is not this machine (the password would travel
+    /// unencrypted). Loopback addresses are always allowed.
+    pub allow_insecure_http: bool,
+    /// Time allowed to connect (default 10 s).
+    pub connect_timeout: Duration,
+    /// Time allowed for a whole request, body included (default 60 s).
+    pub timeout: Duration,
+    /// How many times an idempotent request is retried after a transient failure (default 3).
+    pub retries: u32,
+    /// The first backoff delay; it doubles per retry, with jitter (default 250 ms).
+    pub retry_base_delay: Duration,
+    /// The longest `Retry-After` honoured; a server asking for more gets the error reported
+    /// instead (default 30 s).
+    pub max_retry_after: Duration,
+    /// Capabilities to assume instead of the safe default (`NonAtomic`) until probed, e.g.
+    /// from a stored `doctor` result.
+    pub capabilities: Option<Capabilities>,
+}
+
+impl Default for WebDavOptions {
+    fn default() -> Self {
+        WebDavOptions {
+            user: None,
+            password: None,
+            allow_insecure_http: false,
+            connect_timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(60),
+            retries: 3,
+            retry_base_delay: Duration::from_millis(250),
+            max_retry_after: Duration::from_secs(30),
+            capabilities: None,
+        }
+    }
+}
+
+impl WebDavOptions {
+    /// Options with a user and password.
+    pub fn with_credentials(user: impl Into<String>, password: Secret) -> WebDavOptions {
+        WebDavOptions {
+            user: Some(user.into()),
+            password: Some(password),
+            ..WebDavOptions::default()
+        }
+    }
+}
+
+/// What the server said in answer to a PUT, before any fallback (for the probe).
+#[derive(Debug, Clone)]
+pub(crate) struct RawPut {
+    /// The `OC-ETag` or `ETag` header, raw.
+    pub etag: Option<String>,
+}
+
+/// A WebDAV remote. See the [module docs](self).
 #[derive(Debug)]
 pub struct WebDav {
-    url: String,
+    target: Target,
+    user: Option<String>,
+    password: Option<Secret>,
+    client: Client,
+    options: WebDavOptions,
+    capabilities: RwLock<Capabilities>,
+}
+
+/// A failed attempt: the error, and how long the server asked us to wait.
+struct Failure {
+    error: RemoteError,
+    retry_after: Option<Duration>,
+}
+
+impl From<RemoteError> for Failure {
+    fn from(error: RemoteError) -> Self {
+        Failure {
+            error,
+            retry_after: None,
+        }
+    }
+}
+
+const PROPFIND_BODY: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+<d:propfind xmlns:d="DAV:"><d:prop><d:resourcetype/><d:getcontentlength/><d:getetag/><d:getlastmodified/></d:prop></d:propfind>"#;
+
+/// The capabilities assumed before a probe: compare-and-swap is not trusted to be atomic.
+fn unprobed_capabilities() -> Capabilities {
+    Capabilities {
+        cas: CasClass::NonAtomic,
+        conditional_get: true,
+        recursive_delete: true,
+        weak_window_ms: 0,
+    }
 }
 
 impl WebDav {
-    /// Opens a WebDAV remote by URL.
-    pub fn open(url: &str, _options: &WebDavOptions) -> Result<Self, RemoteError> {
+    /// Opens a WebDAV remote: `http(s)://[user@]host[:port]/path` or
+    /// `nextcloud://user@host[:port]/path` (which is
+    /// `https://host/remote.php/dav/files/user/path`). Sends nothing yet.
+    pub fn open(url: &str, options: &WebDavOptions) -> Result<Self, RemoteError> {
+        let target = Target::parse(url, options.allow_insecure_http)?;
+        let user = options.user.clone().or_else(|| target.user.clone());
+        if options.password.is_some() && user.is_none() {
+            return Err(RemoteError::Permanent {
+                what: format!("remote {}", target.base),
+                detail: "a password is given but no user: name one in the options or the URL \
+                         (nextcloud://user@host/folder)"
+                    .into(),
+            });
+        }
+        let client = Client::builder()
+            .connect_timeout(options.connect_timeout)
+            .timeout(options.timeout)
+            .user_agent(concat!("deltasync/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .pool_idle_timeout(Duration::from_secs(50))
+            .build()
+            .map_err(|e| RemoteError::Permanent {
+                what: format!("remote {}", target.base),
+                detail: format!("cannot set up the HTTP client: {}", chain(&e)),
+            })?;
         Ok(WebDav {
-            url: url.to_string(),
+            capabilities: RwLock::new(
+                options
+                    .capabilities
+                    .clone()
+                    .unwrap_or_else(unprobed_capabilities),
+            ),
+            target,
+            user,
+            password: options.password.clone(),
+            client,
+            options: options.clone(),
         })
+    }
+
+    /// The root URL, without credentials (ends with `/`).
+    pub fn base_url(&self) -> &str {
+        self.target.base.as_str()
+    }
+
+    /// The user sent with basic auth, if any.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    /// Whether this is a Nextcloud server (a `nextcloud://` URL or a `/remote.php/` path).
+    pub fn is_nextcloud(&self) -> bool {
+        self.target.nextcloud
+    }
+
+    /// Replaces the capabilities this remote reports (e.g. from a stored probe result).
+    pub fn set_capabilities(&self, capabilities: Capabilities) {
+        *self.capabilities.write().unwrap_or_else(|e| e.into_inner()) = capabilities;
+    }
+
+    /// Probes the server with throw-away files (see [`crate::probe`]), including what only the
+    /// raw HTTP answers show (weak ETags, ETags missing from PUT answers), and from then on
+    /// reports the capabilities found.
+    pub fn probe(&self) -> Result<crate::ProbeReport, RemoteError> {
+        let report = crate::probe::probe_webdav(self)?;
+        self.set_capabilities(report.capabilities());
+        Ok(report)
+    }
+
+    /// Moves (renames) `from` to `to` with `MOVE`, creating `to`'s parent folders. With
+    /// `overwrite` false an existing `to` gives [`RemoteError::PreconditionFailed`]. Not
+    /// retried on transient failures (a repeated MOVE is not idempotent).
+    pub fn move_to(&self, from: &str, to: &str, overwrite: bool) -> Result<(), RemoteError> {
+        check_file_path(from)?;
+        check_file_path(to)?;
+        let src = self.target.url(from);
+        let dest = self.target.url(to);
+        let what = format!("MOVE {src} to {dest}");
+        let send = || -> Result<Response, RemoteError> {
+            let req = self
+                .request(Method::from_bytes(b"MOVE").expect("valid method"), &src)
+                .header("Destination", &dest)
+                .header("Overwrite", if overwrite { "T" } else { "F" });
+            self.send_raw(&what, req)
+        };
+        let mut resp = send()?;
+        if matches!(resp.status().as_u16(), 409 | 404) && self.create_parents(&dest)? {
+            resp = send()?;
+        }
+        match resp.status().as_u16() {
+            200..=299 => Ok(()),
+            412 => Err(RemoteError::PreconditionFailed {
+                path: to.to_string(),
+            }),
+            _ => Err(self.status_error(&what, resp)),
+        }
+    }
+
+    /// `HEAD` of a file, returning its `ETag` header exactly as sent (`W/"…"` for a weak one);
+    /// `None` when missing or without ETag.
+    pub fn raw_etag(&self, path: &str) -> Result<Option<String>, RemoteError> {
+        check_file_path(path)?;
+        let url = self.target.url(path);
+        let what = format!("HEAD {url}");
+        self.with_retries(true, || {
+            let resp = self.send(&what, self.request(Method::HEAD, &url))?;
+            match resp.status().as_u16() {
+                200..=299 => Ok(header(resp.headers(), "etag").map(str::to_string)),
+                404 | 410 => Ok(None),
+                _ => Err(self.status_error(&what, resp).into()),
+            }
+        })
+    }
+
+    /// A PUT that reports the answer's ETag header raw, without the HEAD fallback.
+    pub(crate) fn put_raw(
+        &self,
+        path: &str,
+        body: &[u8],
+        mode: &PutMode,
+    ) -> Result<RawPut, RemoteError> {
+        check_file_path(path)?;
+        let resp = self.put_response(path, body, mode)?;
+        Ok(RawPut {
+            etag: etag_header(resp.headers()).map(str::to_string),
+        })
+    }
+
+    // ---- plumbing -------------------------------------------------------------------------
+
+    fn request(&self, method: Method, url: &str) -> RequestBuilder {
+        let req = self.client.request(method, url);
+        match &self.user {
+            Some(user) => req.basic_auth(user, self.password.as_ref().map(Secret::expose)),
+            None => req,
+        }
+    }
+
+    /// Sends one request; maps transport failures to errors, whatever the status.
+    fn send_raw(&self, what: &str, req: RequestBuilder) -> Result<Response, RemoteError> {
+        req.send().map_err(|e| self.transport_error(what, &e))
+    }
+
+    /// Sends one request; maps transport failures and transient statuses to a [`Failure`].
+    fn send(&self, what: &str, req: RequestBuilder) -> Result<Response, Failure> {
+        let resp = self.send_raw(what, req)?;
+        let status = resp.status();
+        if is_transient_status(status.as_u16()) {
+            let retry_after = retry_after(resp.headers());
+            tracing::debug!(%what, %status, ?retry_after, "transient answer");
+            return Err(Failure {
+                error: RemoteError::Transient {
+                    what: what.to_string(),
+                    detail: format!("HTTP {status}"),
+                },
+                retry_after,
+            });
+        }
+        Ok(resp)
+    }
+
+    fn transport_error(&self, what: &str, e: &reqwest::Error) -> RemoteError {
+        let detail = chain(e);
+        let lower = detail.to_ascii_lowercase();
+        if lower.contains("certificate") || lower.contains("unknownissuer") {
+            return RemoteError::Permanent {
+                what: what.to_string(),
+                detail: format!(
+                    "certificate not trusted: {detail} (the server's TLS certificate is not \
+                     signed by an authority this machine trusts, is expired, or names another \
+                     host; install a proper certificate, e.g. from Let's Encrypt, or add its \
+                     authority to the system's trust store)"
+                ),
+            };
+        }
+        if lower.contains("tls") || lower.contains("handshake") || lower.contains("ssl") {
+            return RemoteError::Permanent {
+                what: what.to_string(),
+                detail: format!(
+                    "TLS failed: {detail} (is this an https:// URL for a server that speaks \
+                     plain http, or the other way round?)"
+                ),
+            };
+        }
+        if e.is_builder() || e.is_redirect() {
+            return RemoteError::Permanent {
+                what: what.to_string(),
+                detail,
+            };
+        }
+        let detail = if e.is_timeout() {
+            format!(
+                "timed out (connect {} s, request {} s): {detail}",
+                self.options.connect_timeout.as_secs(),
+                self.options.timeout.as_secs()
+            )
+        } else if e.is_connect() {
+            format!("cannot connect: {detail}")
+        } else {
+            detail
+        };
+        RemoteError::Transient {
+            what: what.to_string(),
+            detail,
+        }
+    }
+
+    /// Runs `attempt`, retrying transient failures of idempotent requests with jittered
+    /// exponential backoff (or the server's `Retry-After`, when within bounds).
+    fn with_retries<T>(
+        &self,
+        idempotent: bool,
+        mut attempt: impl FnMut() -> Result<T, Failure>,
+    ) -> Result<T, RemoteError> {
+        let mut tries = 0u32;
+        loop {
+            let failure = match attempt() {
+                Ok(v) => return Ok(v),
+                Err(f) => f,
+            };
+            tries += 1;
+            let RemoteError::Transient { what, detail } = failure.error else {
+                return Err(failure.error);
+            };
+            if !idempotent {
+                return Err(RemoteError::Transient { what, detail });
+            }
+            if tries > self.options.retries {
+                let detail = if tries > 1 {
+                    format!("{detail} (tried {tries} times)")
+                } else {
+                    detail
+                };
+                return Err(RemoteError::Transient { what, detail });
+            }
+            let delay = match failure.retry_after {
+                Some(d) if d > self.options.max_retry_after => {
+                    return Err(RemoteError::Transient {
+                        what,
+                        detail: format!(
+                            "{detail}; the server asks to retry after {} s",
+                            d.as_secs()
+                        ),
+                    });
+                }
+                Some(d) => d,
+                None => backoff(self.options.retry_base_delay, tries),
+            };
+            tracing::debug!(%what, %detail, try_no = tries, ?delay, "retrying");
+            std::thread::sleep(delay);
+        }
+    }
+
+    /// The error for an answer the caller did not expect.
+    fn status_error(&self, what: &str, resp: Response) -> RemoteError {
+        let status = resp.status();
+        let code = status.as_u16();
+        if code == 401 || code == 403 {
+            return RemoteError::Auth {
+                url: resp.url().to_string(),
+                user: self.user.clone().unwrap_or_else(|| "(none)".into()),
+                status: code,
+            };
+        }
+        if is_transient_status(code) {
+            return RemoteError::Transient {
+                what: what.to_string(),
+                detail: format!("HTTP {status}"),
+            };
+        }
+        let hint = match code {
+            405 => " (is WebDAV enabled at this URL?)",
+            _ => "",
+        };
+        let body = resp.text().unwrap_or_default();
+        let body: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
+        let body: String = body.chars().take(200).collect();
+        RemoteError::Permanent {
+            what: what.to_string(),
+            detail: if body.is_empty() {
+                format!("HTTP {status}{hint}")
+            } else {
+                format!("HTTP {status}{hint}: {body}")
+            },
+        }
+    }
+
+    fn put_response(
+        &self,
+        path: &str,
+        body: &[u8],
+        mode: &PutMode,
+    ) -> Result<Response, RemoteError> {
+        let url = self.target.url(path);
+        let what = format!("PUT {url}");
+        let send = || -> Result<Response, RemoteError> {
+            let mut req = self
+                .request(Method::PUT, &url)
+                .header(
+                    "Content-Type",
+                    if path.ends_with(".json") {
+                        "application/json"
+                    } else {
+                        "application/octet-stream"
+                    },
+                )
+                .body(body.to_vec());
+            req = match mode {
+                PutMode::CreateOnly => req.header("If-None-Match", "*"),
+                PutMode::UpdateIfMatch(etag) => req.header("If-Match", etag.quoted()),
+                PutMode::Overwrite => req,
+            };
+            if self.target.nextcloud {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs();
+                req = req.header("X-OC-MTime", now.to_string());
+            }
+            self.send_raw(&what, req)
+        };
+        let resp = send()?;
+        let code = resp.status().as_u16();
+        // A missing parent folder: 409 (RFC 4918), 404 (sabre/dav, rclone), 500 (nginx).
+        if matches!(code, 404 | 409 | 500) {
+            if self.create_parents(&url)? {
+                if matches!(mode, PutMode::UpdateIfMatch(_)) {
+                    // The folder did not exist, so neither did the file.
+                    return Err(RemoteError::PreconditionFailed {
+                        path: path.to_string(),
+                    });
+                }
+                return check_put(self, &what, path, send()?);
+            }
+            if code != 500 && matches!(mode, PutMode::UpdateIfMatch(_)) {
+                return Err(RemoteError::PreconditionFailed {
+                    path: path.to_string(),
+                });
+            }
+        }
+        check_put(self, &what, path, resp)
+    }
+
+    /// Makes sure the collection holding `url` exists; `true` if something was created.
+    fn create_parents(&self, url: &str) -> Result<bool, RemoteError> {
+        match target::parent_url(url) {
+            Some(parent) => self.make_collection(&parent, 0),
+            None => Ok(false),
+        }
+    }
+
+    fn make_collection(&self, url: &str, depth: usize) -> Result<bool, RemoteError> {
+        let what = format!("MKCOL {url}");
+        let mkcol = || {
+            self.with_retries(true, || {
+                let resp = self.send(
+                    &what,
+                    self.request(Method::from_bytes(b"MKCOL").expect("valid"), url),
+                )?;
+                Ok(resp)
+            })
+        };
+        let resp = mkcol()?;
+        match resp.status().as_u16() {
+            200..=299 => Ok(true),
+            // Exists already (405 per RFC 4918; some servers say 301 for a folder URL).
+            405 | 301 | 302 => Ok(false),
+            409 | 404 if depth < 64 => match target::parent_url(url) {
+                Some(parent) => {
+                    self.make_collection(&parent, depth + 1)?;
+                    let resp = mkcol()?;
+                    match resp.status().as_u16() {
+                        200..=299 => Ok(true),
+                        405 => Ok(false),
+                        _ => Err(self.status_error(&what, resp)),
+                    }
+                }
+                None => Err(self.status_error(&what, resp)),
+            },
+            _ => Err(self.status_error(&what, resp)),
+        }
+    }
+
+    /// `PROPFIND` with the given depth on a URL; `None` when missing.
+    fn propfind(
+        &self,
+        url: &str,
+        depth: &'static str,
+    ) -> Result<Option<Vec<multistatus::Entry>>, RemoteError> {
+        let what = format!("PROPFIND {url}");
+        self.with_retries(true, || {
+            let req = self
+                .request(Method::from_bytes(b"PROPFIND").expect("valid"), url)
+                .header("Depth", depth)
+                .header("Content-Type", "application/xml; charset=utf-8")
+                .body(PROPFIND_BODY);
+            let resp = self.send(&what, req)?;
+            match resp.status().as_u16() {
+                207 | 200 => {
+                    let text = resp.text().map_err(|e| self.transport_error(&what, &e))?;
+                    multistatus::parse(&text).map(Some).map_err(|detail| {
+                        RemoteError::Permanent {
+                            what: what.clone(),
+                            detail: format!("unreadable PROPFIND answer: {detail}"),
+                        }
+                        .into()
+                    })
+                }
+                404 | 410 => Ok(None),
+                _ => Err(self.status_error(&what, resp).into()),
+            }
+        })
+    }
+
+    /// The ETag of a file just written, when the PUT answer had none: HEAD, then PROPFIND.
+    /// Taken only if the size is what we wrote (otherwise someone else wrote meanwhile, and
+    /// their ETag must not pass for ours).
+    fn etag_after_put(&self, path: &str, len: usize) -> Result<Option<Etag>, RemoteError> {
+        if let Some(info) = self.head(path)? {
+            if info.size != len as u64 {
+                tracing::debug!(path, "size changed after our PUT: someone else wrote");
+                return Ok(None);
+            }
+            if info.etag.is_some() {
+                return Ok(info.etag);
+            }
+        }
+        let url = self.target.url(path);
+        let entries = self.propfind(&url, "0")?.unwrap_or_default();
+        Ok(entries
+            .into_iter()
+            .find(|e| e.size.is_none_or(|s| s == len as u64))
+            .and_then(|e| e.etag)
+            .map(|e| Etag::normalise(&e)))
+    }
+}
+
+fn check_put(
+    dav: &WebDav,
+    what: &str,
+    path: &str,
+    resp: Response,
+) -> Result<Response, RemoteError> {
+    match resp.status().as_u16() {
+        200..=299 => Ok(resp),
+        412 => Err(RemoteError::PreconditionFailed {
+            path: path.to_string(),
+        }),
+        _ => Err(dav.status_error(what, resp)),
     }
 }
 
 impl Remote for WebDav {
-    fn get(&self, _path: &str, _inm: Option<&Etag>) -> Result<GetResult, RemoteError> {
-        unimplemented!()
+    fn get(&self, path: &str, if_none_match: Option<&Etag>) -> Result<GetResult, RemoteError> {
+        check_file_path(path)?;
+        let url = self.target.url(path);
+        let what = format!("GET {url}");
+        self.with_retries(true, || {
+            let mut req = self.request(Method::GET, &url);
+            if let Some(etag) = if_none_match {
+                req = req.header("If-None-Match", etag.quoted());
+            }
+            let resp = self.send(&what, req)?;
+            match resp.status().as_u16() {
+                200 => {
+                    let etag = etag_header(resp.headers()).map(Etag::normalise);
+                    let body = resp
+                        .bytes()
+                        .map_err(|e| self.transport_error(&what, &e))?
+                        .to_vec();
+                    Ok(GetResult::Found { body, etag })
+                }
+                304 => Ok(GetResult::NotModified),
+                404 | 410 => Ok(GetResult::NotFound),
+                _ => Err(self.status_error(&what, resp).into()),
+            }
+        })
     }
-    fn put(&self, _path: &str, _body: &[u8], _mode: &PutMode) -> Result<Option<Etag>, RemoteError> {
-        unimplemented!()
+
+    fn put(&self, path: &str, body: &[u8], mode: &PutMode) -> Result<Option<Etag>, RemoteError> {
+        check_file_path(path)?;
+        let resp = self.put_response(path, body, mode)?;
+        match etag_header(resp.headers()) {
+            Some(raw) => Ok(Some(Etag::normalise(raw))),
+            None => self.etag_after_put(path, body.len()),
+        }
     }
-    fn head(&self, _path: &str) -> Result<Option<ObjectInfo>, RemoteError> {
-        unimplemented!()
+
+    fn head(&self, path: &str) -> Result<Option<ObjectInfo>, RemoteError> {
+        check_file_path(path)?;
+        let url = self.target.url(path);
+        let what = format!("HEAD {url}");
+        self.with_retries(true, || {
+            let resp = self.send(&what, self.request(Method::HEAD, &url))?;
+            match resp.status().as_u16() {
+                200..=299 => {
+                    let h = resp.headers();
+                    Ok(Some(ObjectInfo {
+                        name: path.to_string(),
+                        // Not `content_length()`: for HEAD it is the (empty) body's length.
+                        size: header(h, "content-length")
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0),
+                        etag: etag_header(h).map(Etag::normalise),
+                        is_dir: header(h, "content-type")
+                            .is_some_and(|t| t.starts_with("httpd/unix-directory")),
+                        modified_ms: header(h, "last-modified").and_then(http_date_ms),
+                    }))
+                }
+                404 | 410 => Ok(None),
+                _ => Err(self.status_error(&what, resp).into()),
+            }
+        })
     }
-    fn list(&self, _dir: &str) -> Result<Vec<ObjectInfo>, RemoteError> {
-        unimplemented!()
+
+    fn list(&self, dir: &str) -> Result<Vec<ObjectInfo>, RemoteError> {
+        check_path(dir)?;
+        let url = self.target.dir_url(dir);
+        let Some(entries) = self.propfind(&url, "1")? else {
+            return Ok(Vec::new());
+        };
+        let own = format!(
+            "{}{}",
+            self.target.base_path,
+            if dir.is_empty() {
+                String::new()
+            } else {
+                format!("{dir}/")
+            }
+        );
+        let own_trimmed = own.trim_end_matches('/');
+        let mut out = Vec::new();
+        for e in entries {
+            let path = target::href_path(&e.href);
+            let trimmed = path.trim_end_matches('/');
+            if trimmed == own_trimmed {
+                continue;
+            }
+            let name = match trimmed.strip_prefix(own.as_str()) {
+                Some(rest) => rest,
+                // A server that rewrote the href: take its last segment.
+                None => trimmed.rsplit('/').next().unwrap_or_default(),
+            };
+            if name.is_empty() || name.contains('/') {
+                continue;
+            }
+            out.push(ObjectInfo {
+                name: name.to_string(),
+                size: if e.is_dir { 0 } else { e.size.unwrap_or(0) },
+                etag: e.etag.as_deref().map(Etag::normalise),
+                is_dir: e.is_dir,
+                modified_ms: e.modified.as_deref().and_then(http_date_ms),
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
     }
-    fn delete(&self, _path: &str) -> Result<(), RemoteError> {
-        unimplemented!()
+
+    fn delete(&self, path: &str) -> Result<(), RemoteError> {
+        check_file_path(path)?;
+        let url = self.target.url(path);
+        let what = format!("DELETE {url}");
+        let delete = |url: &str| {
+            self.with_retries(true, || {
+                let req = self
+                    .request(Method::DELETE, url)
+                    .header("Depth", "infinity");
+                Ok(self.send(&what, req)?)
+            })
+        };
+        let mut resp = delete(&url)?;
+        if resp.status().as_u16() == 409 {
+            // nginx wants a folder's URL to end with '/'.
+            resp = delete(&format!("{url}/"))?;
+        }
+        match resp.status().as_u16() {
+            200..=206 | 208..=299 | 404 | 410 => Ok(()),
+            207 => Err(RemoteError::Permanent {
+                what,
+                detail: "some of the folder's contents could not be deleted".into(),
+            }),
+            _ => Err(self.status_error(&what, resp)),
+        }
     }
+
     fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
+        self.capabilities
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
+
     fn describe(&self) -> String {
-        self.url.clone()
+        self.target.base.to_string()
     }
 }
+
+/// Paths of files (not the root) must be non-empty.
+fn check_file_path(path: &str) -> Result<(), RemoteError> {
+    check_path(path)?;
+    if path.is_empty() {
+        return Err(PathError {
+            path: String::new(),
+            reason: "the remote root itself",
+        }
+        .into());
+    }
+    Ok(())
+}
+
+fn is_transient_status(code: u16) -> bool {
+    matches!(code, 408 | 423 | 425 | 429 | 500..=599)
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name)
+        .and_then(|v: &HeaderValue| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// `OC-ETag` (Nextcloud) if present, else `ETag`.
+fn etag_header(h: &HeaderMap) -> Option<&str> {
+    header(h, "oc-etag").or_else(|| header(h, "etag"))
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn retry_after(h: &HeaderMap) -> Option<Duration> {
+    let v = header(h, "retry-after")?;
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+fn http_date_ms(v: &str) -> Option<u64> {
+    let t = httpdate::parse_http_date(v).ok()?;
+    t.duration_since(UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_millis() as u64)
+}
+
+/// Exponential backoff from `base`, doubled per try, capped at 10 s, with ±50 % jitter.
+fn backoff(base: Duration, tries: u32) -> Duration {
+    let exp = base.saturating_mul(1u32 << tries.saturating_sub(1).min(10));
+    let capped = exp.min(Duration::from_secs(10));
+    capped.mul_f64(0.5 + fastrand::f64())
+}
+
+/// An error and its sources, joined, without the URL (which the caller names itself).
+fn chain(e: &reqwest::Error) -> String {
+    let url = e.url().map(|u| format!(" for url ({u})"));
+    let mut parts = Vec::new();
+    let mut cur: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = cur {
+        let mut s = err.to_string();
+        if let Some(url) = &url {
+            s = s.replace(url.as_str(), "");
+        }
+        if !parts.iter().any(|p: &String| p.contains(&s)) {
+            parts.push(s);
+        }
+        cur = err.source();
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests;

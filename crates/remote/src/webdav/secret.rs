@@ -1,0 +1,183 @@
+//! Passwords that never show up in a log, an error or a `Debug` print.
+
+use std::fmt;
+use std::process::{Command, Stdio};
+
+/// The environment variable deltasync reads a WebDAV password from by default.
+pub const PASSWORD_ENV: &str = "DELTASYNC_PASSWORD";
+
+/// A password or token. Its `Debug` and `Display` print `***`; only [`Secret::expose`] gives
+/// the value, for the one place that sends it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value itself. Use it only to send it to the server.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Reads the secret from the environment variable `var` (for example [`PASSWORD_ENV`]).
+    pub fn from_env(var: &str) -> Result<Secret, SecretError> {
+        match std::env::var(var) {
+            Ok(v) if v.is_empty() => Err(SecretError::EnvEmpty {
+                var: var.to_string(),
+            }),
+            Ok(v) => Ok(Secret(v)),
+            Err(std::env::VarError::NotPresent) => Err(SecretError::EnvMissing {
+                var: var.to_string(),
+            }),
+            Err(std::env::VarError::NotUnicode(_)) => Err(SecretError::EnvNotUnicode {
+                var: var.to_string(),
+            }),
+        }
+    }
+
+    /// Runs `command` with `sh -c` (a `password_command` such as `pass show nextcloud` or
+    /// `secret-tool lookup service nextcloud`) and takes what it prints, less one trailing
+    /// newline. Its stdin and stderr are this process's (so a pinentry can ask); its output is
+    /// never repeated in an error, and errors name only the command's first word.
+    pub fn from_command(command: &str) -> Result<Secret, SecretError> {
+        let program = command
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let output = Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .stdin(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .stdout(Stdio::piped())
+            .output()
+            .map_err(|source| SecretError::CommandSpawn {
+                program: program.clone(),
+                source,
+            })?;
+        if !output.status.success() {
+            return Err(SecretError::CommandFailed {
+                program,
+                status: output.status.to_string(),
+            });
+        }
+        let mut value =
+            String::from_utf8(output.stdout).map_err(|_| SecretError::CommandNotUnicode {
+                program: program.clone(),
+            })?;
+        if value.ends_with('\n') {
+            value.pop();
+            if value.ends_with('\r') {
+                value.pop();
+            }
+        }
+        if value.is_empty() {
+            return Err(SecretError::CommandEmpty { program });
+        }
+        Ok(Secret(value))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Why a secret could not be read. Never contains the secret, nor a command's output.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// The environment variable is not set.
+    #[error("environment variable {var} is not set")]
+    EnvMissing {
+        /// The variable.
+        var: String,
+    },
+    /// The environment variable is set but empty.
+    #[error("environment variable {var} is empty")]
+    EnvEmpty {
+        /// The variable.
+        var: String,
+    },
+    /// The environment variable is not valid UTF-8.
+    #[error("environment variable {var} is not valid UTF-8")]
+    EnvNotUnicode {
+        /// The variable.
+        var: String,
+    },
+    /// The password command could not be started.
+    #[error("could not run the password command '{program}'")]
+    CommandSpawn {
+        /// The command's first word.
+        program: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The password command exited with an error.
+    #[error("the password command '{program}' failed ({status})")]
+    CommandFailed {
+        /// The command's first word.
+        program: String,
+        /// How it exited.
+        status: String,
+    },
+    /// The password command printed nothing.
+    #[error("the password command '{program}' printed nothing")]
+    CommandEmpty {
+        /// The command's first word.
+        program: String,
+    },
+    /// The password command printed something that is not UTF-8.
+    #[error("the password command '{program}' printed something that is not UTF-8")]
+    CommandNotUnicode {
+        /// The command's first word.
+        program: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s} {s:?}"), "*** ***");
+        assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn from_command_trims_one_newline_and_hides_output() {
+        let s = Secret::from_command("printf 'pa ss\\n'").unwrap();
+        assert_eq!(s.expose(), "pa ss");
+        let s = Secret::from_command("printf 'x\\r\\n'").unwrap();
+        assert_eq!(s.expose(), "x");
+        let e = Secret::from_command("echo sekrit-output; exit 3").unwrap_err();
+        let msg = e.to_string();
+        assert!(!msg.contains("sekrit"), "{msg}");
+        assert!(msg.contains("'echo'"), "{msg}");
+        assert!(matches!(
+            Secret::from_command("true"),
+            Err(SecretError::CommandEmpty { .. })
+        ));
+    }
+
+    #[test]
+    fn from_env_reports_missing_variables() {
+        let e = Secret::from_env("DELTASYNC_TEST_SURELY_NOT_SET_42").unwrap_err();
+        assert!(matches!(e, SecretError::EnvMissing { .. }));
+        // PATH is always set in a test process.
+        assert!(Secret::from_env("PATH").is_ok());
+    }
+}
