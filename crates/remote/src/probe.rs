@@ -52,6 +52,9 @@ pub struct ProbeReport {
     pub stale_if_match_rejected: Option<bool>,
     /// An If-Match with an ETag the server never gave gave 412.
     pub unknown_if_match_rejected: Option<bool>,
+    /// An If-Match on a missing file gave 412 (`None`: not known through this remote; the
+    /// WebDAV backend refuses that case itself on servers not proven atomic).
+    pub if_match_missing_rejected: Option<bool>,
     /// `If-None-Match: *` on an existing file gave 412.
     pub create_only_rejected: bool,
     /// GET with the current ETag as If-None-Match gave 304.
@@ -139,6 +142,12 @@ impl ProbeReport {
             self.unknown_if_match_rejected,
             "An If-Match with a made-up ETag was refused (412).",
             "An If-Match with a made-up ETag was ACCEPTED: the server ignores If-Match.",
+        ));
+        out.extend(tri(
+            self.if_match_missing_rejected,
+            "An If-Match on a missing file was refused (412).",
+            "An If-Match on a missing file CREATED it: deltasync checks that the file exists \
+             before such a write.",
         ));
         out.push(yes(
             self.create_only_rejected,
@@ -236,6 +245,7 @@ impl ProbeReport {
             "fresh_if_match_ok": self.fresh_if_match_ok,
             "stale_if_match_rejected": self.stale_if_match_rejected,
             "unknown_if_match_rejected": self.unknown_if_match_rejected,
+            "if_match_missing_rejected": self.if_match_missing_rejected,
             "create_only_rejected": self.create_only_rejected,
             "conditional_get": self.conditional_get,
             "propfind_etags_match": self.propfind_etags_match,
@@ -352,6 +362,7 @@ fn run(remote: &dyn Remote, raw: Option<&WebDav>) -> Result<ProbeReport, RemoteE
         fresh_if_match_ok: false,
         stale_if_match_rejected: None,
         unknown_if_match_rejected: None,
+        if_match_missing_rejected: None,
         create_only_rejected: false,
         conditional_get: false,
         propfind_etags_match: None,
@@ -391,6 +402,13 @@ fn run(remote: &dyn Remote, raw: Option<&WebDav>) -> Result<ProbeReport, RemoteE
         r.etag_in_put_answer = Some(answer.etag.is_some());
         let raw_etag = answer.etag.or(dav.raw_etag(&w)?);
         r.etag_strong = raw_etag.map(|e| !e.trim_start().starts_with("W/"));
+        let missing = p("missing.json");
+        let bogus = PutMode::UpdateIfMatch(Etag("deltasync-probe-missing".into()));
+        r.if_match_missing_rejected = Some(match dav.put_raw(&missing, b"{}", &bogus) {
+            Ok(_) => false,
+            Err(RemoteError::PreconditionFailed { .. }) => true,
+            Err(e) => return Err(e),
+        });
     }
     let Some(mut current) = head_etag.or(put) else {
         r.notes
@@ -564,12 +582,20 @@ fn run(remote: &dyn Remote, raw: Option<&WebDav>) -> Result<ProbeReport, RemoteE
         });
         race_write = Instant::now();
         let mut winners = 0;
+        let mut failed = Vec::new();
         for res in results {
             match res {
                 Ok(true) => winners += 1,
                 Ok(false) => {}
-                Err(e) => r.notes.push(format!("a racing write failed: {e}")),
+                Err(e) => failed.push(e),
             }
+        }
+        if let Some(e) = failed.first() {
+            r.notes.push(format!(
+                "race round {}: {} of {RACE_THREADS} writes failed instead of getting 412, e.g. {e}",
+                round + 1,
+                failed.len()
+            ));
         }
         r.race_winners.push(winners);
     }
@@ -679,6 +705,7 @@ mod tests {
             fresh_if_match_ok: true,
             stale_if_match_rejected: Some(true),
             unknown_if_match_rejected: Some(true),
+            if_match_missing_rejected: Some(true),
             create_only_rejected: true,
             conditional_get: true,
             propfind_etags_match: Some(true),

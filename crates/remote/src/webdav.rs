@@ -156,7 +156,7 @@ impl WebDav {
             .connect_timeout(options.connect_timeout)
             .timeout(options.timeout)
             .user_agent(concat!("deltasync/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::limited(5))
+            .redirect(redirect_policy())
             .pool_idle_timeout(Duration::from_secs(50))
             .build()
             .map_err(|e| RemoteError::Permanent {
@@ -224,7 +224,8 @@ impl WebDav {
             self.send_raw(&what, req)
         };
         let mut resp = send()?;
-        if matches!(resp.status().as_u16(), 409 | 404) && self.create_parents(&dest)? {
+        // A missing destination folder: 409 (RFC 4918), 403 (rclone), 500 (Apache).
+        if matches!(resp.status().as_u16(), 409 | 404 | 403 | 500) && self.create_parents(&dest)? {
             resp = send()?;
         }
         match resp.status().as_u16() {
@@ -619,6 +620,17 @@ impl Remote for WebDav {
 
     fn put(&self, path: &str, body: &[u8], mode: &PutMode) -> Result<Option<Etag>, RemoteError> {
         check_file_path(path)?;
+        if matches!(mode, PutMode::UpdateIfMatch(_))
+            && self.capabilities().cas == CasClass::NonAtomic
+            && self.head(path)?.is_none()
+        {
+            // Servers not proven atomic may ignore If-Match on a missing file and create it
+            // (wsgidav does): refuse that case here. Only existence is checked, not the ETag,
+            // so what the server itself does with If-Match stays visible (to the probe too).
+            return Err(RemoteError::PreconditionFailed {
+                path: path.to_string(),
+            });
+        }
         let resp = self.put_response(path, body, mode)?;
         match etag_header(resp.headers()) {
             Some(raw) => Ok(Some(Etag::normalise(raw))),
@@ -630,27 +642,50 @@ impl Remote for WebDav {
         check_file_path(path)?;
         let url = self.target.url(path);
         let what = format!("HEAD {url}");
-        self.with_retries(true, || {
+        let answer = self.with_retries(true, || {
             let resp = self.send(&what, self.request(Method::HEAD, &url))?;
             match resp.status().as_u16() {
                 200..=299 => {
                     let h = resp.headers();
-                    Ok(Some(ObjectInfo {
+                    let etag = etag_header(h).map(Etag::normalise);
+                    let size = header(h, "content-length").and_then(|v| v.parse().ok());
+                    let is_dir = header(h, "content-type")
+                        .is_some_and(|t| t.starts_with("httpd/unix-directory"));
+                    if etag.is_none() && size.is_none() && !is_dir {
+                        // No ETag and no length: probably a folder (sabre/dav); ask PROPFIND.
+                        return Ok(Head::AskPropfind);
+                    }
+                    Ok(Head::Found(ObjectInfo {
                         name: path.to_string(),
                         // Not `content_length()`: for HEAD it is the (empty) body's length.
-                        size: header(h, "content-length")
-                            .and_then(|v| v.parse().ok())
-                            .unwrap_or(0),
-                        etag: etag_header(h).map(Etag::normalise),
-                        is_dir: header(h, "content-type")
-                            .is_some_and(|t| t.starts_with("httpd/unix-directory")),
+                        size: size.unwrap_or(0),
+                        etag,
+                        is_dir,
                         modified_ms: header(h, "last-modified").and_then(http_date_ms),
                     }))
                 }
-                404 | 410 => Ok(None),
+                404 | 410 => Ok(Head::Missing),
+                // A folder: redirected to its URL with '/' (lighttpd, nginx), or HEAD refused
+                // on folders (403 wsgidav, 405 rclone). PROPFIND tells; real auth failures
+                // fail there too.
+                300..=399 | 403 | 405 => Ok(Head::AskPropfind),
                 _ => Err(self.status_error(&what, resp).into()),
             }
-        })
+        })?;
+        match answer {
+            Head::Found(info) => Ok(Some(info)),
+            Head::Missing => Ok(None),
+            Head::AskPropfind => {
+                let entries = self.propfind(&url, "0")?.unwrap_or_default();
+                Ok(entries.into_iter().next().map(|e| ObjectInfo {
+                    name: path.to_string(),
+                    size: if e.is_dir { 0 } else { e.size.unwrap_or(0) },
+                    etag: e.etag.as_deref().map(Etag::normalise),
+                    is_dir: e.is_dir,
+                    modified_ms: e.modified.as_deref().and_then(http_date_ms),
+                }))
+            }
+        }
     }
 
     fn list(&self, dir: &str) -> Result<Vec<ObjectInfo>, RemoteError> {
@@ -709,8 +744,8 @@ impl Remote for WebDav {
             })
         };
         let mut resp = delete(&url)?;
-        if resp.status().as_u16() == 409 {
-            // nginx wants a folder's URL to end with '/'.
+        if matches!(resp.status().as_u16(), 409 | 300..=399) {
+            // nginx wants a folder's URL to end with '/' (409); others redirect to it.
             resp = delete(&format!("{url}/"))?;
         }
         match resp.status().as_u16() {
@@ -733,6 +768,31 @@ impl Remote for WebDav {
     fn describe(&self) -> String {
         self.target.base.to_string()
     }
+}
+
+/// What a HEAD found.
+enum Head {
+    Found(ObjectInfo),
+    Missing,
+    AskPropfind,
+}
+
+/// Follows up to 5 redirects, but not the one from a folder's URL to the same URL with `/`:
+/// that answer itself says "this is a folder".
+fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let to_slash = attempt
+            .previous()
+            .last()
+            .is_some_and(|prev| attempt.url().path() == format!("{}/", prev.path()));
+        if to_slash {
+            attempt.stop()
+        } else if attempt.previous().len() > 5 {
+            attempt.error("too many redirects")
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 /// Paths of files (not the root) must be non-empty.

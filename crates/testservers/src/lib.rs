@@ -586,8 +586,8 @@ LoadModule dav_module {m}/mod_dav.so
 LoadModule dav_fs_module {m}/mod_dav_fs.so
 StartServers 1
 ServerLimit 2
-ThreadsPerChild 8
-MaxRequestWorkers 16
+ThreadsPerChild 25
+MaxRequestWorkers 50
 DocumentRoot "{data}"
 DavLockDB "{dir}/lock/DavLock"
 <Directory "{data}">
