@@ -22,8 +22,8 @@
 //! ```
 //! use deltasync_engine::ids::{decode_stem, encode_id};
 //! assert_eq!(encode_id("buy milk").unwrap(), "buy milk");
-//! assert_eq!(encode_id("../etc/passwd").unwrap(), "%2E.%2F..%2Fetc%2Fpasswd");
-//! assert_eq!(decode_stem("%2E.%2F..%2Fetc%2Fpasswd").unwrap(), "../etc/passwd");
+//! assert_eq!(encode_id("../etc/passwd").unwrap(), "%2E.%2Fetc%2Fpasswd");
+//! assert_eq!(decode_stem("%2E.%2Fetc%2Fpasswd").unwrap(), "../etc/passwd");
 //! assert!(decode_stem("%2e.").is_err()); // not canonical
 //! ```
 //!
