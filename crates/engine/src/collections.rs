@@ -2944,6 +2944,45 @@ mod tests {
         );
     }
 
+    #[test]
+    fn escaped_keys_and_pointer_tokens() {
+        let ws = tempfile::tempdir().unwrap();
+        let doc = ws.path().join("e.json");
+        let text = "{\"a/b\": {\"q\\\"k\": {\"n\": 1}, \"caf\\u00e9\": {\"n\": 2}}}";
+        write_text(&doc, text);
+        let kind = file_kind("e.json", Some("/a~1b"), "id");
+        let s = scan(ws.path(), &kind).unwrap();
+        assert_eq!(s.entities.keys().collect::<Vec<_>>(), ["caf\u{e9}", "q\"k"]);
+        apply(
+            ws.path(),
+            &kind,
+            &[
+                put("q\"k", json!({"n": 3})),
+                del("caf\u{e9}"),
+                put("\n", json!({})),
+            ],
+            &s.fingerprint,
+        )
+        .unwrap();
+        assert_eq!(
+            read_text(&doc),
+            "{\"a/b\": {\"q\\\"k\": {\"n\": 3}, \"\\n\": {}}}"
+        );
+    }
+
+    #[test]
+    fn a_folder_named_like_an_entity_is_held() {
+        let ws = tempfile::tempdir().unwrap();
+        fs::create_dir_all(ws.path().join("tasks/x.json")).unwrap();
+        let kind = dir_kind("tasks");
+        let s = scan(ws.path(), &kind).unwrap();
+        assert!(s.entities.is_empty());
+        assert_eq!(s.held.iter().collect::<Vec<_>>(), ["x"]);
+        let r = apply(ws.path(), &kind, &[del("x")], &s.fingerprint).unwrap();
+        assert_eq!(r.skipped, ["x"]);
+        assert!(ws.path().join("tasks/x.json").is_dir());
+    }
+
     // ---------------------------------------------------------------- properties
 
     /// A random batch over a few ids, against a model.
