@@ -740,7 +740,7 @@ impl Remote for WebDav {
                 let req = self
                     .request(Method::DELETE, url)
                     .header("Depth", "infinity");
-                Ok(self.send(&what, req)?)
+                self.send(&what, req)
             })
         };
         let mut resp = delete(&url)?;

@@ -266,3 +266,84 @@ fn nginx() {
 fn rclone() {
     check_server(Kind::Rclone, &[CasClass::None]);
 }
+
+/// A server whose certificate no authority signed: a permanent error that says so (here a
+/// self-signed certificate served by `openssl s_server` on 127.0.0.1).
+#[test]
+fn untrusted_certificate_is_a_permanent_explained_error() {
+    use std::process::{Command, Stdio};
+    let Ok(status) = Command::new("openssl")
+        .arg("version")
+        .stdout(Stdio::null())
+        .status()
+    else {
+        if deltasync_testservers::in_ci() {
+            panic!(
+                "openssl is missing: run scripts/install-test-servers (apt-get install openssl)"
+            );
+        }
+        eprintln!("\n*** SKIPPED: openssl is missing (apt-get install openssl) ***\n");
+        return;
+    };
+    assert!(status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(made.success(), "openssl req failed");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new("openssl")
+        .args(["s_server", "-www", "-quiet", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "s_server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let dav = WebDav::open(
+        &format!("https://127.0.0.1:{port}/dav/"),
+        &WebDavOptions::with_credentials("me", Secret::new("tls-test-password")),
+    )
+    .unwrap();
+    let result = dav.get("meta.json", None);
+    let _ = server.kill();
+    let _ = server.wait();
+    let e = result.unwrap_err();
+    assert!(!e.is_temporary(), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("certificate not trusted"), "{msg}");
+    assert!(!msg.contains("tls-test-password"), "{msg}");
+    eprintln!("untrusted certificate: {msg}");
+}
