@@ -1,1 +1,378 @@
-fn main() {}
+//! The `deltasync` command: a thin layer of argument parsing and output over
+//! [`deltasync_engine`].
+#![forbid(unsafe_code)]
+
+mod demo;
+mod output;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use deltasync_engine::config::{CollectionConfig, Config};
+use deltasync_engine::{Engine, EngineError, SyncOptions};
+
+/// Exit codes (documented in the README).
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// An error (the message says which).
+    pub const ERROR: u8 = 1;
+    /// Bad usage (unknown command or option).
+    pub const USAGE: u8 = 2;
+    /// A temporary failure (network, server busy, other devices committing): try again.
+    pub const TEMPORARY: u8 = 3;
+    /// Refused for safety (mass delete, newer format): nothing was changed.
+    pub const REFUSED: u8 = 4;
+    /// Done, but something needs a person: unreadable files held back, open conflicts.
+    pub const ATTENTION: u8 = 5;
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "deltasync",
+    version,
+    about = "Keep JSON entities in step across devices through a dumb file remote (WebDAV, Nextcloud, a folder), uploading only what changed."
+)]
+struct Cli {
+    /// Run as if started in DIR (the workspace).
+    #[arg(short = 'C', global = true, value_name = "DIR", default_value = ".")]
+    dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create deltasync.toml in the workspace and the remote layout if the remote is empty.
+    Init {
+        /// Remote: a folder path, file://PATH, https://host/path or nextcloud://user@host/path.
+        #[arg(long)]
+        remote: String,
+        /// A name for this device.
+        #[arg(long)]
+        device: Option<String>,
+        /// A collection: NAME=dir:PATH or NAME=file:PATH[#POINTER][@ID_FIELD]. Repeatable.
+        #[arg(long = "collection", value_name = "NAME=SPEC")]
+        collections: Vec<String>,
+        /// WebDAV user name.
+        #[arg(long)]
+        user: Option<String>,
+        /// Overwrite an existing deltasync.toml.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show the workspace's state: device, remote head, collections, conflicts (no request).
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Dry run: what a sync would push and pull, per collection, and the conflicts.
+    Diff {
+        /// Show only this collection.
+        collection: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pull what changed elsewhere, merge, push what changed here.
+    Sync {
+        /// Plan only; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Allow a push that deletes more than half of a collection.
+        #[arg(long)]
+        allow_mass_delete: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List, show and resolve conflict receipts.
+    Conflicts {
+        #[command(subcommand)]
+        action: Option<ConflictAction>,
+        /// Machine-readable output.
+        #[arg(long, global = true)]
+        json: bool,
+    },
+    /// Run a demonstration in a temporary folder: two devices and a local-folder remote.
+    Demo {
+        /// Number of synthetic tasks.
+        #[arg(long, default_value_t = 1000)]
+        entities: usize,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConflictAction {
+    /// List the receipts (open first).
+    List,
+    /// Show one receipt.
+    Show {
+        /// The receipt id.
+        id: String,
+    },
+    /// Resolve one receipt by taking this device's value or the other device's.
+    Resolve {
+        /// The receipt id.
+        id: String,
+        /// Which value to keep.
+        #[arg(long, value_enum)]
+        take: Take,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum Take {
+    /// The value this device wrote.
+    Local,
+    /// The other device's value.
+    Remote,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    init_logging();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit_code_of(&e))
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("DELTASYNC_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn exit_code_of(e: &anyhow::Error) -> u8 {
+    match e.downcast_ref::<EngineError>() {
+        Some(EngineError::MassDelete { .. } | EngineError::ReadOnly(_)) => exit::REFUSED,
+        Some(err) if err.is_temporary() => exit::TEMPORARY,
+        _ => exit::ERROR,
+    }
+}
+
+fn remote_options(config: &Config) -> deltasync_remote::WebDavOptions {
+    let _ = config;
+    deltasync_remote::WebDavOptions::default()
+}
+
+fn open(dir: &Path) -> Result<Engine> {
+    let config = Config::load(dir).with_context(|| {
+        format!(
+            "{} is not a deltasync workspace (run `deltasync init` there first)",
+            dir.display()
+        )
+    })?;
+    let remote = deltasync_remote::open(&config.remote, &remote_options(&config))?;
+    Ok(Engine::with_remote(dir, config, remote)?)
+}
+
+fn run(cli: Cli) -> Result<u8> {
+    let dir = cli.dir;
+    match cli.command {
+        Command::Init {
+            remote,
+            device,
+            collections,
+            user,
+            force,
+        } => init(&dir, remote, device, collections, user, force),
+        Command::Status { json } => {
+            let engine = open(&dir)?;
+            let status = engine.status()?;
+            if json {
+                output::json(&status)?;
+            } else {
+                output::status(&status);
+            }
+            Ok(exit::OK)
+        }
+        Command::Diff { collection, json } => sync(&dir, true, false, json, collection),
+        Command::Sync {
+            dry_run,
+            allow_mass_delete,
+            json,
+        } => sync(&dir, dry_run, allow_mass_delete, json, None),
+        Command::Conflicts { action, json } => {
+            conflicts(&dir, action.unwrap_or(ConflictAction::List), json)
+        }
+        Command::Demo { entities } => demo::run(entities).map(|_| exit::OK),
+    }
+}
+
+fn init(
+    dir: &Path,
+    remote: String,
+    device: Option<String>,
+    specs: Vec<String>,
+    user: Option<String>,
+    force: bool,
+) -> Result<u8> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(deltasync_engine::config::CONFIG_FILE);
+    if path.exists() && !force {
+        bail!(
+            "{} exists already; use --force to overwrite it",
+            path.display()
+        );
+    }
+    let device = device.unwrap_or_else(|| {
+        std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "device".into())
+    });
+    let mut config: Config = toml::from_str(&format!("remote = {}", toml_string(&remote)))
+        .context("building the configuration")?;
+    config.device = device;
+    config.auth.user = user;
+    for spec in specs {
+        let (name, rest) = spec
+            .split_once('=')
+            .with_context(|| format!("invalid --collection '{spec}': expected NAME=dir:PATH or NAME=file:PATH[#POINTER][@ID_FIELD]"))?;
+        config
+            .collections
+            .insert(name.to_string(), CollectionConfig::parse_spec(rest)?);
+    }
+    config.validate()?;
+    let engine = Engine::with_remote(
+        dir,
+        config.clone(),
+        deltasync_remote::open(&config.remote, &remote_options(&config))?,
+    )?;
+    let created = engine.init_remote(None)?;
+    config.save(dir)?;
+    println!(
+        "Initialised workspace {} (device '{}', id {}).",
+        dir.display(),
+        config.device,
+        engine.device_id()
+    );
+    println!(
+        "Remote {}: {}.",
+        engine.store().remote().describe(),
+        if created {
+            "created an empty layout"
+        } else {
+            "already initialised, joining it"
+        }
+    );
+    if config.collections.is_empty() {
+        println!(
+            "No collections yet: add them to deltasync.toml, or run init again with --collection NAME=dir:PATH --force."
+        );
+    }
+    Ok(exit::OK)
+}
+
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+fn sync(
+    dir: &Path,
+    dry_run: bool,
+    allow_mass_delete: bool,
+    json: bool,
+    only: Option<String>,
+) -> Result<u8> {
+    let mut engine = open(dir)?;
+    if let Some(name) = &only {
+        engine.check_collection(name)?;
+    }
+    let mut report = engine.sync(&SyncOptions {
+        dry_run,
+        allow_mass_delete,
+    })?;
+    if let Some(name) = &only {
+        report.collections.retain(|c, _| c == name);
+    }
+    if json {
+        output::json(&report)?;
+    } else {
+        output::sync_report(&report);
+    }
+    let open_conflicts = engine.conflicts()?.iter().filter(|c| !c.resolved).count();
+    Ok(
+        if !report.problems.is_empty()
+            || (!dry_run
+                && (!report.conflicts.is_empty()
+                    || open_conflicts > 0 && report.committed.is_some()))
+        {
+            exit::ATTENTION
+        } else {
+            exit::OK
+        },
+    )
+}
+
+fn conflicts(dir: &Path, action: ConflictAction, json: bool) -> Result<u8> {
+    let mut engine = open(dir)?;
+    match action {
+        ConflictAction::List => {
+            let all = engine.conflicts()?;
+            if json {
+                output::json(&all)?;
+            } else {
+                output::conflict_list(&all);
+            }
+        }
+        ConflictAction::Show { id } => {
+            let c = engine
+                .conflicts()?
+                .into_iter()
+                .find(|c| c.id == id)
+                .ok_or_else(|| EngineError::NoSuchConflict(id.clone()))?;
+            if json {
+                output::json(&c)?;
+            } else {
+                output::conflict(&c);
+            }
+        }
+        ConflictAction::Resolve { id, take } => {
+            let receipt = engine.resolve_conflict(&id, matches!(take, Take::Local))?;
+            let report = engine.sync(&SyncOptions::default())?;
+            if json {
+                output::json(&serde_json::json!({"resolved": receipt, "sync": report}))?;
+            } else {
+                println!(
+                    "Resolved {} ({}/{}): kept the {} value; pushed as commit {}.",
+                    receipt.id,
+                    receipt.collection,
+                    receipt.entity_id,
+                    match take {
+                        Take::Local => "local",
+                        Take::Remote => "remote",
+                    },
+                    report
+                        .committed
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "-".into())
+                );
+            }
+        }
+    }
+    Ok(exit::OK)
+}

@@ -1,7 +1,48 @@
-//! deltasync's sync engine (being written).
+//! deltasync's sync engine: local collections, local state, three-way merge, the planner,
+//! push and pull.
+//!
+//! An app (or the `deltasync` binary) opens a workspace — a folder with a `deltasync.toml` —
+//! and calls [`Engine::sync`]. Each collection is either a folder with one JSON file per
+//! entity or one JSON document holding many (see [`collections`]). Only the entities that
+//! changed go up, in one delta file per commit; the commit point `meta.json` is written by
+//! compare-and-swap; concurrent edits are merged field by field ([`merge`]), and a value that
+//! loses a conflict is kept as a receipt that every device sees.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use deltasync_engine::{config::{CollectionConfig, Config}, Engine, SyncOptions};
+//! use deltasync_remote::MemoryRemote;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let remote = Arc::new(MemoryRemote::new());
+//! let (a, b) = (tempfile::tempdir()?, tempfile::tempdir()?);
+//! let mut config: Config = toml::from_str("remote = 'memory'")?;
+//! config.collections.insert("tasks".into(), CollectionConfig::parse_spec("dir:tasks")?);
+//!
+//! let mut dev_a = Engine::with_remote(a.path(), config.clone(), remote.clone())?;
+//! dev_a.init_remote(None)?;
+//! std::fs::create_dir(a.path().join("tasks"))?;
+//! std::fs::write(a.path().join("tasks/t1.json"), r#"{"title": "buy milk"}"#)?;
+//! let report = dev_a.sync(&SyncOptions::default())?;
+//! assert_eq!(report.committed, Some(1));
+//!
+//! let mut dev_b = Engine::with_remote(b.path(), config, remote)?;
+//! dev_b.sync(&SyncOptions::default())?;
+//! let text = std::fs::read_to_string(b.path().join("tasks/t1.json"))?;
+//! assert!(text.contains("buy milk"));
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod collections;
+pub mod config;
 pub mod ids;
 pub mod merge;
 pub mod planner;
+pub mod state;
+mod sync;
+
+pub use sync::{
+    CollectionReport, CollectionStatus, Engine, EngineError, STATE_DIR, Status, SyncOptions,
+    SyncReport,
+};

@@ -112,6 +112,11 @@ pub enum CasError {
     /// Someone else wrote the file first: read it again, merge, retry.
     #[error("someone else committed first")]
     Conflict,
+    /// A write's answer was lost and the file now holds something else: our write may or may
+    /// not have happened before someone else's. Only a later read can tell (does the file
+    /// refer to what we wrote?); nothing written for this attempt may be cleaned up.
+    #[error("the outcome of the write is unknown (its answer was lost and the file changed since)")]
+    Unknown,
     /// The remote failed.
     #[error(transparent)]
     Remote(#[from] RemoteError),
@@ -134,31 +139,45 @@ pub fn cas_write(
         Some(e) => PutMode::UpdateIfMatch(e.clone()),
         None => PutMode::CreateOnly,
     };
+    // Set once a PUT failed in a way that may hide its success.
+    let mut uncertain = false;
+    let lost = |uncertain: bool| {
+        if uncertain {
+            CasError::Unknown
+        } else {
+            CasError::Conflict
+        }
+    };
     loop {
         match remote.put(path, body, &mode) {
             Ok(Some(etag)) => return Ok(etag),
-            Ok(None) => return read_back(remote, path, body, backoff)?.ok_or(CasError::Conflict),
-            Err(e) if e.is_precondition_failed() => return Err(CasError::Conflict),
+            Ok(None) => {
+                // Written, but the server gave no ETag: learn it by reading back. If the file
+                // already holds something else, our write happened and was overwritten.
+                return read_back(remote, path, body, backoff)?.ok_or(CasError::Unknown);
+            }
+            Err(e) if e.is_precondition_failed() => return Err(lost(uncertain)),
             Err(e) if e.is_temporary() => {
                 tracing::debug!(error = %e, path, "commit write failed temporarily");
+                uncertain = true;
                 if !backoff.wait() {
-                    return Err(e.into());
+                    return Err(CasError::Unknown);
                 }
                 match retry_transient(backoff, || remote.get(path, None))? {
                     GetResult::Found { body: now, etag } if now == body => {
                         if let Some(etag) = etag {
                             return Ok(etag);
                         }
-                        return read_back(remote, path, body, backoff)?.ok_or(CasError::Conflict);
+                        return read_back(remote, path, body, backoff)?.ok_or(CasError::Unknown);
                     }
                     GetResult::Found { etag, .. } => {
                         if etag.as_ref() != expected {
-                            return Err(CasError::Conflict);
+                            return Err(CasError::Unknown);
                         }
                         // Unchanged: the write did not happen; try again.
                     }
                     GetResult::NotFound if expected.is_none() => {}
-                    GetResult::NotFound | GetResult::NotModified => return Err(CasError::Conflict),
+                    GetResult::NotFound | GetResult::NotModified => return Err(CasError::Unknown),
                 }
             }
             Err(e) => return Err(e.into()),
@@ -174,9 +193,9 @@ fn read_back(
     backoff: &mut Backoff,
 ) -> Result<Option<Etag>, RemoteError> {
     match retry_transient(backoff, || remote.get(path, None))? {
-        GetResult::Found { body: now, etag } if now == body => {
-            Ok(Some(etag.unwrap_or_else(|| Etag(deltasync_meta::sha256_hex(body)))))
-        }
+        GetResult::Found { body: now, etag } if now == body => Ok(Some(
+            etag.unwrap_or_else(|| Etag(deltasync_meta::sha256_hex(body))),
+        )),
         _ => Ok(None),
     }
 }

@@ -27,10 +27,10 @@
 
 use std::sync::Arc;
 
-use deltasync_lock::{cas_write, retry_transient, Backoff, CasError};
+use deltasync_lock::{Backoff, CasError, cas_write, retry_transient};
 use deltasync_meta::{
-    sha256_hex, verify_sha256, Delta, DeltaRef, FormatError, Meta, Snapshot, SnapshotRef, DATA_FILE,
-    DELTAS_DIR, META_FILE,
+    DATA_FILE, DELTAS_DIR, Delta, DeltaRef, FormatError, META_FILE, Meta, Snapshot, SnapshotRef,
+    sha256_hex, verify_sha256,
 };
 use deltasync_remote::{Etag, GetResult, PutMode, Remote, RemoteError};
 
@@ -58,6 +58,9 @@ pub enum StoreError {
     /// Someone else committed first.
     #[error("someone else committed first")]
     Conflict,
+    /// A commit's answer was lost: whether it happened is known only after reading meta again.
+    #[error("the outcome of a commit is unknown (its answer was lost); the next sync finds out")]
+    CommitUnknown,
 }
 
 impl StoreError {
@@ -65,7 +68,7 @@ impl StoreError {
     pub fn is_temporary(&self) -> bool {
         match self {
             StoreError::Remote(e) => e.is_temporary(),
-            StoreError::Conflict => true,
+            StoreError::Conflict | StoreError::CommitUnknown => true,
             // A file meta listed was removed by a compaction that happened since: read meta
             // again.
             StoreError::Missing(_) => true,
@@ -80,6 +83,7 @@ impl From<CasError> for StoreError {
     fn from(e: CasError) -> Self {
         match e {
             CasError::Conflict => StoreError::Conflict,
+            CasError::Unknown => StoreError::CommitUnknown,
             CasError::Remote(r) => StoreError::Remote(r),
         }
     }
@@ -87,6 +91,7 @@ impl From<CasError> for StoreError {
 
 /// The answer of [`Store::read_meta`].
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // one per sync; boxing would only add an allocation
 pub enum MetaRead {
     /// The etag we hold is current: nothing new (one request, no body).
     NotModified,
@@ -196,7 +201,7 @@ impl Store {
             &mut self.backoff.clone(),
         ) {
             Ok(_) => Ok(true),
-            Err(CasError::Conflict) => Ok(false),
+            Err(CasError::Conflict | CasError::Unknown) => Ok(false),
             Err(CasError::Remote(e)) => Err(e.into()),
         }
     }
@@ -407,11 +412,17 @@ mod tests {
         let MetaRead::Fresh { mut meta, etag, .. } = s.read_meta(None).unwrap() else {
             panic!()
         };
-        assert!(matches!(s.read_meta(Some(&etag)).unwrap(), MetaRead::NotModified));
+        assert!(matches!(
+            s.read_meta(Some(&etag)).unwrap(),
+            MetaRead::NotModified
+        ));
         meta.head = 1;
         let e2 = s.commit_meta(&meta, &etag).unwrap();
         meta.head = 2;
-        assert!(matches!(s.commit_meta(&meta, &etag), Err(StoreError::Conflict)));
+        assert!(matches!(
+            s.commit_meta(&meta, &etag),
+            Err(StoreError::Conflict)
+        ));
         s.commit_meta(&meta, &e2).unwrap();
     }
 

@@ -1,0 +1,330 @@
+//! `deltasync.toml`, the workspace configuration.
+//!
+//! ```toml
+//! remote = "file:///home/me/sync-remote"   # or https://…, nextcloud://user@host/path
+//! device = "laptop"
+//!
+//! [auth]                                   # WebDAV only; the password is never stored here
+//! user = "me"
+//! password_env = "DELTASYNC_PASSWORD"      # or: password_command = "pass show nextcloud"
+//!
+//! [collections.tasks]
+//! kind = "dir"
+//! path = "tasks"
+//!
+//! [collections.stadiums]
+//! kind = "file"
+//! path = "main.json"
+//! pointer = "/stadium/entities"
+//! id_field = "id"
+//! strategy = "latest-wins"
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::collections::CollectionKind;
+use crate::merge::Strategy;
+
+/// The file name of the configuration at the workspace root.
+pub const CONFIG_FILE: &str = "deltasync.toml";
+
+/// Errors of reading or writing the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid.
+    #[error("{path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error, with line and column.
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// A value is not valid.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The configuration of a workspace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The remote URL or folder.
+    pub remote: String,
+    /// A human name for this device.
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// Credentials for WebDAV remotes (never the password itself).
+    #[serde(default, skip_serializing_if = "Auth::is_empty")]
+    pub auth: Auth,
+    /// Safety rails and tuning.
+    #[serde(default)]
+    pub sync: SyncSettings,
+    /// The collections, by name.
+    #[serde(default)]
+    pub collections: BTreeMap<String, CollectionConfig>,
+}
+
+fn default_device() -> String {
+    "device".into()
+}
+
+/// Where the WebDAV password comes from. The password is never written to this file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    /// User name (Nextcloud: the login name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Environment variable holding the password (default `DELTASYNC_PASSWORD`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+    /// Command printing the password (run with `sh -c`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_command: Option<String>,
+    /// Allow plain http to a host that is not this machine.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_insecure_http: bool,
+}
+
+impl Auth {
+    fn is_empty(&self) -> bool {
+        self == &Auth::default()
+    }
+}
+
+/// Safety rails.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncSettings {
+    /// A push deleting more than this share of a collection is refused…
+    #[serde(default = "default_ratio")]
+    pub mass_delete_ratio: f64,
+    /// …when it also deletes more than this many entities.
+    #[serde(default = "default_min")]
+    pub mass_delete_min: u64,
+}
+
+fn default_ratio() -> f64 {
+    0.5
+}
+fn default_min() -> u64 {
+    10
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        SyncSettings {
+            mass_delete_ratio: default_ratio(),
+            mass_delete_min: default_min(),
+        }
+    }
+}
+
+/// One collection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectionConfig {
+    /// `dir` or `file`.
+    pub kind: KindName,
+    /// Folder (dir) or document (file), relative to the workspace.
+    pub path: PathBuf,
+    /// JSON pointer inside the document (file only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pointer: Option<String>,
+    /// Id field of the objects in an array (file only; default `id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_field: Option<String>,
+    /// Merge strategy.
+    #[serde(default)]
+    pub strategy: Strategy,
+}
+
+/// The kinds of collection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KindName {
+    /// One file per entity.
+    Dir,
+    /// One document holding many entities.
+    File,
+}
+
+impl CollectionConfig {
+    /// The collection's kind as the collections module takes it.
+    pub fn kind(&self) -> CollectionKind {
+        match self.kind {
+            KindName::Dir => CollectionKind::Dir {
+                path: self.path.clone(),
+            },
+            KindName::File => CollectionKind::File {
+                path: self.path.clone(),
+                pointer: self.pointer.clone(),
+                id_field: self.id_field.clone().unwrap_or_else(|| "id".into()),
+            },
+        }
+    }
+
+    /// Parses the `--collection` argument of `init`: `dir:PATH` or `file:PATH[#POINTER][@ID]`.
+    pub fn parse_spec(spec: &str) -> Result<Self, ConfigError> {
+        let bad = || {
+            ConfigError::Invalid(format!(
+                "invalid collection '{spec}': expected dir:PATH or file:PATH[#POINTER][@ID_FIELD]"
+            ))
+        };
+        let (kind, rest) = spec.split_once(':').ok_or_else(bad)?;
+        match kind {
+            "dir" if !rest.is_empty() => Ok(CollectionConfig {
+                kind: KindName::Dir,
+                path: rest.into(),
+                pointer: None,
+                id_field: None,
+                strategy: Strategy::default(),
+            }),
+            "file" => {
+                let (rest, id_field) = match rest.rsplit_once('@') {
+                    Some((r, id)) if !id.is_empty() => (r, Some(id.to_string())),
+                    _ => (rest, None),
+                };
+                let (path, pointer) = match rest.split_once('#') {
+                    Some((p, ptr)) => (p, Some(ptr.to_string())),
+                    None => (rest, None),
+                };
+                if path.is_empty() {
+                    return Err(bad());
+                }
+                if let Some(p) = &pointer
+                    && !p.is_empty()
+                    && !p.starts_with('/')
+                {
+                    return Err(ConfigError::Invalid(format!(
+                        "invalid JSON pointer '{p}' in '{spec}': it must start with '/'"
+                    )));
+                }
+                Ok(CollectionConfig {
+                    kind: KindName::File,
+                    path: path.into(),
+                    pointer,
+                    id_field,
+                    strategy: Strategy::default(),
+                })
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `deltasync.toml` from a workspace.
+    pub fn load(workspace: &Path) -> Result<Self, ConfigError> {
+        let path = workspace.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.clone(),
+            source: Box::new(source),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks names and paths.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (name, c) in &self.collections {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "collection name '{name}': use letters, digits, '-' and '_'"
+                )));
+            }
+            if c.path.is_absolute()
+                || c.path
+                    .components()
+                    .any(|p| !matches!(p, std::path::Component::Normal(_)))
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "collection '{name}': path '{}' must be relative and inside the workspace",
+                    c.path.display()
+                )));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.sync.mass_delete_ratio) {
+            return Err(ConfigError::Invalid(
+                "sync.mass_delete_ratio must be between 0 and 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Writes `deltasync.toml` into a workspace.
+    pub fn save(&self, workspace: &Path) -> Result<(), ConfigError> {
+        let path = workspace.join(CONFIG_FILE);
+        let mut text = String::from(
+            "# deltasync workspace configuration: see `deltasync --help` and the README.\n\
+             # Passwords are never stored here: use auth.password_env or auth.password_command.\n",
+        );
+        text.push_str(&toml::to_string(self).map_err(|e| ConfigError::Invalid(format!("{e}")))?);
+        std::fs::write(&path, text).map_err(|source| ConfigError::Io { path, source })
+    }
+
+    /// The names of the collections, for error messages.
+    pub fn collection_names(&self) -> String {
+        self.collections
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs() {
+        let d = CollectionConfig::parse_spec("dir:tasks").unwrap();
+        assert_eq!(d.kind, KindName::Dir);
+        let f = CollectionConfig::parse_spec("file:main.json#/task/entities@uid").unwrap();
+        assert_eq!(f.pointer.as_deref(), Some("/task/entities"));
+        assert_eq!(f.id_field.as_deref(), Some("uid"));
+        assert!(CollectionConfig::parse_spec("foo:x").is_err());
+        assert!(CollectionConfig::parse_spec("file:main.json#task").is_err());
+    }
+
+    #[test]
+    fn paths_must_stay_inside() {
+        let mut c = Config {
+            remote: "/tmp/r".into(),
+            device: "d".into(),
+            auth: Auth::default(),
+            sync: SyncSettings::default(),
+            collections: BTreeMap::new(),
+        };
+        c.collections.insert(
+            "t".into(),
+            CollectionConfig::parse_spec("dir:../x").unwrap(),
+        );
+        assert!(c.validate().is_err());
+        c.collections
+            .insert("t".into(), CollectionConfig::parse_spec("dir:x/y").unwrap());
+        c.validate().unwrap();
+    }
+}

@@ -1,0 +1,603 @@
+//! Local state in SQLite under `.deltasync/state.db`.
+//!
+//! Per entity it keeps two things that are usually equal:
+//! - the **base**: the content this device last agreed on with the remote (what the three-way
+//!   merge starts from), with its version and hash;
+//! - the **mirror**: the remote's record as of the deltas applied here (version, clock,
+//!   device, tombstone, content).
+//!
+//! They differ only while a local file cannot be read (the pull is held back) or between the
+//! steps of one sync. Besides: the applied deltas, the meta etag, the device id and clock, the
+//! conflict receipts, per-collection sync statistics and the pending-commit journal.
+
+use std::path::Path;
+
+use deltasync_meta::{ConflictReceipt, Hlc};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+/// Errors of the local state.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// SQLite failed.
+    #[error("local state (.deltasync/state.db): {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// Stored JSON could not be decoded.
+    #[error("local state holds invalid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The state folder could not be created.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The base and mirror of one entity.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EntityState {
+    /// Version of the base (0 when there is none).
+    pub base_version: u64,
+    /// Hash of the base content; `None` for a tombstone or no base.
+    pub base_hash: Option<String>,
+    /// Whether a base exists at all.
+    pub has_base: bool,
+    /// Mirror: version of the remote record (0: none known).
+    pub m_version: u64,
+    /// Mirror: hash of the remote content (`None`: tombstone).
+    pub m_hash: Option<String>,
+    /// Mirror: whether a remote record is known.
+    pub has_mirror: bool,
+}
+
+/// A remote record as mirrored locally, with its content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MirrorRecord {
+    /// Version.
+    pub version: u64,
+    /// Clock of the last change.
+    pub clock: Hlc,
+    /// Device of the last change.
+    pub device: String,
+    /// Content; `None` for a tombstone.
+    pub content: Option<serde_json::Value>,
+}
+
+/// Per-collection statistics of the last sync.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CollectionSyncState {
+    /// When, ms since the Unix epoch.
+    pub last_sync_ms: u64,
+    /// Records pushed.
+    pub up: u64,
+    /// Records pulled.
+    pub down: u64,
+    /// How long it took, ms.
+    pub duration_ms: u64,
+}
+
+/// A commit recorded before meta.json is written, so that a crash can be recovered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingCommit {
+    /// Path of the delta.
+    pub delta_path: String,
+    /// Seq it was written for.
+    pub seq: u64,
+    /// `attempted` (meta write not known to have happened) or `unconfirmed` (meta written,
+    /// not yet seen referenced by a meta someone else wrote).
+    pub state: String,
+    /// The meta etag after our write (for `unconfirmed`).
+    pub meta_etag: Option<String>,
+    /// What each entity's base and mirror were before the commit, to undo it if it is lost.
+    pub before: Vec<BeforeCommit>,
+    /// The records the commit wrote, to finish the local side after a crash.
+    pub records: Vec<deltasync_meta::EntityRecord>,
+    /// Ids of the conflict receipts the commit carried, to send again if it is lost.
+    #[serde(default)]
+    pub receipts: Vec<String>,
+}
+
+/// An entity's state before a commit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BeforeCommit {
+    /// Collection.
+    pub collection: String,
+    /// Id.
+    pub id: String,
+    /// The base (version, content) before; `None`: there was none.
+    pub base: Option<(u64, Option<serde_json::Value>)>,
+    /// The mirror before; `None`: none.
+    pub mirror: Option<MirrorRecord>,
+}
+
+/// The local state database.
+#[derive(Debug)]
+pub struct State {
+    conn: Connection,
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS entities (
+  collection TEXT NOT NULL,
+  id TEXT NOT NULL,
+  has_base INTEGER NOT NULL DEFAULT 0,
+  base_version INTEGER NOT NULL DEFAULT 0,
+  base_hash TEXT,
+  base_content TEXT,
+  has_mirror INTEGER NOT NULL DEFAULT 0,
+  m_version INTEGER NOT NULL DEFAULT 0,
+  m_hash TEXT,
+  m_clock_ms INTEGER NOT NULL DEFAULT 0,
+  m_clock_c INTEGER NOT NULL DEFAULT 0,
+  m_device TEXT NOT NULL DEFAULT '',
+  m_content TEXT,
+  PRIMARY KEY (collection, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS applied_deltas (path TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS conflicts (
+  id TEXT PRIMARY KEY,
+  json TEXT NOT NULL,
+  resolved INTEGER NOT NULL DEFAULT 0,
+  to_push INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS sync_state (
+  collection TEXT PRIMARY KEY,
+  last_sync_ms INTEGER NOT NULL, up INTEGER NOT NULL, down INTEGER NOT NULL, duration_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS journal (delta_path TEXT PRIMARY KEY, json TEXT NOT NULL);
+"#;
+
+fn hash_of(content: &Option<serde_json::Value>) -> Option<String> {
+    content.as_ref().map(deltasync_meta::content_hash)
+}
+
+impl State {
+    /// Opens (creating) the database in `dir` (the workspace's `.deltasync/`).
+    pub fn open(dir: &Path) -> Result<Self, StateError> {
+        std::fs::create_dir_all(dir)?;
+        let conn = Connection::open(dir.join("state.db"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(State { conn })
+    }
+
+    /// An in-memory database (tests).
+    pub fn in_memory() -> Result<Self, StateError> {
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(State { conn })
+    }
+
+    /// Runs `f` in one transaction: all of it is applied or none.
+    pub fn transaction<T>(
+        &mut self,
+        f: impl FnOnce(&State) -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        match f(self) {
+            Ok(v) => {
+                self.conn.execute_batch("COMMIT")?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    /// A key-value setting.
+    pub fn get(&self, key: &str) -> Result<Option<String>, StateError> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM kv WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Sets a key-value setting.
+    pub fn set(&self, key: &str, value: &str) -> Result<(), StateError> {
+        self.conn.execute(
+            "INSERT INTO kv(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    /// Removes a key-value setting.
+    pub fn unset(&self, key: &str) -> Result<(), StateError> {
+        self.conn.execute("DELETE FROM kv WHERE key = ?1", [key])?;
+        Ok(())
+    }
+
+    /// The clock last issued or seen.
+    pub fn clock(&self) -> Result<Hlc, StateError> {
+        Ok(match self.get("hlc")? {
+            Some(s) => serde_json::from_str(&s)?,
+            None => Hlc::default(),
+        })
+    }
+
+    /// Stores the clock.
+    pub fn set_clock(&self, h: Hlc) -> Result<(), StateError> {
+        self.set("hlc", &serde_json::to_string(&h)?)
+    }
+
+    /// The state (without contents) of every entity, keyed by (collection, id).
+    pub fn all_states(
+        &self,
+    ) -> Result<std::collections::BTreeMap<(String, String), EntityState>, StateError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT collection, id, has_base, base_version, base_hash, has_mirror, m_version, m_hash FROM entities",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                (r.get::<_, String>(0)?, r.get::<_, String>(1)?),
+                EntityState {
+                    has_base: r.get(2)?,
+                    base_version: r.get::<_, i64>(3)? as u64,
+                    base_hash: r.get(4)?,
+                    has_mirror: r.get(5)?,
+                    m_version: r.get::<_, i64>(6)? as u64,
+                    m_hash: r.get(7)?,
+                },
+            ))
+        })?;
+        let mut out = std::collections::BTreeMap::new();
+        for row in rows {
+            let (k, v) = row?;
+            out.insert(k, v);
+        }
+        Ok(out)
+    }
+
+    /// The base content of an entity: `None` when there is no base, `Some(None)` for a
+    /// tombstone.
+    pub fn base(
+        &self,
+        collection: &str,
+        id: &str,
+    ) -> Result<Option<(u64, Option<serde_json::Value>)>, StateError> {
+        let row: Option<(bool, i64, Option<String>)> = self
+            .conn
+            .query_row(
+                "SELECT has_base, base_version, base_content FROM entities WHERE collection = ?1 AND id = ?2",
+                params![collection, id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        match row {
+            Some((true, v, content)) => Ok(Some((
+                v as u64,
+                content.map(|c| serde_json::from_str(&c)).transpose()?,
+            ))),
+            _ => Ok(None),
+        }
+    }
+
+    /// The mirrored remote record of an entity.
+    pub fn mirror(&self, collection: &str, id: &str) -> Result<Option<MirrorRecord>, StateError> {
+        type Row = (bool, i64, i64, i64, String, Option<String>);
+        let row: Option<Row> = self
+            .conn
+            .query_row(
+                "SELECT has_mirror, m_version, m_clock_ms, m_clock_c, m_device, m_content FROM entities WHERE collection = ?1 AND id = ?2",
+                params![collection, id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+            )
+            .optional()?;
+        match row {
+            Some((true, v, ms, c, device, content)) => Ok(Some(MirrorRecord {
+                version: v as u64,
+                clock: Hlc {
+                    ms: ms as u64,
+                    counter: c as u32,
+                },
+                device,
+                content: content.map(|c| serde_json::from_str(&c)).transpose()?,
+            })),
+            _ => Ok(None),
+        }
+    }
+
+    fn ensure_row(&self, collection: &str, id: &str) -> Result<(), StateError> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO entities(collection, id) VALUES (?1, ?2)",
+            params![collection, id],
+        )?;
+        Ok(())
+    }
+
+    /// Sets the base of an entity (`None` removes it).
+    pub fn set_base(
+        &self,
+        collection: &str,
+        id: &str,
+        base: Option<(u64, &Option<serde_json::Value>)>,
+    ) -> Result<(), StateError> {
+        self.ensure_row(collection, id)?;
+        match base {
+            Some((version, content)) => {
+                let text = content.as_ref().map(serde_json::to_string).transpose()?;
+                self.conn.execute(
+                    "UPDATE entities SET has_base = 1, base_version = ?3, base_hash = ?4, base_content = ?5 WHERE collection = ?1 AND id = ?2",
+                    params![collection, id, version as i64, hash_of(content), text],
+                )?;
+            }
+            None => {
+                self.conn.execute(
+                    "UPDATE entities SET has_base = 0, base_version = 0, base_hash = NULL, base_content = NULL WHERE collection = ?1 AND id = ?2",
+                    params![collection, id],
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the mirror of an entity (`None` removes it).
+    pub fn set_mirror(
+        &self,
+        collection: &str,
+        id: &str,
+        mirror: Option<&MirrorRecord>,
+    ) -> Result<(), StateError> {
+        self.ensure_row(collection, id)?;
+        match mirror {
+            Some(m) => {
+                let text = m.content.as_ref().map(serde_json::to_string).transpose()?;
+                self.conn.execute(
+                    "UPDATE entities SET has_mirror = 1, m_version = ?3, m_hash = ?4, m_clock_ms = ?5, m_clock_c = ?6, m_device = ?7, m_content = ?8 WHERE collection = ?1 AND id = ?2",
+                    params![
+                        collection,
+                        id,
+                        m.version as i64,
+                        hash_of(&m.content),
+                        m.clock.ms as i64,
+                        m.clock.counter as i64,
+                        m.device,
+                        text
+                    ],
+                )?;
+            }
+            None => {
+                self.conn.execute(
+                    "UPDATE entities SET has_mirror = 0, m_version = 0, m_hash = NULL, m_content = NULL WHERE collection = ?1 AND id = ?2",
+                    params![collection, id],
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every mirrored record (collection, id, record), for snapshots and verification.
+    pub fn all_mirror(&self) -> Result<Vec<(String, String, MirrorRecord)>, StateError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT collection, id, m_version, m_clock_ms, m_clock_c, m_device, m_content FROM entities WHERE has_mirror = 1 ORDER BY collection, id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, Option<String>>(6)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (c, id, v, ms, cc, device, content) = row?;
+            out.push((
+                c,
+                id,
+                MirrorRecord {
+                    version: v as u64,
+                    clock: Hlc {
+                        ms: ms as u64,
+                        counter: cc as u32,
+                    },
+                    device,
+                    content: content.map(|t| serde_json::from_str(&t)).transpose()?,
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Whether a delta was applied here.
+    pub fn is_applied(&self, path: &str) -> Result<bool, StateError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM applied_deltas WHERE path = ?1",
+                [path],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// Records a delta as applied.
+    pub fn mark_applied(&self, path: &str, seq: u64) -> Result<(), StateError> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO applied_deltas(path, seq) VALUES (?1, ?2)",
+            params![path, seq as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets that a delta was applied (a commit of ours that was lost).
+    pub fn unmark_applied(&self, path: &str) -> Result<(), StateError> {
+        self.conn
+            .execute("DELETE FROM applied_deltas WHERE path = ?1", [path])?;
+        Ok(())
+    }
+
+    /// Stores or replaces a conflict receipt; `to_push` marks it for the next commit.
+    pub fn put_conflict(&self, c: &ConflictReceipt, to_push: bool) -> Result<(), StateError> {
+        self.conn.execute(
+            "INSERT INTO conflicts(id, json, resolved, to_push) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(id) DO UPDATE SET json = excluded.json, resolved = MAX(conflicts.resolved, excluded.resolved),
+               to_push = MAX(conflicts.to_push, excluded.to_push)",
+            params![c.id, serde_json::to_string(c)?, c.resolved, to_push],
+        )?;
+        Ok(())
+    }
+
+    /// Every conflict receipt, open first.
+    pub fn conflicts(&self) -> Result<Vec<ConflictReceipt>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT json, resolved FROM conflicts ORDER BY resolved, id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (json, resolved) = row?;
+            let mut c: ConflictReceipt = serde_json::from_str(&json)?;
+            c.resolved |= resolved;
+            out.push(c);
+        }
+        Ok(out)
+    }
+
+    /// Receipts waiting to be pushed.
+    pub fn conflicts_to_push(&self) -> Result<Vec<ConflictReceipt>, StateError> {
+        Ok(self
+            .conflicts()?
+            .into_iter()
+            .filter(|c| self.is_to_push(&c.id).unwrap_or(false))
+            .collect())
+    }
+
+    fn is_to_push(&self, id: &str) -> Result<bool, StateError> {
+        Ok(self
+            .conn
+            .query_row("SELECT to_push FROM conflicts WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .unwrap_or(false))
+    }
+
+    /// Marks receipts as pushed.
+    pub fn conflicts_pushed(&self, ids: &[String]) -> Result<(), StateError> {
+        for id in ids {
+            self.conn
+                .execute("UPDATE conflicts SET to_push = 0 WHERE id = ?1", [id])?;
+        }
+        Ok(())
+    }
+
+    /// Marks receipts to be pushed again (their commit was lost).
+    pub fn conflicts_to_push_again(&self, ids: &[String]) -> Result<(), StateError> {
+        for id in ids {
+            self.conn
+                .execute("UPDATE conflicts SET to_push = 1 WHERE id = ?1", [id])?;
+        }
+        Ok(())
+    }
+
+    /// Records the statistics of a collection's sync.
+    pub fn set_sync_state(
+        &self,
+        collection: &str,
+        s: &CollectionSyncState,
+    ) -> Result<(), StateError> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO sync_state(collection, last_sync_ms, up, down, duration_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![collection, s.last_sync_ms as i64, s.up as i64, s.down as i64, s.duration_ms as i64],
+        )?;
+        Ok(())
+    }
+
+    /// The statistics of a collection's last sync.
+    pub fn sync_state(&self, collection: &str) -> Result<Option<CollectionSyncState>, StateError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT last_sync_ms, up, down, duration_ms FROM sync_state WHERE collection = ?1",
+                [collection],
+                |r| {
+                    Ok(CollectionSyncState {
+                        last_sync_ms: r.get::<_, i64>(0)? as u64,
+                        up: r.get::<_, i64>(1)? as u64,
+                        down: r.get::<_, i64>(2)? as u64,
+                        duration_ms: r.get::<_, i64>(3)? as u64,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Writes a journal entry.
+    pub fn put_pending(&self, p: &PendingCommit) -> Result<(), StateError> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO journal(delta_path, json) VALUES (?1, ?2)",
+            params![p.delta_path, serde_json::to_string(p)?],
+        )?;
+        Ok(())
+    }
+
+    /// Removes a journal entry.
+    pub fn remove_pending(&self, delta_path: &str) -> Result<(), StateError> {
+        self.conn
+            .execute("DELETE FROM journal WHERE delta_path = ?1", [delta_path])?;
+        Ok(())
+    }
+
+    /// Every journal entry, oldest seq first.
+    pub fn pending(&self) -> Result<Vec<PendingCommit>, StateError> {
+        let mut stmt = self.conn.prepare("SELECT json FROM journal")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        let mut out: Vec<PendingCommit> = Vec::new();
+        for row in rows {
+            out.push(serde_json::from_str(&row?)?);
+        }
+        out.sort_by_key(|p| p.seq);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn base_and_mirror_round_trip() {
+        let mut s = State::in_memory().unwrap();
+        let v = Some(json!({"a": 1}));
+        s.transaction(|s| {
+            s.set_base("t", "x", Some((3, &v)))?;
+            s.set_mirror(
+                "t",
+                "x",
+                Some(&MirrorRecord {
+                    version: 3,
+                    clock: Hlc { ms: 9, counter: 1 },
+                    device: "d".into(),
+                    content: v.clone(),
+                }),
+            )
+        })
+        .unwrap();
+        assert_eq!(s.base("t", "x").unwrap(), Some((3, v.clone())));
+        let st = &s.all_states().unwrap()[&("t".to_string(), "x".to_string())];
+        assert_eq!(st.base_hash, st.m_hash);
+        assert!(st.has_base && st.has_mirror);
+        s.set_base("t", "x", Some((4, &None))).unwrap();
+        assert_eq!(s.base("t", "x").unwrap(), Some((4, None)));
+        assert_eq!(s.mirror("t", "y").unwrap(), None);
+    }
+
+    #[test]
+    fn failed_transaction_changes_nothing() {
+        let mut s = State::in_memory().unwrap();
+        let r: Result<(), StateError> = s.transaction(|s| {
+            s.set("k", "v")?;
+            Err(StateError::Io(std::io::Error::other("boom")))
+        });
+        assert!(r.is_err());
+        assert_eq!(s.get("k").unwrap(), None);
+    }
+}

@@ -1,0 +1,1211 @@
+//! Push and pull: the [`Engine`] of one workspace.
+//!
+//! One sync round is:
+//! 1. **fetch**: a conditional GET of meta.json; our pending commits are confirmed, finished
+//!    (after a crash) or found lost and undone; every delta meta lists that was not applied
+//!    here is read, verified and applied to the *mirror* (the local copy of the remote state);
+//! 2. **plan**: the local files are scanned and each entity is planned from (local, base,
+//!    mirror) by [`crate::planner::plan`];
+//! 3. **execute**: pulls and merges are written to the local files (never over a save the app
+//!    made meanwhile) and bases updated;
+//! 4. **commit**: the changed entities go into one delta (create-only), then meta.json is
+//!    written with If-Match. On 412 the round starts again after a jittered backoff.
+//!
+//! Every step leaves a state the next run can finish from: see `docs/architecture.md`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use deltasync_lock::Backoff;
+use deltasync_meta::{
+    ConflictReceipt, Delta, EntityRecord, FORMAT_VERSION, Hlc, Meta, content_hash,
+};
+use deltasync_remote::{Etag, Remote, RemoteError};
+use deltasync_store::{MetaRead, Store, StoreError, now_ms};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::collections::{self, CollectionError, Scan, Write};
+use crate::config::{Config, ConfigError};
+use crate::merge::{Side, merge3};
+use crate::planner::{self, BaseSide, Change, EntityKey, LocalSide, Op, RemoteSide};
+use crate::state::{
+    BeforeCommit, CollectionSyncState, MirrorRecord, PendingCommit, State, StateError,
+};
+
+/// The folder of local state inside a workspace.
+pub const STATE_DIR: &str = ".deltasync";
+
+/// Errors of the engine. [`EngineError::is_temporary`] says whether a retry can help.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The configuration is missing or invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The local state failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The remote layout failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The remote failed.
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    /// A local collection failed.
+    #[error(transparent)]
+    Collection(#[from] CollectionError),
+    /// A collection name that the configuration does not have.
+    #[error("unknown collection '{name}'; valid collections: {valid}")]
+    UnknownCollection {
+        /// The name asked for.
+        name: String,
+        /// The configured names, comma-separated.
+        valid: String,
+    },
+    /// A push would delete too much of a collection.
+    #[error(
+        "refusing to delete {deletes} of {total} entities in '{collection}' (more than {percent}%): \
+         if this is intended, run again with --allow-mass-delete"
+    )]
+    MassDelete {
+        /// The collection.
+        collection: String,
+        /// Deletions planned.
+        deletes: u64,
+        /// Entities the collection had.
+        total: u64,
+        /// The configured threshold in percent.
+        percent: u64,
+    },
+    /// Other devices kept committing first.
+    #[error("gave up after {0} attempts: other devices kept committing first; try again")]
+    TooManyRetries(u32),
+    /// The remote's format is newer than this client can write.
+    #[error(
+        "the remote is format {0} which this deltasync (format {FORMAT_VERSION}) can read but not write: upgrade deltasync"
+    )]
+    ReadOnly(u32),
+    /// A conflict receipt that does not exist.
+    #[error("no conflict with id '{0}'")]
+    NoSuchConflict(String),
+    /// An entity that does not exist.
+    #[error("no {collection} entity with id '{id}'")]
+    NoSuchEntity {
+        /// Collection.
+        collection: String,
+        /// Id.
+        id: String,
+    },
+}
+
+impl EngineError {
+    /// Whether a retry later can help.
+    pub fn is_temporary(&self) -> bool {
+        match self {
+            EngineError::Store(e) => e.is_temporary(),
+            EngineError::Remote(e) => e.is_temporary(),
+            EngineError::TooManyRetries(_) => true,
+            EngineError::Collection(e) => matches!(e, CollectionError::ChangedMeanwhile { .. }),
+            _ => false,
+        }
+    }
+}
+
+/// Options of [`Engine::sync`].
+#[derive(Debug, Clone, Default)]
+pub struct SyncOptions {
+    /// Plan and report, change nothing (local files, base, remote).
+    pub dry_run: bool,
+    /// Allow a push that deletes more than the configured share of a collection.
+    pub allow_mass_delete: bool,
+}
+
+/// What a sync did (or, dry run, would do) for one collection.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CollectionReport {
+    /// Outgoing changes.
+    pub up: planner::Counts,
+    /// Incoming changes.
+    pub down: planner::Counts,
+    /// Entities with no change.
+    pub unchanged: u64,
+    /// Entities changed on both sides (merged).
+    pub merged: u64,
+    /// Entities held back (their local file is unreadable).
+    pub held: u64,
+}
+
+/// The outcome of a sync.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SyncReport {
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// Per collection.
+    pub collections: BTreeMap<String, CollectionReport>,
+    /// The seq of the commit made, if any.
+    pub committed: Option<u64>,
+    /// The remote head after the sync.
+    pub head: u64,
+    /// Conflict receipts created by this sync.
+    pub conflicts: Vec<ConflictReceipt>,
+    /// Local files that could not be read (invalid JSON, …): nothing was pushed for them.
+    pub problems: Vec<String>,
+    /// Entities not written locally because the app saved them meanwhile (retried next time).
+    pub deferred: Vec<String>,
+    /// Commit attempts lost to other devices before this one succeeded.
+    pub retries: u32,
+    /// Commits of ours that another device's write overwrote and that were made again.
+    pub recommitted: u64,
+}
+
+/// Status of a workspace, for `deltasync status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// This device's id.
+    pub device_id: String,
+    /// The device's name.
+    pub device: String,
+    /// The remote, without credentials.
+    pub remote: String,
+    /// The head of the last meta seen.
+    pub head: u64,
+    /// Commits not yet confirmed by a later meta.
+    pub unconfirmed_commits: usize,
+    /// Open conflict receipts.
+    pub open_conflicts: usize,
+    /// Per collection: entity count (mirror) and last sync.
+    pub collections: BTreeMap<String, CollectionStatus>,
+}
+
+/// Status of one collection.
+#[derive(Debug, Clone, Serialize)]
+pub struct CollectionStatus {
+    /// Entities on the remote (live).
+    pub remote_entities: u64,
+    /// The last sync's statistics.
+    pub last_sync: Option<CollectionSyncState>,
+}
+
+/// The sync engine of one workspace.
+pub struct Engine {
+    root: PathBuf,
+    config: Config,
+    state: State,
+    store: Store,
+    device_id: String,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("root", &self.root)
+            .field("device_id", &self.device_id)
+            .finish()
+    }
+}
+
+struct Planned {
+    scans: BTreeMap<String, Scan>,
+    plan: planner::Plan,
+    states: BTreeMap<(String, String), crate::state::EntityState>,
+}
+
+const MAX_ROUNDS: u32 = 10;
+
+/// An entity written locally by a pull or merge: its id, the base to record once the write
+/// is done (`None`: no base), and what to push after it (`Some(None)`: a delete).
+type AfterWrite = (String, Option<(u64, Option<Value>)>, Option<Option<Value>>);
+
+impl Engine {
+    /// Opens a workspace, with the remote from its configuration.
+    pub fn open(
+        root: &Path,
+        remote_options: &deltasync_remote::WebDavOptions,
+    ) -> Result<Self, EngineError> {
+        let config = Config::load(root)?;
+        let remote = deltasync_remote::open(&config.remote, remote_options)?;
+        Self::with_remote(root, config, remote)
+    }
+
+    /// Opens a workspace with a given configuration and remote (tests, embedding apps).
+    pub fn with_remote(
+        root: &Path,
+        config: Config,
+        remote: Arc<dyn Remote>,
+    ) -> Result<Self, EngineError> {
+        config.validate()?;
+        let state = State::open(&root.join(STATE_DIR))?;
+        let device_id = match state.get("device_id")? {
+            Some(id) => id,
+            None => {
+                let id = format!("{:012x}", fastrand::u64(..) & 0xffff_ffff_ffff);
+                state.set("device_id", &id)?;
+                id
+            }
+        };
+        let backoff =
+            if remote.capabilities().weak_window_ms > 0 || remote.describe().starts_with("http") {
+                Backoff::standard()
+            } else {
+                Backoff::new(
+                    std::time::Duration::from_millis(2),
+                    std::time::Duration::from_millis(200),
+                    8,
+                )
+            };
+        Ok(Engine {
+            root: root.to_path_buf(),
+            config,
+            state,
+            store: Store::new(remote).with_backoff(backoff),
+            device_id,
+        })
+    }
+
+    /// This device's id.
+    pub fn device_id(&self) -> &str {
+        &self.device_id
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The workspace root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The store (remote layout).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The local state.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Creates the remote layout if the remote is empty; returns whether it did.
+    pub fn init_remote(&self, server: Option<Value>) -> Result<bool, EngineError> {
+        Ok(self.store.init(server)?)
+    }
+
+    /// Checks a collection name, with the valid names in the error.
+    pub fn check_collection(&self, name: &str) -> Result<(), EngineError> {
+        if self.config.collections.contains_key(name) {
+            Ok(())
+        } else {
+            Err(EngineError::UnknownCollection {
+                name: name.to_string(),
+                valid: self.config.collection_names(),
+            })
+        }
+    }
+
+    fn tick(&self) -> Result<Hlc, EngineError> {
+        let h = self.state.clock()?.tick(now_ms());
+        self.state.set_clock(h)?;
+        Ok(h)
+    }
+
+    fn cached_meta(&self) -> Result<Option<(Meta, Etag)>, EngineError> {
+        match (self.state.get("meta")?, self.state.get("meta_etag")?) {
+            (Some(m), Some(e)) => Ok(Some((
+                Meta::from_bytes(m.as_bytes()).map_err(|source| StoreError::Format {
+                    path: "local copy of meta.json".into(),
+                    source,
+                })?,
+                Etag(e),
+            ))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Step 1: brings the mirror up to date with the remote. Returns the current meta, its
+    /// etag, and how many deltas were applied.
+    pub fn fetch(&mut self) -> Result<(Meta, Etag, usize), EngineError> {
+        let cached = self.cached_meta()?;
+        let (meta, etag) = match self.store.read_meta(cached.as_ref().map(|(_, e)| e))? {
+            MetaRead::NotModified => {
+                let (m, e) = cached.expect("not-modified only when an etag was sent");
+                return Ok((m, e, 0));
+            }
+            MetaRead::Fresh { meta, etag, .. } => (meta, etag),
+        };
+        self.reconcile_journal(&meta, &etag)?;
+        let mut applied = 0;
+        // A new device (or a new snapshot generation) starts from the snapshot.
+        let known_generation = self
+            .state
+            .get("generation")?
+            .and_then(|g| g.parse::<u64>().ok());
+        if let Some(snap_ref) = &meta.snapshot
+            && known_generation != Some(snap_ref.generation)
+        {
+            let (snapshot, _) = self.store.read_snapshot(snap_ref)?;
+            let mut clock = self.state.clock()?;
+            self.state.transaction(|s| {
+                for r in &snapshot.records {
+                    let newer = match s.mirror(&r.collection, &r.id)? {
+                        Some(m) => r.version > m.version,
+                        None => true,
+                    };
+                    if newer {
+                        s.set_mirror(&r.collection, &r.id, Some(&mirror_of(r)))?;
+                    }
+                    clock = clock.max(r.last_modified_at);
+                }
+                for c in &snapshot.conflicts {
+                    s.put_conflict(c, false)?;
+                }
+                s.set_clock(clock)?;
+                s.set("generation", &snap_ref.generation.to_string())
+            })?;
+            applied += 1;
+        }
+        let mut deltas: Vec<_> = meta.deltas.iter().collect();
+        deltas.sort_by_key(|d| d.seq);
+        for d in deltas {
+            if self.state.is_applied(&d.path)? {
+                continue;
+            }
+            let delta = self.store.read_delta(d)?;
+            let mut clock = self.state.clock()?;
+            self.state.transaction(|s| {
+                for r in &delta.records {
+                    s.set_mirror(&r.collection, &r.id, Some(&mirror_of(r)))?;
+                    clock = clock.max(r.last_modified_at);
+                }
+                for c in &delta.conflicts {
+                    s.put_conflict(c, false)?;
+                }
+                s.set_clock(clock)?;
+                s.mark_applied(&d.path, d.seq)
+            })?;
+            applied += 1;
+        }
+        self.state.transaction(|s| {
+            s.set(
+                "meta",
+                std::str::from_utf8(&meta.to_bytes()).unwrap_or("{}"),
+            )?;
+            s.set("meta_etag", &etag.0)
+        })?;
+        Ok((meta, etag, applied))
+    }
+
+    /// Confirms, finishes or undoes the commits recorded in the journal against `meta`.
+    fn reconcile_journal(&mut self, meta: &Meta, etag: &Etag) -> Result<u64, EngineError> {
+        let mut lost = 0;
+        for p in self.state.pending()? {
+            let referenced = meta.references(&p.delta_path);
+            let folded = meta.snapshot.as_ref().is_some_and(|s| s.head >= p.seq)
+                && meta.delta(p.seq).is_none();
+            match (p.state.as_str(), referenced) {
+                // Crashed after writing meta, before the local transaction: finish it.
+                ("attempted", true) => {
+                    self.state.transaction(|s| {
+                        finish_commit(s, &p)?;
+                        s.remove_pending(&p.delta_path)
+                    })?;
+                }
+                // The meta write never happened: the delta is an orphan.
+                ("attempted", false) => {
+                    self.state.transaction(|s| {
+                        s.set("supersedes", &p.delta_path)?;
+                        s.remove_pending(&p.delta_path)
+                    })?;
+                }
+                ("unconfirmed", true) => {
+                    if p.meta_etag.as_deref() != Some(etag.0.as_str()) {
+                        self.state.remove_pending(&p.delta_path)?;
+                    }
+                }
+                ("unconfirmed", false) if folded => {
+                    self.state.remove_pending(&p.delta_path)?;
+                }
+                ("unconfirmed", false) => {
+                    // Two writers both "won" (a server whose If-Match is not atomic) and ours
+                    // was overwritten: undo it locally so that its entities are dirty again
+                    // and go out in the next commit, merged on top of the winner.
+                    tracing::warn!(delta = %p.delta_path, seq = p.seq, "a commit of ours was lost to a racing writer; committing it again");
+                    self.state.transaction(|s| {
+                        for b in &p.before {
+                            s.set_base(
+                                &b.collection,
+                                &b.id,
+                                b.base.as_ref().map(|(v, c)| (*v, c)),
+                            )?;
+                            s.set_mirror(&b.collection, &b.id, b.mirror.as_ref())?;
+                        }
+                        s.unmark_applied(&p.delta_path)?;
+                        s.conflicts_to_push_again(&p.receipts)?;
+                        s.set("supersedes", &p.delta_path)?;
+                        let n: u64 = s
+                            .get("recommitted")?
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0);
+                        s.set("recommitted", &(n + 1).to_string())?;
+                        s.remove_pending(&p.delta_path)
+                    })?;
+                    lost += 1;
+                }
+                _ => self.state.remove_pending(&p.delta_path)?,
+            }
+        }
+        Ok(lost)
+    }
+
+    fn scan_all(&self) -> Result<BTreeMap<String, Scan>, EngineError> {
+        let mut scans = BTreeMap::new();
+        for (name, c) in &self.config.collections {
+            scans.insert(name.clone(), collections::scan(&self.root, &c.kind())?);
+        }
+        Ok(scans)
+    }
+
+    /// Step 2: scans the local files and plans every entity.
+    fn plan(&self) -> Result<Planned, EngineError> {
+        let scans = self.scan_all()?;
+        let states = self.state.all_states()?;
+        let mut local = BTreeMap::new();
+        let mut base = BTreeMap::new();
+        let mut remote = BTreeMap::new();
+        for ((c, id), st) in &states {
+            if !self.config.collections.contains_key(c) {
+                continue;
+            }
+            let key = EntityKey {
+                collection: c.clone(),
+                id: id.clone(),
+            };
+            if st.has_base {
+                base.insert(
+                    key.clone(),
+                    BaseSide {
+                        version: st.base_version,
+                        hash: st.base_hash.clone(),
+                    },
+                );
+            }
+            if st.has_mirror {
+                // Content decides, not only versions: after a commit lost to a racing writer
+                // two records can share a seq, so a mirror that differs from the base counts
+                // as changed even when its version is not higher.
+                let version = if st.has_base
+                    && st.m_hash != st.base_hash
+                    && st.m_version <= st.base_version
+                {
+                    st.base_version + 1
+                } else {
+                    st.m_version
+                };
+                remote.insert(
+                    key.clone(),
+                    RemoteSide {
+                        version,
+                        hash: st.m_hash.clone(),
+                    },
+                );
+            }
+        }
+        for (c, scan) in &scans {
+            for (id, value) in &scan.entities {
+                local.insert(
+                    EntityKey {
+                        collection: c.clone(),
+                        id: id.clone(),
+                    },
+                    LocalSide {
+                        hash: Some(content_hash(value)),
+                        unreadable: false,
+                    },
+                );
+            }
+            let held: Box<dyn Iterator<Item = &String>> = if scan.whole_collection_held {
+                Box::new(
+                    states
+                        .keys()
+                        .filter(|(cc, _)| cc == c)
+                        .map(|(_, id)| id)
+                        .chain(scan.held.iter()),
+                )
+            } else {
+                Box::new(scan.held.iter())
+            };
+            for id in held {
+                local.insert(
+                    EntityKey {
+                        collection: c.clone(),
+                        id: id.clone(),
+                    },
+                    LocalSide {
+                        hash: None,
+                        unreadable: true,
+                    },
+                );
+            }
+        }
+        let plan = planner::plan(&local, &base, &remote);
+        Ok(Planned {
+            scans,
+            plan,
+            states,
+        })
+    }
+
+    fn check_mass_delete(&self, planned: &Planned, opts: &SyncOptions) -> Result<(), EngineError> {
+        if opts.allow_mass_delete {
+            return Ok(());
+        }
+        let mut deletes: BTreeMap<&str, u64> = BTreeMap::new();
+        for (k, op) in &planned.plan.ops {
+            if matches!(op, Op::Push(Change::Delete)) {
+                *deletes.entry(k.collection.as_str()).or_default() += 1;
+            }
+        }
+        for (c, n) in deletes {
+            let total = planned
+                .states
+                .iter()
+                .filter(|((cc, _), st)| cc == c && st.has_base && st.base_hash.is_some())
+                .count() as u64;
+            let ratio = self.config.sync.mass_delete_ratio;
+            if n > self.config.sync.mass_delete_min && (n as f64) > ratio * total as f64 {
+                return Err(EngineError::MassDelete {
+                    collection: c.to_string(),
+                    deletes: n,
+                    total,
+                    percent: (ratio * 100.0).round() as u64,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one sync: fetch, plan, write locally, commit; retried on commit races.
+    pub fn sync(&mut self, opts: &SyncOptions) -> Result<SyncReport, EngineError> {
+        let started = Instant::now();
+        let mut backoff = self.store_backoff();
+        let mut report = SyncReport {
+            dry_run: opts.dry_run,
+            ..SyncReport::default()
+        };
+        for round in 0..MAX_ROUNDS {
+            let (meta, etag, _) = self.fetch()?;
+            if !meta.writable() && !opts.dry_run {
+                return Err(EngineError::ReadOnly(meta.min_writer));
+            }
+            let planned = self.plan()?;
+            report.collections = collection_reports(&planned);
+            report.problems = planned
+                .scans
+                .values()
+                .flat_map(|s| {
+                    s.problems
+                        .iter()
+                        .map(|p| format!("{}: {}", p.file.display(), p.message))
+                })
+                .collect();
+            report.head = meta.head;
+            self.check_mass_delete(&planned, opts)?;
+            if opts.dry_run {
+                return Ok(report);
+            }
+            let outgoing = self.execute(&planned, &mut report)?;
+            let receipts = self.state.conflicts_to_push()?;
+            if outgoing.is_empty() && receipts.is_empty() {
+                self.finish_stats(&report, started)?;
+                return Ok(report);
+            }
+            match self.commit(&meta, &etag, outgoing, receipts) {
+                Ok(seq) => {
+                    report.committed = Some(seq);
+                    report.head = seq;
+                    report.retries = round;
+                    report.recommitted = self
+                        .state
+                        .get("recommitted")?
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    self.finish_stats(&report, started)?;
+                    return Ok(report);
+                }
+                // Someone committed first, or our commit's answer was lost: the next fetch
+                // pulls their work (and finds out about ours from the journal).
+                Err(EngineError::Store(StoreError::Conflict | StoreError::CommitUnknown)) => {
+                    tracing::debug!(round, "someone committed first; pulling and trying again");
+                    if !backoff.wait() {
+                        return Err(EngineError::TooManyRetries(round + 1));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(EngineError::TooManyRetries(MAX_ROUNDS))
+    }
+
+    fn store_backoff(&self) -> Backoff {
+        if self.store.remote().describe().starts_with("http") {
+            Backoff::new(
+                std::time::Duration::from_millis(50),
+                std::time::Duration::from_secs(2),
+                MAX_ROUNDS,
+            )
+        } else {
+            Backoff::new(
+                std::time::Duration::from_millis(1),
+                std::time::Duration::from_millis(50),
+                MAX_ROUNDS,
+            )
+        }
+    }
+
+    fn finish_stats(&self, report: &SyncReport, started: Instant) -> Result<(), EngineError> {
+        let now = now_ms();
+        let ms = started.elapsed().as_millis() as u64;
+        for (c, r) in &report.collections {
+            self.state.set_sync_state(
+                c,
+                &CollectionSyncState {
+                    last_sync_ms: now,
+                    up: r.up.new + r.up.updated + r.up.deleted,
+                    down: r.down.new + r.down.updated + r.down.deleted,
+                    duration_ms: ms,
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Step 3: writes pulls and merges locally, updates bases; returns the records to push
+    /// (without version and clock yet): (collection, id, content or None for a delete).
+    fn execute(
+        &mut self,
+        planned: &Planned,
+        report: &mut SyncReport,
+    ) -> Result<Vec<(String, String, Option<Value>)>, EngineError> {
+        let mut outgoing = Vec::new();
+        // Per collection: local writes, the base to record once written, and pushes that
+        // depend on the write.
+        for (cname, cconf) in &self.config.collections {
+            let scan = &planned.scans[cname];
+            let strategy = cconf.strategy;
+            let mut writes: Vec<Write> = Vec::new();
+            let mut after_write: Vec<AfterWrite> = Vec::new();
+            let mut adopt: Vec<(String, u64, Option<Value>)> = Vec::new();
+            for (key, op) in planned.plan.ops.range(
+                EntityKey {
+                    collection: cname.clone(),
+                    id: String::new(),
+                }..,
+            ) {
+                if &key.collection != cname {
+                    break;
+                }
+                let id = &key.id;
+                let local = scan.entities.get(id);
+                match op {
+                    Op::Unchanged | Op::Hold => {}
+                    Op::Push(_) => outgoing.push((cname.clone(), id.clone(), local.cloned())),
+                    Op::Adopt => {
+                        let m = self.state.mirror(cname, id)?;
+                        if let Some(m) = m {
+                            adopt.push((id.clone(), m.version, m.content));
+                        }
+                    }
+                    Op::Pull(_) => {
+                        let Some(m) = self.state.mirror(cname, id)? else {
+                            continue;
+                        };
+                        if local.map(content_hash) == m.content.as_ref().map(content_hash) {
+                            adopt.push((id.clone(), m.version, m.content));
+                            continue;
+                        }
+                        writes.push(match &m.content {
+                            Some(v) => Write::Put {
+                                id: id.clone(),
+                                value: v.clone(),
+                            },
+                            None => Write::Delete { id: id.clone() },
+                        });
+                        after_write.push((id.clone(), Some((m.version, m.content.clone())), None));
+                    }
+                    Op::Merge => {
+                        let m = self.state.mirror(cname, id)?;
+                        let base = self.state.base(cname, id)?;
+                        let base_content = base.as_ref().and_then(|(_, c)| c.as_ref());
+                        let local_clock = self.tick()?;
+                        let (m_content, m_clock, m_device, m_version) = match &m {
+                            Some(m) => (m.content.as_ref(), m.clock, m.device.as_str(), m.version),
+                            None => (None, Hlc::default(), "", 0),
+                        };
+                        let outcome = merge3(
+                            base_content,
+                            Side {
+                                value: local,
+                                clock: local_clock,
+                                device: &self.device_id,
+                            },
+                            Side {
+                                value: m_content,
+                                clock: m_clock,
+                                device: m_device,
+                            },
+                            strategy,
+                        );
+                        for fc in outcome.conflicts {
+                            let receipt = ConflictReceipt {
+                                id: format!(
+                                    "{}-{}-{:04x}",
+                                    self.device_id,
+                                    now_ms(),
+                                    fastrand::u16(..)
+                                ),
+                                collection: cname.clone(),
+                                entity_id: id.clone(),
+                                field: fc.field,
+                                kind: fc.kind,
+                                kept: fc.kept,
+                                kept_by: fc.kept_by,
+                                lost: fc.lost,
+                                lost_by: fc.lost_by,
+                                at: local_clock,
+                                resolved: false,
+                            };
+                            self.state.put_conflict(&receipt, true)?;
+                            report.conflicts.push(receipt);
+                        }
+                        let merged = outcome.value;
+                        let local_differs =
+                            local.map(content_hash) != merged.as_ref().map(content_hash);
+                        let remote_differs =
+                            m_content.map(content_hash) != merged.as_ref().map(content_hash);
+                        let push = if remote_differs {
+                            Some(merged.clone())
+                        } else {
+                            None
+                        };
+                        let new_base = if m.is_some() {
+                            Some((m_version, m_content.cloned()))
+                        } else {
+                            None
+                        };
+                        if local_differs {
+                            writes.push(match &merged {
+                                Some(v) => Write::Put {
+                                    id: id.clone(),
+                                    value: v.clone(),
+                                },
+                                None => Write::Delete { id: id.clone() },
+                            });
+                            after_write.push((id.clone(), new_base, push));
+                        } else {
+                            // Nothing to write locally: record the base now.
+                            if let Some((v, c)) = new_base {
+                                adopt.push((id.clone(), v, c));
+                            }
+                            if let Some(p) = push {
+                                outgoing.push((cname.clone(), id.clone(), p));
+                            }
+                        }
+                    }
+                }
+            }
+            // Local writes, never over a save the app made since the scan.
+            let mut skipped: BTreeSet<String> = BTreeSet::new();
+            if !writes.is_empty() {
+                match collections::apply(&self.root, &cconf.kind(), &writes, &scan.fingerprint) {
+                    Ok(r) => skipped.extend(r.skipped),
+                    Err(CollectionError::ChangedMeanwhile { .. }) => {
+                        skipped.extend(after_write.iter().map(|(id, _, _)| id.clone()));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            for id in &skipped {
+                report.deferred.push(format!("{cname}/{id}"));
+            }
+            self.state.transaction(|s| {
+                for (id, v, c) in &adopt {
+                    s.set_base(cname, id, Some((*v, c)))?;
+                }
+                for (id, base, _) in &after_write {
+                    if skipped.contains(id) {
+                        continue;
+                    }
+                    match base {
+                        Some((v, c)) => s.set_base(cname, id, Some((*v, c)))?,
+                        None => s.set_base(cname, id, None)?,
+                    }
+                }
+                Ok(())
+            })?;
+            for (id, _, push) in after_write {
+                if skipped.contains(&id) {
+                    continue;
+                }
+                if let Some(p) = push {
+                    outgoing.push((cname.clone(), id, p));
+                }
+            }
+        }
+        Ok(outgoing)
+    }
+
+    /// Step 4: one delta, then meta.json by compare-and-swap.
+    fn commit(
+        &mut self,
+        meta: &Meta,
+        etag: &Etag,
+        outgoing: Vec<(String, String, Option<Value>)>,
+        receipts: Vec<ConflictReceipt>,
+    ) -> Result<u64, EngineError> {
+        let seq = meta.head + 1;
+        let time = now_ms();
+        let mut records = Vec::with_capacity(outgoing.len());
+        let mut before = Vec::with_capacity(outgoing.len());
+        for (c, id, content) in outgoing {
+            let clock = self.tick()?;
+            before.push(BeforeCommit {
+                collection: c.clone(),
+                id: id.clone(),
+                base: self.state.base(&c, &id)?,
+                mirror: self.state.mirror(&c, &id)?,
+            });
+            records.push(EntityRecord {
+                collection: c,
+                id,
+                version: seq,
+                last_modified_at: clock,
+                last_modified_by: self.device_id.clone(),
+                is_deleted: content.is_none(),
+                data: content.unwrap_or(Value::Null),
+            });
+        }
+        let supersedes = self.state.get("supersedes")?;
+        let delta = Delta {
+            format: FORMAT_VERSION,
+            min_reader: 1,
+            seq,
+            device: self.device_id.clone(),
+            time,
+            supersedes: supersedes.clone(),
+            records,
+            conflicts: receipts.clone(),
+        };
+        let generation = meta.snapshot.as_ref().map(|s| s.generation).unwrap_or(0);
+        let dref = self.store.write_delta(&delta, generation)?;
+        let mut pending = PendingCommit {
+            delta_path: dref.path.clone(),
+            seq,
+            state: "attempted".into(),
+            meta_etag: None,
+            before,
+            records: delta.records.clone(),
+            receipts: receipts.iter().map(|r| r.id.clone()).collect(),
+        };
+        self.state.put_pending(&pending)?;
+        let mut next = meta.clone();
+        next.head = seq;
+        next.deltas.push(dref.clone());
+        for r in &delta.records {
+            next.entity_versions
+                .entry(r.collection.clone())
+                .or_default()
+                .insert(r.id.clone(), seq);
+        }
+        next.last_sync_timestamp = time;
+        let dev = next.devices.entry(self.device_id.clone()).or_default();
+        dev.name = self.config.device.clone();
+        dev.last_commit = time;
+        match self.store.commit_meta(&next, etag) {
+            Ok(new_etag) => {
+                pending.state = "unconfirmed".into();
+                pending.meta_etag = Some(new_etag.0.clone());
+                let ids: Vec<String> = receipts.iter().map(|r| r.id.clone()).collect();
+                let meta_text = String::from_utf8(next.to_bytes()).unwrap_or_default();
+                self.state.transaction(|s| {
+                    finish_commit(s, &pending)?;
+                    s.put_pending(&pending)?;
+                    s.conflicts_pushed(&ids)?;
+                    s.unset("supersedes")?;
+                    s.set("meta", &meta_text)?;
+                    s.set("meta_etag", &new_etag.0)
+                })?;
+                Ok(seq)
+            }
+            // A plain 412: meta was never written with our delta. The delta is an orphan
+            // that the next commit names in `supersedes`; it is left for compaction to remove
+            // after a grace period rather than deleted now, in case a slow reader holds a meta
+            // that lists it (on a server whose If-Match is not atomic, one might).
+            Err(StoreError::Conflict) => {
+                self.state.transaction(|s| {
+                    s.remove_pending(&dref.path)?;
+                    s.set("supersedes", &dref.path)
+                })?;
+                Err(StoreError::Conflict.into())
+            }
+            // Unknown outcome: the journal entry stays "attempted" and the next fetch decides.
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Folds every delta into a new snapshot (generation + 1) built from this device's
+    /// mirror, commits meta by compare-and-swap, then deletes the folded deltas' folder.
+    ///
+    /// The device first fetches, so the mirror is the remote state; the snapshot costs one
+    /// upload however many deltas there are. A commit by another device in between makes the
+    /// compare-and-swap fail and the whole step is retried. A reader holding the old meta
+    /// still finds the old snapshot (it is kept) and, until the folder is deleted, the deltas.
+    /// (Archiving the folded deltas and tombstone retention come with the `compact` command.)
+    pub fn compact(&mut self) -> Result<Option<u64>, EngineError> {
+        let mut backoff = self.store_backoff();
+        loop {
+            let (meta, etag, _) = self.fetch()?;
+            if !meta.writable() {
+                return Err(EngineError::ReadOnly(meta.min_writer));
+            }
+            if meta.deltas.is_empty() {
+                return Ok(None);
+            }
+            let generation = meta.snapshot.as_ref().map(|s| s.generation).unwrap_or(0) + 1;
+            let records: Vec<EntityRecord> = self
+                .state
+                .all_mirror()?
+                .into_iter()
+                .map(|(collection, id, m)| EntityRecord {
+                    collection,
+                    id,
+                    version: m.version,
+                    last_modified_at: m.clock,
+                    last_modified_by: m.device,
+                    is_deleted: m.content.is_none(),
+                    data: m.content.unwrap_or(Value::Null),
+                })
+                .collect();
+            let conflicts = self
+                .state
+                .conflicts()?
+                .into_iter()
+                .filter(|c| !c.resolved)
+                .collect();
+            let snapshot = deltasync_meta::Snapshot {
+                format: FORMAT_VERSION,
+                min_reader: 1,
+                generation,
+                head: meta.head,
+                time: now_ms(),
+                records,
+                conflicts,
+            };
+            let snap_ref = self.store.write_snapshot(&snapshot)?;
+            let mut next = meta.clone();
+            next.snapshot = Some(snap_ref);
+            next.deltas.clear();
+            next.entity_versions.clear();
+            match self.store.commit_meta(&next, &etag) {
+                Ok(new_etag) => {
+                    let old_generation = generation - 1;
+                    let text = String::from_utf8(next.to_bytes()).unwrap_or_default();
+                    self.state.transaction(|s| {
+                        s.set("generation", &generation.to_string())?;
+                        s.set("meta", &text)?;
+                        s.set("meta_etag", &new_etag.0)
+                    })?;
+                    self.store.delete_quietly(&format!(
+                        "{}/g{old_generation}",
+                        deltasync_meta::DELTAS_DIR
+                    ));
+                    return Ok(Some(generation));
+                }
+                Err(StoreError::Conflict) => {
+                    self.store.delete_quietly(
+                        &next
+                            .snapshot
+                            .as_ref()
+                            .map(|s| s.name.clone())
+                            .unwrap_or_default(),
+                    );
+                    if !backoff.wait() {
+                        return Err(EngineError::TooManyRetries(MAX_ROUNDS));
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Status of the workspace (no request).
+    pub fn status(&self) -> Result<Status, EngineError> {
+        let head = self.cached_meta()?.map(|(m, _)| m.head).unwrap_or(0);
+        let mut collections = BTreeMap::new();
+        let states = self.state.all_states()?;
+        for name in self.config.collections.keys() {
+            let remote_entities = states
+                .iter()
+                .filter(|((c, _), s)| c == name && s.has_mirror && s.m_hash.is_some())
+                .count() as u64;
+            collections.insert(
+                name.clone(),
+                CollectionStatus {
+                    remote_entities,
+                    last_sync: self.state.sync_state(name)?,
+                },
+            );
+        }
+        Ok(Status {
+            device_id: self.device_id.clone(),
+            device: self.config.device.clone(),
+            remote: self.store.remote().describe(),
+            head,
+            unconfirmed_commits: self.state.pending()?.len(),
+            open_conflicts: self
+                .state
+                .conflicts()?
+                .iter()
+                .filter(|c| !c.resolved)
+                .count(),
+            collections,
+        })
+    }
+
+    /// Every conflict receipt this device knows, open first.
+    pub fn conflicts(&self) -> Result<Vec<ConflictReceipt>, EngineError> {
+        Ok(self.state.conflicts()?)
+    }
+
+    /// Resolves a conflict by taking the value this device wrote (`take_local`) or the other
+    /// device's, writing it into the local entity. The next sync pushes it and the resolution.
+    pub fn resolve_conflict(
+        &mut self,
+        id: &str,
+        take_local: bool,
+    ) -> Result<ConflictReceipt, EngineError> {
+        let mut receipt = self
+            .state
+            .conflicts()?
+            .into_iter()
+            .find(|c| c.id == id)
+            .ok_or_else(|| EngineError::NoSuchConflict(id.to_string()))?;
+        self.check_collection(&receipt.collection)?;
+        let mine_is_lost = receipt.lost_by == self.device_id;
+        let take_lost = if take_local {
+            mine_is_lost
+        } else {
+            !mine_is_lost
+        };
+        let value = if take_lost {
+            receipt.lost.clone()
+        } else {
+            receipt.kept.clone()
+        };
+        let kind = self.config.collections[&receipt.collection].kind();
+        let scan = collections::scan(&self.root, &kind)?;
+        let current = scan.entities.get(&receipt.entity_id).cloned();
+        let new = set_path(current, &receipt.field, value);
+        let write = match new {
+            Some(v) => Write::Put {
+                id: receipt.entity_id.clone(),
+                value: v,
+            },
+            None => Write::Delete {
+                id: receipt.entity_id.clone(),
+            },
+        };
+        let r = collections::apply(&self.root, &kind, &[write], &scan.fingerprint)?;
+        if !r.skipped.is_empty() {
+            return Err(CollectionError::ChangedMeanwhile {
+                path: self.root.clone(),
+            }
+            .into());
+        }
+        receipt.resolved = true;
+        self.state.put_conflict(&receipt, true)?;
+        Ok(receipt)
+    }
+}
+
+/// Sets `value` at `path` inside `entity` (`null` at the root deletes the entity; `null` at a
+/// field removes it).
+fn set_path(entity: Option<Value>, path: &[String], value: Value) -> Option<Value> {
+    if path.is_empty() {
+        return if value.is_null() { None } else { Some(value) };
+    }
+    let mut root = entity.unwrap_or_else(|| Value::Object(Default::default()));
+    let mut cur = &mut root;
+    for (i, key) in path.iter().enumerate() {
+        if !cur.is_object() {
+            *cur = Value::Object(Default::default());
+        }
+        let obj = cur.as_object_mut().expect("object ensured above");
+        if i + 1 == path.len() {
+            if value.is_null() {
+                obj.remove(key);
+            } else {
+                obj.insert(key.clone(), value);
+            }
+            break;
+        }
+        cur = obj
+            .entry(key.clone())
+            .or_insert_with(|| Value::Object(Default::default()));
+    }
+    Some(root)
+}
+
+fn mirror_of(r: &EntityRecord) -> MirrorRecord {
+    MirrorRecord {
+        version: r.version,
+        clock: r.last_modified_at,
+        device: r.last_modified_by.clone(),
+        content: if r.is_deleted {
+            None
+        } else {
+            Some(r.data.clone())
+        },
+    }
+}
+
+/// The local side of a commit known to be in meta: base and mirror take the records.
+fn finish_commit(s: &State, p: &PendingCommit) -> Result<(), StateError> {
+    for r in &p.records {
+        let m = mirror_of(r);
+        s.set_base(&r.collection, &r.id, Some((r.version, &m.content)))?;
+        s.set_mirror(&r.collection, &r.id, Some(&m))?;
+    }
+    s.mark_applied(&p.delta_path, p.seq)
+}
+
+fn collection_reports(planned: &Planned) -> BTreeMap<String, CollectionReport> {
+    let mut out: BTreeMap<String, CollectionReport> = planned
+        .scans
+        .keys()
+        .map(|c| (c.clone(), CollectionReport::default()))
+        .collect();
+    for (k, op) in &planned.plan.ops {
+        let Some(r) = out.get_mut(&k.collection) else {
+            continue;
+        };
+        match op {
+            Op::Unchanged | Op::Adopt => r.unchanged += 1,
+            Op::Hold => r.held += 1,
+            Op::Merge => r.merged += 1,
+            Op::Push(c) => bump(&mut r.up, *c),
+            Op::Pull(c) => bump(&mut r.down, *c),
+        }
+    }
+    out
+}
+
+fn bump(c: &mut planner::Counts, change: Change) {
+    match change {
+        Change::Create => c.new += 1,
+        Change::Update => c.updated += 1,
+        Change::Delete => c.deleted += 1,
+    }
+}

@@ -1,0 +1,274 @@
+//! The `deltasync` binary on two workspaces sharing a local-folder remote.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+
+struct Ws {
+    dir: PathBuf,
+}
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_deltasync"));
+    c.env_remove("DELTASYNC_LOG");
+    c
+}
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    bin()
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("run deltasync")
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = run(dir, args);
+    assert!(
+        out.status.success(),
+        "deltasync {args:?} failed ({:?}):\n{}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+impl Ws {
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+    fn write(&self, rel: &str, v: &Value) {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        // App-style save: temp file, then rename.
+        let tmp = p.with_extension("json.tmp~");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(v).unwrap()).unwrap();
+        std::fs::rename(&tmp, &p).unwrap();
+    }
+    fn read(&self, rel: &str) -> Option<Value> {
+        Some(serde_json::from_slice(&std::fs::read(self.path(rel)).ok()?).unwrap())
+    }
+    fn sync(&self) -> String {
+        ok(&self.dir, &["sync"])
+    }
+    fn sync_json(&self) -> (Option<i32>, Value) {
+        let out = run(&self.dir, &["sync", "--json"]);
+        (
+            out.status.code(),
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+                panic!(
+                    "{e}: {}\n{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            }),
+        )
+    }
+}
+
+fn two(collections: &[&str]) -> (tempfile::TempDir, Ws, Ws) {
+    let tmp = tempfile::tempdir().unwrap();
+    let remote = tmp.path().join("remote");
+    let mut out = Vec::new();
+    for name in ["a", "b"] {
+        let dir = tmp.path().join(name);
+        let mut args = vec![
+            "init".to_string(),
+            "--remote".into(),
+            remote.display().to_string(),
+            "--device".into(),
+            name.into(),
+        ];
+        for c in collections {
+            args.push("--collection".into());
+            args.push(c.to_string());
+        }
+        let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        ok(&dir, &args);
+        out.push(Ws { dir });
+    }
+    let b = out.pop().unwrap();
+    let a = out.pop().unwrap();
+    (tmp, a, b)
+}
+
+#[test]
+fn create_on_a_appears_on_b() {
+    let (_t, a, b) = two(&["tasks=dir:tasks"]);
+    assert!(a.path("deltasync.toml").is_file());
+    a.write("tasks/t1.json", &json!({"title": "milk"}));
+    let out = a.sync();
+    assert!(out.contains("1 new"), "{out}");
+    b.sync();
+    assert_eq!(b.read("tasks/t1.json"), Some(json!({"title": "milk"})));
+}
+
+#[test]
+fn different_fields_merge_and_same_field_gives_a_receipt() {
+    let (_t, a, b) = two(&["tasks=dir:tasks"]);
+    a.write(
+        "tasks/t1.json",
+        &json!({"title": "milk", "done": false, "prio": 0}),
+    );
+    a.sync();
+    b.sync();
+    a.write(
+        "tasks/t1.json",
+        &json!({"title": "oat milk", "done": false, "prio": 1}),
+    );
+    b.write(
+        "tasks/t1.json",
+        &json!({"title": "milk", "done": true, "prio": 3}),
+    );
+    a.sync();
+    let (code, report) = b.sync_json();
+    assert_eq!(code, Some(5), "a conflict needs attention: {report}");
+    assert_eq!(report["conflicts"].as_array().unwrap().len(), 1);
+    a.sync();
+    let (ta, tb) = (
+        a.read("tasks/t1.json").unwrap(),
+        b.read("tasks/t1.json").unwrap(),
+    );
+    assert_eq!(ta, tb);
+    assert_eq!(ta["title"], json!("oat milk"));
+    assert_eq!(ta["done"], json!(true));
+    // Both devices list the receipt.
+    for ws in [&a, &b] {
+        let list: Value =
+            serde_json::from_str(&ok(&ws.dir, &["conflicts", "list", "--json"])).unwrap();
+        let list = list.as_array().unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0]["field"], json!(["prio"]));
+    }
+    // Resolve from a, taking the other value.
+    let list: Value = serde_json::from_str(&ok(&a.dir, &["conflicts", "--json"])).unwrap();
+    let id = list[0]["id"].as_str().unwrap().to_string();
+    let lost = list[0]["lost"].clone();
+    let shown = ok(&a.dir, &["conflicts", "show", &id]);
+    assert!(shown.contains("prio"), "{shown}");
+    let take = if list[0]["lostBy"]
+        == json!(ok(&a.dir, &["status", "--json"]).parse::<Value>().unwrap()["device_id"])
+    {
+        "local"
+    } else {
+        "remote"
+    };
+    ok(&a.dir, &["conflicts", "resolve", &id, "--take", take]);
+    b.sync();
+    assert_eq!(b.read("tasks/t1.json").unwrap()["prio"], lost);
+}
+
+#[test]
+fn delete_on_a_edit_on_b_keeps_the_edit() {
+    let (_t, a, b) = two(&["tasks=dir:tasks"]);
+    a.write("tasks/t1.json", &json!({"title": "milk"}));
+    a.sync();
+    b.sync();
+    std::fs::remove_file(a.path("tasks/t1.json")).unwrap();
+    b.write("tasks/t1.json", &json!({"title": "oat milk"}));
+    a.sync();
+    let _ = run(&b.dir, &["sync"]);
+    a.sync();
+    assert_eq!(a.read("tasks/t1.json"), Some(json!({"title": "oat milk"})));
+}
+
+#[test]
+fn half_written_file_is_reported_and_nothing_is_lost() {
+    let (_t, a, b) = two(&["tasks=dir:tasks"]);
+    a.write("tasks/t1.json", &json!({"title": "milk"}));
+    a.sync();
+    b.sync();
+    std::fs::write(a.path("tasks/t1.json"), b"{\n  \"title\": \"mi").unwrap();
+    let out = run(&a.dir, &["sync"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(5), "{stdout}");
+    assert!(stdout.contains("t1.json"), "{stdout}");
+    assert!(stdout.contains("line 2"), "names the position: {stdout}");
+    b.sync();
+    assert_eq!(b.read("tasks/t1.json"), Some(json!({"title": "milk"})));
+}
+
+#[test]
+fn file_collection_inside_a_larger_document() {
+    let (_t, a, b) = two(&["tasks=file:main.json#/task/entities"]);
+    std::fs::write(
+        a.path("main.json"),
+        "{\n    \"version\": 7,\n    \"task\": {\"entities\": {\"t1\": {\"id\": \"t1\", \"title\": \"milk\"}}},\n    \"ui\": {\"zoom\": 2}\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        b.path("main.json"),
+        "{\"ui\": {\"zoom\": 1}, \"task\": {\"entities\": {}}}",
+    )
+    .unwrap();
+    a.sync();
+    b.sync();
+    let doc = b.read("main.json").unwrap();
+    assert_eq!(doc["task"]["entities"]["t1"]["title"], json!("milk"));
+    assert_eq!(doc["ui"]["zoom"], json!(1));
+    // a's document keeps its own formatting and the rest.
+    let text_a = std::fs::read_to_string(a.path("main.json")).unwrap();
+    assert!(text_a.contains("\"version\": 7"));
+}
+
+#[test]
+fn diff_reports_both_directions() {
+    let (_t, a, b) = two(&["tasks=dir:tasks"]);
+    a.write("tasks/t1.json", &json!({"title": "milk"}));
+    a.sync();
+    b.write("tasks/t2.json", &json!({"title": "eggs"}));
+    let v: Value = serde_json::from_str(&ok(&b.dir, &["diff", "--json"])).unwrap();
+    assert_eq!(v["collections"]["tasks"]["down"]["new"], json!(1));
+    assert_eq!(v["collections"]["tasks"]["up"]["new"], json!(1));
+    assert_eq!(b.read("tasks/t1.json"), None, "diff changes nothing");
+    let human = ok(&b.dir, &["diff"]);
+    assert!(human.contains("dry run"), "{human}");
+}
+
+#[test]
+fn unknown_collection_lists_the_valid_ones() {
+    let (_t, a, _b) = two(&["tasks=dir:tasks", "projects=dir:projects"]);
+    let out = run(&a.dir, &["diff", "Foo"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown collection 'Foo'; valid collections: projects, tasks"),
+        "{err}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_and_missing_workspace_is_explained() {
+    let tmp = tempfile::tempdir().unwrap();
+    assert_eq!(run(tmp.path(), &["frobnicate"]).status.code(), Some(2));
+    let out = run(tmp.path(), &["sync"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("deltasync init"));
+}
+
+#[test]
+fn status_json() {
+    let (_t, a, _b) = two(&["tasks=dir:tasks"]);
+    a.write("tasks/t1.json", &json!({"title": "milk"}));
+    a.sync();
+    let v: Value = serde_json::from_str(&ok(&a.dir, &["status", "--json"])).unwrap();
+    assert_eq!(v["head"], json!(1));
+    assert_eq!(v["collections"]["tasks"]["remote_entities"], json!(1));
+}
+
+#[test]
+fn demo_runs() {
+    let out = bin().args(["demo", "--entities", "50"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("no conflict"), "{stdout}");
+    assert!(stdout.contains("kept in receipt"), "{stdout}");
+    assert!(stdout.contains("bytes up"), "{stdout}");
+}
