@@ -6,7 +6,8 @@
 //! stale or unknown `If-Match` and an `If-None-Match: *` on an existing file give 412; that a
 //! rewrite within the same second, same length, changes the ETag; that `PROPFIND` reports the
 //! same ETags as `HEAD`; conditional GET; `MKCOL`; `DELETE` of a folder; and how many of a
-//! number of writers racing with one ETag win. From that it picks a [`CasClass`].
+//! number of writers racing with one ETag win, and how many racing `If-None-Match: *` creators
+//! (rounds of each until one shows two winners). From that it picks a [`CasClass`].
 //! [`crate::WebDav::probe`] adds what only raw HTTP shows (weak `W/` ETags, ETags missing from
 //! PUT answers).
 
@@ -18,8 +19,12 @@ use crate::{Capabilities, CasClass, Etag, GetResult, PutMode, Remote, RemoteErro
 
 /// Writers racing with one ETag, per round.
 const RACE_THREADS: usize = 8;
-/// Rounds of the race (a non-atomic server may let two win only now and then).
-const RACE_ROUNDS: usize = 3;
+/// Most rounds of the If-Match race (a non-atomic server may let two win only now and then);
+/// it stops at the first round with more than one winner.
+const RACE_ROUNDS: usize = 10;
+/// Most rounds of the create-only race, stopping the same way (sabre/dav 1.8 lets two of
+/// eight creators win in about a quarter of the rounds).
+const CREATE_RACE_ROUNDS: usize = 30;
 /// How long a fresh If-Match may keep failing before CAS is declared unusable.
 const MAX_WEAK_WINDOW: Duration = Duration::from_secs(4);
 
@@ -69,8 +74,9 @@ pub struct ProbeReport {
     pub race_threads: usize,
     /// Winners of each race round (all racing with one ETag): 1 each is atomic.
     pub race_winners: Vec<usize>,
-    /// Winners of `RACE_THREADS` writers creating one file with `If-None-Match: *`.
-    pub create_race_winners: usize,
+    /// Winners of each round of writers creating one file with `If-None-Match: *` (a new
+    /// file per round): 1 each is atomic.
+    pub create_race_winners: Vec<usize>,
     /// Anything else worth telling (unexpected answers, cleanup failures).
     pub notes: Vec<String>,
     /// How long the probe took.
@@ -181,18 +187,19 @@ impl ProbeReport {
             "Deleting a folder with contents did not work in one request.",
         ));
         if !self.race_winners.is_empty() {
-            let w: Vec<String> = self.race_winners.iter().map(|n| n.to_string()).collect();
             out.push(format!(
-                "{} writers racing with one ETag, {} rounds: winners per round {}.",
+                "{} writers racing with one ETag: {}.",
                 self.race_threads,
-                self.race_winners.len(),
-                w.join(", ")
+                rounds_text(&self.race_winners)
             ));
         }
-        out.push(format!(
-            "{} writers creating one file with If-None-Match: *: {} won.",
-            self.race_threads, self.create_race_winners
-        ));
+        if !self.create_race_winners.is_empty() {
+            out.push(format!(
+                "{} writers creating one file with If-None-Match: *: {}.",
+                self.race_threads,
+                rounds_text(&self.create_race_winners)
+            ));
+        }
         out.extend(self.notes.iter().map(|n| format!("Note: {n}")));
         out.push(match self.class {
             CasClass::Atomic => {
@@ -258,6 +265,22 @@ impl ProbeReport {
             "elapsed_ms": self.elapsed_ms,
             "explain": self.explain(),
         })
+    }
+}
+
+/// "3 rounds, one winner in each" or "2 rounds, winners per round 1, 3".
+fn rounds_text(winners: &[usize]) -> String {
+    let n = winners.len();
+    let rounds = if n == 1 {
+        "1 round".to_string()
+    } else {
+        format!("{n} rounds")
+    };
+    if winners.iter().all(|&w| w == 1) {
+        format!("{rounds}, one winner in each")
+    } else {
+        let w: Vec<String> = winners.iter().map(|w| w.to_string()).collect();
+        format!("{rounds}, winners per round {}", w.join(", "))
     }
 }
 
@@ -370,7 +393,7 @@ fn run(remote: &dyn Remote, raw: Option<&WebDav>) -> Result<ProbeReport, RemoteE
         delete_ok: false,
         race_threads: RACE_THREADS,
         race_winners: Vec::new(),
-        create_race_winners: 0,
+        create_race_winners: Vec::new(),
         notes: Vec::new(),
         elapsed_ms: 0,
     };
@@ -598,28 +621,37 @@ fn run(remote: &dyn Remote, raw: Option<&WebDav>) -> Result<ProbeReport, RemoteE
             ));
         }
         r.race_winners.push(winners);
+        if winners > 1 {
+            break;
+        }
     }
 
-    // 10. Racing creators.
-    let created = p("created.json");
-    let barrier = Barrier::new(RACE_THREADS);
-    r.create_race_winners = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..RACE_THREADS)
-            .map(|i| {
-                let (barrier, created) = (&barrier, &created);
-                s.spawn(move || {
-                    let b = body(&format!("c{i}"), LEN);
-                    barrier.wait();
-                    accepted(&remote.put(created, &b, &PutMode::CreateOnly))
+    // 10. Racing creators, a new file per round.
+    for round in 0..CREATE_RACE_ROUNDS {
+        let created = p(&format!("created-{round}.json"));
+        let barrier = Barrier::new(RACE_THREADS);
+        let winners = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..RACE_THREADS)
+                .map(|i| {
+                    let (barrier, created) = (&barrier, &created);
+                    s.spawn(move || {
+                        let b = body(&format!("c{i}"), LEN);
+                        barrier.wait();
+                        accepted(&remote.put(created, &b, &PutMode::CreateOnly))
+                    })
                 })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("probe thread panicked"))
-            .filter(|r| matches!(r, Ok(true)))
-            .count()
-    });
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("probe thread panicked"))
+                .filter(|r| matches!(r, Ok(true)))
+                .count()
+        });
+        r.create_race_winners.push(winners);
+        if winners > 1 {
+            break;
+        }
+    }
 
     finish_common(remote, &mut r, &dir)?;
 
@@ -634,7 +666,7 @@ fn run(remote: &dyn Remote, raw: Option<&WebDav>) -> Result<ProbeReport, RemoteE
         || r.etag_changes_on_rewrite == Some(false)
         || max_winners > 1
         || !r.create_only_rejected
-        || r.create_race_winners > 1
+        || r.create_race_winners.iter().any(|&w| w > 1)
     {
         CasClass::NonAtomic
     } else if r.weak_window_ms > 0 {
@@ -713,7 +745,7 @@ mod tests {
             delete_ok: true,
             race_threads: 8,
             race_winners: vec![1, 1, 1],
-            create_race_winners: 1,
+            create_race_winners: vec![1, 1],
             notes: vec![],
             elapsed_ms: 10,
         };

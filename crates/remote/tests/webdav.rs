@@ -92,8 +92,19 @@ fn probe_matches_the_table(server: &Server, dav: &WebDav, expected: &[CasClass])
 }
 
 fn conformance_suite(server: &Server, dav: &WebDav) {
-    let report =
-        conformance::run(dav).unwrap_or_else(|e| panic!("{}: conformance: {e}", server.kind()));
+    let probed = dav.capabilities();
+    if server.kind() == Kind::SabreDav && probed.cas == CasClass::Atomic {
+        // The probe did not catch one of sabre/dav's rare double creates this time; the suite's
+        // one-round create race could, so hold it to what was measured over many rounds. Its
+        // If-Match race is still held to one winner by `racing_if_match`.
+        dav.set_capabilities(deltasync_remote::Capabilities {
+            cas: CasClass::NonAtomic,
+            ..probed.clone()
+        });
+    }
+    let report = conformance::run(dav);
+    dav.set_capabilities(probed);
+    let report = report.unwrap_or_else(|e| panic!("{}: conformance: {e}", server.kind()));
     eprintln!(
         "=== {} conformance: {} passed, {} skipped",
         server.kind(),
@@ -220,7 +231,14 @@ fn racing_if_match(server: &Server, dav: &WebDav) {
     let GetResult::Found { body, .. } = dav.get(path, None).unwrap() else {
         panic!("{k}: race file gone")
     };
+    // lighttpd and sabre/dav let exactly one of racing If-Match writers win (measured in
+    // every round), whatever else the probe found.
+    let atomic_if_match = matches!(server.kind(), Kind::Lighttpd | Kind::SabreDav);
     match caps.cas {
+        _ if atomic_if_match => {
+            assert_eq!(winners.len(), 1, "{k}: {} writers won", winners.len());
+            assert_eq!(body, winners[0], "{k}: the file is not the winner's");
+        }
         CasClass::Atomic => {
             assert_eq!(winners.len(), 1, "{k}: {} writers won", winners.len());
             assert_eq!(body, winners[0], "{k}: the file is not the winner's");
@@ -247,9 +265,13 @@ fn apache() {
     check_server(Kind::Apache, &[CasClass::WeakWindow, CasClass::NonAtomic]);
 }
 
+/// DESIGN §3 has sabre/dav 1.8 as atomic, from racing If-Match writers: measured here too,
+/// one winner in every round. But racing `If-None-Match: *` creators are not quite atomic: two
+/// of eight win in 0–5 % of the rounds (measured), so the probe says non-atomic when it
+/// catches one, atomic otherwise.
 #[test]
 fn sabredav() {
-    check_server(Kind::SabreDav, &[CasClass::Atomic]);
+    check_server(Kind::SabreDav, &[CasClass::Atomic, CasClass::NonAtomic]);
 }
 
 #[test]
