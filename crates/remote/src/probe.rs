@@ -35,6 +35,8 @@ pub struct ProbeReport {
     pub remote: String,
     /// The verdict.
     pub class: CasClass,
+    /// Why the verdict is not a better one (empty for atomic).
+    pub class_reasons: Vec<String>,
     /// Milliseconds to wait after a write before an If-Match on it can succeed, with a margin
     /// (0 when a fresh If-Match succeeds at once).
     pub weak_window_ms: u64,
@@ -169,7 +171,7 @@ impl ProbeReport {
         out.extend(tri(
             self.propfind_etags_match,
             "PROPFIND gives the same ETags as HEAD.",
-            "PROPFIND gives other ETags than HEAD.",
+            "PROPFIND gives no ETags, or other ones than HEAD.",
         ));
         out.push(yes(
             self.conditional_get,
@@ -201,6 +203,11 @@ impl ProbeReport {
             ));
         }
         out.extend(self.notes.iter().map(|n| format!("Note: {n}")));
+        let because = if self.class_reasons.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", self.class_reasons.join("; "))
+        };
         out.push(match self.class {
             CasClass::Atomic => {
                 "Class: atomic. deltasync uses its commit protocol as is: a conditional PUT of \
@@ -208,22 +215,20 @@ impl ProbeReport {
                     .to_string()
             }
             CasClass::WeakWindow => format!(
-                "Class: weak-window. Compare-and-swap works once an ETag is strong: deltasync \
-                 waits {} ms after writing meta.json before the next If-Match on it.",
+                "Class: weak-window{because}. Compare-and-swap works once an ETag is strong: \
+                 deltasync waits {} ms after writing meta.json before the next If-Match on it.",
                 self.weak_window_ms
             ),
-            CasClass::NonAtomic => {
-                "Class: non-atomic. A stale If-Match can succeed or two writers can both win: \
-                 deltasync keeps each commit unconfirmed until a later meta.json still lists it, \
-                 and commits again (merged on top) any commit that was lost."
-                    .to_string()
-            }
-            CasClass::None => {
-                "Class: none. The server does not enforce preconditions: deltasync takes a lease \
-                 lock (a file with a short expiry) around each commit and reads meta.json back \
-                 after writing it."
-                    .to_string()
-            }
+            CasClass::NonAtomic => format!(
+                "Class: non-atomic{because}. A stale If-Match can succeed or two writers can \
+                 both win: deltasync keeps each commit unconfirmed until a later meta.json still \
+                 lists it, and commits again (merged on top) any commit that was lost."
+            ),
+            CasClass::None => format!(
+                "Class: none{because}. The server does not enforce preconditions: deltasync \
+                 takes a lease lock (a file with a short expiry) around each commit and reads \
+                 meta.json back after writing it."
+            ),
         });
         if self.class != CasClass::Atomic
             && self.weak_window_ms > 0
@@ -242,6 +247,7 @@ impl ProbeReport {
         serde_json::json!({
             "remote": self.remote,
             "class": self.class.to_string(),
+            "class_reasons": self.class_reasons,
             "weak_window_ms": self.weak_window_ms,
             "measured_window_ms": self.measured_window_ms,
             "etag_on_put": self.etag_on_put,
@@ -375,6 +381,7 @@ fn run(remote: &dyn Remote, raw: Option<&WebDav>) -> Result<ProbeReport, RemoteE
     let mut r = ProbeReport {
         remote: remote.describe(),
         class: CasClass::None,
+        class_reasons: Vec::new(),
         weak_window_ms: 0,
         measured_window_ms: 0,
         etag_on_put: false,
@@ -440,6 +447,7 @@ fn run(remote: &dyn Remote, raw: Option<&WebDav>) -> Result<ProbeReport, RemoteE
             !accepted(&remote.put(&a, &body("one", LEN), &PutMode::CreateOnly))?;
         finish_common(remote, &mut r, &dir)?;
         r.class = CasClass::None;
+        r.class_reasons = vec!["the server gives no ETags".into()];
         cleanup.done = remote.delete(&dir).is_ok();
         r.elapsed_ms = started.elapsed().as_millis() as u64;
         return Ok(r);
@@ -565,10 +573,7 @@ fn run(remote: &dyn Remote, raw: Option<&WebDav>) -> Result<ProbeReport, RemoteE
         .and_then(|o| o.etag);
     r.propfind_etags_match = match (&head_now, &listed) {
         (Some(h), Some(l)) => Some(h == l),
-        (Some(_), None) => {
-            r.notes.push("PROPFIND gives no ETags".into());
-            Some(false)
-        }
+        (Some(_), None) => Some(false),
         _ => None,
     };
 
@@ -655,24 +660,54 @@ fn run(remote: &dyn Remote, raw: Option<&WebDav>) -> Result<ProbeReport, RemoteE
 
     finish_common(remote, &mut r, &dir)?;
 
-    // Verdict.
+    // Verdict, with its reasons.
     let max_winners = r.race_winners.iter().copied().max().unwrap_or(0);
-    r.class = if !r.fresh_if_match_ok
-        || unknown_accepted
-        || (RACE_THREADS > 1 && max_winners == RACE_THREADS)
+    let mut none = Vec::new();
+    if !r.fresh_if_match_ok {
+        none.push("If-Match with the current ETag never succeeded".to_string());
+    }
+    if unknown_accepted {
+        none.push("If-Match is ignored".to_string());
+    }
+    if RACE_THREADS > 1 && max_winners == RACE_THREADS {
+        none.push("every racing writer won".to_string());
+    }
+    let mut non_atomic = Vec::new();
+    if r.stale_if_match_rejected != Some(true) {
+        non_atomic.push("a stale If-Match succeeded".to_string());
+    }
+    if r.etag_changes_on_rewrite == Some(false) {
+        non_atomic.push("a same-second rewrite kept its ETag".to_string());
+    }
+    if max_winners > 1 {
+        non_atomic.push(format!("{max_winners} racing If-Match writers won"));
+    }
+    if !r.create_only_rejected {
+        non_atomic.push("If-None-Match: * on an existing file succeeded".to_string());
+    }
+    if let Some(w) = r
+        .create_race_winners
+        .iter()
+        .copied()
+        .filter(|&w| w > 1)
+        .max()
     {
-        CasClass::None
-    } else if r.stale_if_match_rejected != Some(true)
-        || r.etag_changes_on_rewrite == Some(false)
-        || max_winners > 1
-        || !r.create_only_rejected
-        || r.create_race_winners.iter().any(|&w| w > 1)
-    {
-        CasClass::NonAtomic
+        non_atomic.push(format!("{w} racing creators won"));
+    }
+    (r.class, r.class_reasons) = if !none.is_empty() {
+        (CasClass::None, none)
+    } else if !non_atomic.is_empty() {
+        (CasClass::NonAtomic, non_atomic)
     } else if r.weak_window_ms > 0 {
-        CasClass::WeakWindow
+        (
+            CasClass::WeakWindow,
+            vec![format!(
+                "ETags are weak for {} ms after a write",
+                r.measured_window_ms
+            )],
+        )
     } else {
-        CasClass::Atomic
+        (CasClass::Atomic, Vec::new())
     };
 
     match remote.delete(&dir) {
@@ -727,6 +762,7 @@ mod tests {
         let mut r = ProbeReport {
             remote: "http://127.0.0.1/".into(),
             class: CasClass::WeakWindow,
+            class_reasons: vec![],
             weak_window_ms: 1500,
             measured_window_ms: 1100,
             etag_on_put: true,

@@ -44,36 +44,11 @@ fn fake(responses: &[&str]) -> Fake {
             let Ok((stream, _)) = listener.accept() else {
                 return;
             };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            let mut parts = line.split_whitespace();
-            let method = parts.next().unwrap_or_default().to_string();
-            let path = parts.next().unwrap_or_default().to_string();
-            let mut headers = Vec::new();
-            loop {
-                let mut h = String::new();
-                reader.read_line(&mut h).unwrap();
-                let h = h.trim_end();
-                if h.is_empty() {
-                    break;
-                }
-                let (k, v) = h.split_once(':').unwrap();
-                headers.push((k.trim().to_string(), v.trim().to_string()));
-            }
-            let len: usize = headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-                .map(|(_, v)| v.parse().unwrap())
-                .unwrap_or(0);
-            let mut body = vec![0; len];
-            reader.read_exact(&mut body).unwrap();
-            seen2.lock().unwrap().push(Seen {
-                method,
-                path,
-                headers,
-                body,
-            });
+            // Not HTTP (a TLS handshake) or cut short: drop the connection.
+            let Some(request) = read_request(&stream) else {
+                continue;
+            };
+            seen2.lock().unwrap().push(request);
             let mut stream = stream;
             if response == "HANG" {
                 std::thread::sleep(Duration::from_secs(3));
@@ -86,6 +61,39 @@ fn fake(responses: &[&str]) -> Fake {
         }
     });
     Fake { url, seen }
+}
+
+fn read_request(stream: &std::net::TcpStream) -> Option<Seen> {
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_string();
+    let path = parts.next()?.to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h).ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':')?;
+        headers.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).ok()?;
+    Some(Seen {
+        method,
+        path,
+        headers,
+        body,
+    })
 }
 
 fn answer(status: &str, headers: &[&str], body: &str) -> String {
@@ -246,6 +254,8 @@ fn conditional_puts_send_their_headers() {
         &answer("201 Created", &["ETag: \"plain\"", "OC-ETag: \"oc\""], ""),
     ]);
     let dav = WebDav::open(&f.url, &options()).unwrap();
+    // Probed atomic: no existence check before an If-Match PUT.
+    dav.set_capabilities(Capabilities::default());
     let e = dav
         .put(
             "meta.json",
@@ -451,4 +461,24 @@ fn a_password_without_user_is_refused() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("no user"), "{e}");
+}
+
+#[test]
+fn if_match_on_a_missing_file_is_refused_before_writing_on_unproven_servers() {
+    let f = fake(&[
+        &answer("404 Not Found", &[], ""),
+        "HTTP/1.1 200 OK\nConnection: close\nContent-Length: 2\nETag: \"e\"\n\n",
+        &answer("204 No Content", &["ETag: \"f\""], ""),
+    ]);
+    let dav = WebDav::open(&f.url, &options()).unwrap();
+    assert_eq!(dav.capabilities().cas, CasClass::NonAtomic);
+    let mode = PutMode::UpdateIfMatch(Etag("e".into()));
+    let e = dav.put("meta.json", b"{}", &mode).unwrap_err();
+    assert!(e.is_precondition_failed(), "{e}");
+    assert_eq!(
+        dav.put("meta.json", b"{}", &mode).unwrap(),
+        Some(Etag("f".into()))
+    );
+    let methods: Vec<String> = seen(&f).into_iter().map(|s| s.method).collect();
+    assert_eq!(methods, ["HEAD", "HEAD", "PUT"]);
 }
