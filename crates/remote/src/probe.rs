@@ -669,9 +669,6 @@ fn run(remote: &dyn Remote, raw: Option<&WebDav>) -> Result<ProbeReport, RemoteE
     if unknown_accepted {
         none.push("If-Match is ignored".to_string());
     }
-    if RACE_THREADS > 1 && max_winners == RACE_THREADS {
-        none.push("every racing writer won".to_string());
-    }
     let mut non_atomic = Vec::new();
     if r.stale_if_match_rejected != Some(true) {
         non_atomic.push("a stale If-Match succeeded".to_string());
