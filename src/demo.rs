@@ -85,6 +85,8 @@ pub fn run(n: usize) -> Result<()> {
         "1. laptop pushes {n} tasks ({total_bytes} bytes): commit {:?}",
         r.committed.unwrap_or(0)
     );
+    // Fold the import into the snapshot, as `compact` does now and then: meta.json stays small.
+    a.compact()?;
     b.sync(&SyncOptions::default())?;
     println!(
         "   phone syncs and now has {} task files\n",

@@ -614,6 +614,7 @@ impl Engine {
             report.head = meta.head;
             self.check_mass_delete(&planned, opts)?;
             if opts.dry_run {
+                report.conflicts = self.preview_conflicts(&planned)?;
                 return Ok(report);
             }
             let outgoing = self.execute(&planned, &mut report)?;
@@ -736,47 +737,14 @@ impl Engine {
                         after_write.push((id.clone(), Some((m.version, m.content.clone())), None));
                     }
                     Op::Merge => {
-                        let m = self.state.mirror(cname, id)?;
-                        let base = self.state.base(cname, id)?;
-                        let base_content = base.as_ref().and_then(|(_, c)| c.as_ref());
-                        let local_clock = self.tick()?;
-                        let (m_content, m_clock, m_device, m_version) = match &m {
-                            Some(m) => (m.content.as_ref(), m.clock, m.device.as_str(), m.version),
-                            None => (None, Hlc::default(), "", 0),
+                        let (outcome, m, local_clock) =
+                            self.merge_entity(cname, id, local, strategy, true)?;
+                        let (m_content, m_version) = match &m {
+                            Some(m) => (m.content.as_ref(), m.version),
+                            None => (None, 0),
                         };
-                        let outcome = merge3(
-                            base_content,
-                            Side {
-                                value: local,
-                                clock: local_clock,
-                                device: &self.device_id,
-                            },
-                            Side {
-                                value: m_content,
-                                clock: m_clock,
-                                device: m_device,
-                            },
-                            strategy,
-                        );
                         for fc in outcome.conflicts {
-                            let receipt = ConflictReceipt {
-                                id: format!(
-                                    "{}-{}-{:04x}",
-                                    self.device_id,
-                                    now_ms(),
-                                    fastrand::u16(..)
-                                ),
-                                collection: cname.clone(),
-                                entity_id: id.clone(),
-                                field: fc.field,
-                                kind: fc.kind,
-                                kept: fc.kept,
-                                kept_by: fc.kept_by,
-                                lost: fc.lost,
-                                lost_by: fc.lost_by,
-                                at: local_clock,
-                                resolved: false,
-                            };
+                            let receipt = self.receipt(cname, id, fc, local_clock);
                             self.state.put_conflict(&receipt, true)?;
                             report.conflicts.push(receipt);
                         }
@@ -855,6 +823,88 @@ impl Engine {
             }
         }
         Ok(outgoing)
+    }
+
+    /// Three-way merge of one entity: local content against the mirror, from the base.
+    /// Returns the outcome, the mirror record and the clock used for the local side (stored
+    /// when `advance_clock`, so a dry run changes nothing).
+    fn merge_entity(
+        &self,
+        collection: &str,
+        id: &str,
+        local: Option<&Value>,
+        strategy: crate::merge::Strategy,
+        advance_clock: bool,
+    ) -> Result<(crate::merge::MergeOutcome, Option<MirrorRecord>, Hlc), EngineError> {
+        let m = self.state.mirror(collection, id)?;
+        let base = self.state.base(collection, id)?;
+        let base_content = base.as_ref().and_then(|(_, c)| c.as_ref());
+        let local_clock = if advance_clock {
+            self.tick()?
+        } else {
+            self.state.clock()?.tick(now_ms())
+        };
+        let (m_content, m_clock, m_device) = match &m {
+            Some(m) => (m.content.as_ref(), m.clock, m.device.as_str()),
+            None => (None, Hlc::default(), ""),
+        };
+        let outcome = merge3(
+            base_content,
+            Side {
+                value: local,
+                clock: local_clock,
+                device: &self.device_id,
+            },
+            Side {
+                value: m_content,
+                clock: m_clock,
+                device: m_device,
+            },
+            strategy,
+        );
+        Ok((outcome, m, local_clock))
+    }
+
+    fn receipt(
+        &self,
+        collection: &str,
+        id: &str,
+        fc: crate::merge::FieldConflict,
+        at: Hlc,
+    ) -> ConflictReceipt {
+        ConflictReceipt {
+            id: format!("{}-{}-{:04x}", self.device_id, now_ms(), fastrand::u16(..)),
+            collection: collection.to_string(),
+            entity_id: id.to_string(),
+            field: fc.field,
+            kind: fc.kind,
+            kept: fc.kept,
+            kept_by: fc.kept_by,
+            lost: fc.lost,
+            lost_by: fc.lost_by,
+            at,
+            resolved: false,
+        }
+    }
+
+    /// The conflicts a sync would record, without recording them (dry run).
+    fn preview_conflicts(&self, planned: &Planned) -> Result<Vec<ConflictReceipt>, EngineError> {
+        let mut out = Vec::new();
+        for (key, op) in &planned.plan.ops {
+            if *op != Op::Merge {
+                continue;
+            }
+            let Some(cconf) = self.config.collections.get(&key.collection) else {
+                continue;
+            };
+            let local = planned.scans[&key.collection].entities.get(&key.id);
+            let (outcome, _, at) =
+                self.merge_entity(&key.collection, &key.id, local, cconf.strategy, false)?;
+            for fc in outcome.conflicts {
+                out.push(self.receipt(&key.collection, &key.id, fc, at));
+            }
+        }
+        Ok(out)
     }
 
     /// Step 4: one delta, then meta.json by compare-and-swap.

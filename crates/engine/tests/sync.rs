@@ -473,3 +473,23 @@ fn corrupt_delta_is_an_error_that_changes_nothing() {
     assert!(err.to_string().contains(&delta), "{err}");
     assert_eq!(b.read("t1"), None);
 }
+
+#[test]
+fn dry_run_previews_conflicts_without_recording_them() {
+    let (_, mut a, mut b) = pair();
+    a.write("t1", &json!({"prio": 0}));
+    a.sync();
+    b.sync();
+    a.write("t1", &json!({"prio": 1}));
+    b.write("t1", &json!({"prio": 3}));
+    a.sync();
+    let dry = SyncOptions {
+        dry_run: true,
+        ..SyncOptions::default()
+    };
+    let r = b.engine.sync(&dry).unwrap();
+    assert_eq!(r.conflicts.len(), 1);
+    assert_eq!(r.conflicts[0].field, vec!["prio".to_string()]);
+    assert!(b.engine.conflicts().unwrap().is_empty(), "nothing recorded");
+    assert_eq!(b.read("t1"), Some(json!({"prio": 3})));
+}
