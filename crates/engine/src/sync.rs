@@ -18,11 +18,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use deltasync_lock::Backoff;
+use deltasync_lock::{Backoff, Lease, LeaseConfig, LeaseError};
 use deltasync_meta::{
     ConflictReceipt, Delta, EntityRecord, FORMAT_VERSION, Hlc, Meta, content_hash,
 };
-use deltasync_remote::{Etag, Remote, RemoteError};
+use deltasync_remote::{CasClass, Etag, Remote, RemoteError};
 use deltasync_store::{MetaRead, Store, StoreError, now_ms};
 use serde::Serialize;
 use serde_json::Value;
@@ -56,6 +56,9 @@ pub enum EngineError {
     /// A local collection failed.
     #[error(transparent)]
     Collection(#[from] CollectionError),
+    /// The remote's lease (for servers without compare-and-swap) is held by another device.
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
     /// A collection name that the configuration does not have.
     #[error("unknown collection '{name}'; valid collections: {valid}")]
     UnknownCollection {
@@ -107,6 +110,7 @@ impl EngineError {
             EngineError::Store(e) => e.is_temporary(),
             EngineError::Remote(e) => e.is_temporary(),
             EngineError::TooManyRetries(_) => true,
+            EngineError::Lease(e) => e.is_temporary(),
             EngineError::Collection(e) => matches!(e, CollectionError::ChangedMeanwhile { .. }),
             _ => false,
         }
@@ -195,6 +199,7 @@ pub struct Engine {
     state: State,
     store: Store,
     device_id: String,
+    lease: LeaseConfig,
 }
 
 impl std::fmt::Debug for Engine {
@@ -261,7 +266,13 @@ impl Engine {
             state,
             store: Store::new(remote).with_backoff(backoff),
             device_id,
+            lease: LeaseConfig::default(),
         })
+    }
+
+    /// Sets the timing of the lease taken on remotes without compare-and-swap.
+    pub fn set_lease_config(&mut self, lease: LeaseConfig) {
+        self.lease = lease;
     }
 
     /// This device's id.
@@ -587,8 +598,37 @@ impl Engine {
         Ok(())
     }
 
-    /// Runs one sync: fetch, plan, write locally, commit; retried on commit races.
+    /// Runs `f` holding the remote's lease when the remote ignores preconditions (no
+    /// compare-and-swap); directly otherwise.
+    fn with_lease<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        if self.store.remote().capabilities().cas != CasClass::None {
+            return f(self);
+        }
+        let remote = self.store.remote().clone();
+        let lease = Lease::acquire(
+            remote.as_ref(),
+            &self.device_id,
+            &self.config.device,
+            self.lease.clone(),
+        )?;
+        let out = f(self);
+        lease.release()?;
+        out
+    }
+
+    /// Runs one sync: fetch, plan, write locally, commit; retried on commit races. On a
+    /// remote that ignores preconditions, the whole sync holds the remote's lease.
     pub fn sync(&mut self, opts: &SyncOptions) -> Result<SyncReport, EngineError> {
+        if opts.dry_run {
+            return self.sync_unleased(opts);
+        }
+        self.with_lease(|e| e.sync_unleased(opts))
+    }
+
+    fn sync_unleased(&mut self, opts: &SyncOptions) -> Result<SyncReport, EngineError> {
         let started = Instant::now();
         let mut backoff = self.store_backoff();
         let mut report = SyncReport {
@@ -1014,6 +1054,10 @@ impl Engine {
     /// still finds the old snapshot (it is kept) and, until the folder is deleted, the deltas.
     /// (Archiving the folded deltas and tombstone retention come with the `compact` command.)
     pub fn compact(&mut self) -> Result<Option<u64>, EngineError> {
+        self.with_lease(Self::compact_unleased)
+    }
+
+    fn compact_unleased(&mut self) -> Result<Option<u64>, EngineError> {
         let mut backoff = self.store_backoff();
         loop {
             let (meta, etag, _) = self.fetch()?;

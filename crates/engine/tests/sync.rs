@@ -493,3 +493,37 @@ fn dry_run_previews_conflicts_without_recording_them() {
     assert!(b.engine.conflicts().unwrap().is_empty(), "nothing recorded");
     assert_eq!(b.read("t1"), Some(json!({"prio": 3})));
 }
+
+#[test]
+fn a_server_without_compare_and_swap_is_used_under_a_lease() {
+    let remote = Arc::new(MemoryRemote::with_seed(8));
+    remote.set_faults(Faults {
+        ignore_preconditions: true,
+        ..Faults::default()
+    });
+    let mut a = Device::new(remote.clone(), "a");
+    let mut b = Device::new(remote.clone(), "b");
+    a.write("t1", &json!({"x": 1}));
+    a.sync();
+    b.sync();
+    assert_eq!(b.read("t1"), Some(json!({"x": 1})));
+    assert!(
+        !remote.files().contains_key("lock.json"),
+        "released after the sync"
+    );
+    // Another device holds the lease: the sync waits, then says who holds it.
+    let quick = deltasync_lock::LeaseConfig {
+        ttl: std::time::Duration::from_secs(30),
+        settle: std::time::Duration::from_millis(5),
+        wait: std::time::Duration::from_millis(100),
+    };
+    let held =
+        deltasync_lock::Lease::acquire(remote.as_ref(), "other", "tablet", quick.clone()).unwrap();
+    b.engine.set_lease_config(quick);
+    b.write("t2", &json!({"y": 2}));
+    let err = b.try_sync().unwrap_err();
+    assert!(err.is_temporary());
+    assert!(err.to_string().contains("tablet"), "{err}");
+    held.release().unwrap();
+    assert_eq!(b.sync().committed, Some(2));
+}

@@ -22,6 +22,9 @@
 
 use std::time::Duration;
 
+mod lease;
+pub use lease::{LEASE_FILE, Lease, LeaseConfig, LeaseError, LeaseInfo, break_lease, read_lease};
+
 use deltasync_remote::{Etag, GetResult, PutMode, Remote, RemoteError};
 
 /// Jittered exponential backoff with a bound on attempts.

@@ -32,7 +32,7 @@ use deltasync_meta::{
     DATA_FILE, DELTAS_DIR, Delta, DeltaRef, FormatError, META_FILE, Meta, Snapshot, SnapshotRef,
     sha256_hex, verify_sha256,
 };
-use deltasync_remote::{Etag, GetResult, PutMode, Remote, RemoteError};
+use deltasync_remote::{CasClass, Etag, GetResult, PutMode, Remote, RemoteError};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -320,6 +320,14 @@ impl Store {
                 Err(CasError::Conflict) if window > 0 && backoff.attempts() == 0 => {
                     std::thread::sleep(std::time::Duration::from_millis(window));
                     backoff.next_delay();
+                }
+                Ok(etag) if self.remote.capabilities().cas == CasClass::None => {
+                    // The server ignores If-Match: read back that meta holds our bytes. If not,
+                    // someone overwrote it (the lease was not honoured): the next fetch decides.
+                    return match self.retry(|| self.remote.get(META_FILE, None))? {
+                        GetResult::Found { body, .. } if body == bytes => Ok(etag),
+                        _ => Err(StoreError::CommitUnknown),
+                    };
                 }
                 other => return other.map_err(StoreError::from),
             }
