@@ -4,6 +4,7 @@
 
 mod demo;
 mod output;
+mod remote;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -97,6 +98,23 @@ enum Command {
         #[arg(long, global = true)]
         json: bool,
     },
+    /// Probe the remote: does it honour If-Match and If-None-Match, are its ETags strong and
+    /// fresh? Says what deltasync will do about it.
+    Doctor {
+        /// Record the result in deltasync.toml (`[server]`), which decides how commits are made.
+        #[arg(long)]
+        save: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the remote's lease lock (used on servers without compare-and-swap) that a
+    /// crashed device left behind.
+    Unlock {
+        /// Required: removing another device's lease while it writes can cost a retry.
+        #[arg(long)]
+        force: bool,
+    },
     /// Run a demonstration in a temporary folder: two devices and a local-folder remote.
     Demo {
         /// Number of synthetic tasks.
@@ -173,20 +191,19 @@ fn exit_code_of(e: &anyhow::Error) -> u8 {
     }
 }
 
-fn remote_options(config: &Config) -> deltasync_remote::WebDavOptions {
-    let _ = config;
-    deltasync_remote::WebDavOptions::default()
-}
-
-fn open(dir: &Path) -> Result<Engine> {
-    let config = Config::load(dir).with_context(|| {
+fn load(dir: &Path) -> Result<Config> {
+    Config::load(dir).with_context(|| {
         format!(
             "{} is not a deltasync workspace (run `deltasync init` there first)",
             dir.display()
         )
-    })?;
-    let remote = deltasync_remote::open(&config.remote, &remote_options(&config))?;
-    Ok(Engine::with_remote(dir, config, remote)?)
+    })
+}
+
+fn open(dir: &Path) -> Result<Engine> {
+    let config = load(dir)?;
+    let opened = remote::open(&config)?;
+    Ok(Engine::with_remote(dir, config, opened.remote)?)
 }
 
 fn run(cli: Cli) -> Result<u8> {
@@ -218,6 +235,8 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Conflicts { action, json } => {
             conflicts(&dir, action.unwrap_or(ConflictAction::List), json)
         }
+        Command::Doctor { save, json } => doctor(&dir, save, json),
+        Command::Unlock { force } => unlock(&dir, force),
         Command::Demo { entities } => demo::run(entities).map(|_| exit::OK),
     }
 }
@@ -257,12 +276,15 @@ fn init(
             .insert(name.to_string(), CollectionConfig::parse_spec(rest)?);
     }
     config.validate()?;
-    let engine = Engine::with_remote(
-        dir,
-        config.clone(),
-        deltasync_remote::open(&config.remote, &remote_options(&config))?,
-    )?;
-    let created = engine.init_remote(None)?;
+    let opened = remote::open(&config)?;
+    println!("Probing {} …", opened.remote.describe());
+    let report = opened.probe()?;
+    for line in report.explain() {
+        println!("  {line}");
+    }
+    config.server = Some(remote::settings_of(&report));
+    let engine = Engine::with_remote(dir, config.clone(), opened.remote)?;
+    let created = engine.init_remote(Some(report.to_json()))?;
     config.save(dir)?;
     println!(
         "Initialised workspace {} (device '{}', id {}).",
@@ -373,6 +395,48 @@ fn conflicts(dir: &Path, action: ConflictAction, json: bool) -> Result<u8> {
                 );
             }
         }
+    }
+    Ok(exit::OK)
+}
+
+fn doctor(dir: &Path, save: bool, json: bool) -> Result<u8> {
+    let mut config = load(dir)?;
+    let opened = remote::open(&config)?;
+    let report = opened.probe()?;
+    if json {
+        output::json(&report.to_json())?;
+    } else {
+        for line in report.explain() {
+            println!("{line}");
+        }
+    }
+    if save {
+        config.server = Some(remote::settings_of(&report));
+        config.save(dir)?;
+        if !json {
+            println!(
+                "Recorded in deltasync.toml: server.cas = \"{}\"",
+                report.class
+            );
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn unlock(dir: &Path, force: bool) -> Result<u8> {
+    if !force {
+        bail!(
+            "unlock removes the remote's lease even if another device holds it: run it with --force"
+        );
+    }
+    let config = load(dir)?;
+    let opened = remote::open(&config)?;
+    match deltasync_lock::break_lease(opened.remote.as_ref())? {
+        Some(info) => println!(
+            "Removed the lease of device '{}' ({}).",
+            info.owner_name, info.owner
+        ),
+        None => println!("The remote was not locked."),
     }
     Ok(exit::OK)
 }

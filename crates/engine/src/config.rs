@@ -72,6 +72,10 @@ pub struct Config {
     /// Safety rails and tuning.
     #[serde(default)]
     pub sync: SyncSettings,
+    /// What `doctor` found about the server (written by `init` and `doctor --save`); it
+    /// decides how commits are made. Absent: WebDAV remotes are treated as non-atomic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerSettings>,
     /// The collections, by name.
     #[serde(default)]
     pub collections: BTreeMap<String, CollectionConfig>,
@@ -102,6 +106,40 @@ pub struct Auth {
 impl Auth {
     fn is_empty(&self) -> bool {
         self == &Auth::default()
+    }
+}
+
+/// How far the server's compare-and-swap can be trusted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// `atomic`, `weak-window`, `non-atomic` or `none`.
+    pub cas: String,
+    /// For `weak-window`: how long after a write an If-Match fails, in ms.
+    #[serde(default)]
+    pub weak_window_ms: u64,
+}
+
+impl ServerSettings {
+    /// The capabilities these settings describe.
+    pub fn capabilities(&self) -> Result<deltasync_remote::Capabilities, ConfigError> {
+        use deltasync_remote::CasClass;
+        let cas = match self.cas.as_str() {
+            "atomic" => CasClass::Atomic,
+            "weak-window" => CasClass::WeakWindow,
+            "non-atomic" => CasClass::NonAtomic,
+            "none" => CasClass::None,
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "server.cas = '{other}': expected atomic, weak-window, non-atomic or none"
+                )));
+            }
+        };
+        Ok(deltasync_remote::Capabilities {
+            cas,
+            weak_window_ms: self.weak_window_ms,
+            ..deltasync_remote::Capabilities::default()
+        })
     }
 }
 
@@ -265,6 +303,9 @@ impl Config {
                 )));
             }
         }
+        if let Some(server) = &self.server {
+            server.capabilities()?;
+        }
         if !(0.0..=1.0).contains(&self.sync.mass_delete_ratio) {
             return Err(ConfigError::Invalid(
                 "sync.mass_delete_ratio must be between 0 and 1".into(),
@@ -316,6 +357,7 @@ mod tests {
             device: "d".into(),
             auth: Auth::default(),
             sync: SyncSettings::default(),
+            server: None,
             collections: BTreeMap::new(),
         };
         c.collections.insert(

@@ -46,7 +46,7 @@ pub use counting::{Counting, RequestStats};
 pub use local::LocalFolder;
 pub use memory::{Faults, MemoryRemote};
 pub use path::{PathError, check_path};
-pub use probe::{ProbeReport, probe};
+pub use probe::{ProbeReport, probe, probe_webdav};
 pub use webdav::{PASSWORD_ENV, Secret, SecretError};
 pub use webdav::{WebDav, WebDavOptions};
 
