@@ -304,7 +304,11 @@ fn untrusted_certificate_is_a_permanent_explained_error() {
                 "openssl is missing: run scripts/install-test-servers (apt-get install openssl)"
             );
         }
-        eprintln!("\n*** SKIPPED: openssl is missing (apt-get install openssl) ***\n");
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n*** SKIPPED: openssl is missing (apt-get install openssl) ***\n"
+        );
         return;
     };
     assert!(status.success());

@@ -165,7 +165,8 @@ pub fn start_or_skip(kind: Kind) -> Option<Server> {
     match Server::start(kind) {
         Ok(server) => Some(server),
         Err(e) if e.is_not_installed() && !in_ci() => {
-            eprintln!("\n*** SKIPPED: {e} ***\n");
+            // Straight to the process's stderr: the test harness captures `eprintln!`.
+            let _ = writeln!(std::io::stderr(), "\n*** SKIPPED: {e} ***\n");
             None
         }
         Err(e) if e.is_not_installed() => {
