@@ -98,7 +98,33 @@ pub(crate) struct RawPut {
     pub etag: Option<String>,
 }
 
-/// A WebDAV remote. See the [module docs](self).
+/// A WebDAV remote, Nextcloud first.
+///
+/// One blocking HTTP client (rustls, connections reused) with basic auth. Reads and writes are
+/// conditional by ETag; ETags are normalised ([`Etag::normalise`]) and Nextcloud's `OC-ETag` is
+/// preferred; a PUT whose answer has no ETag is followed by a HEAD (then a PROPFIND); missing
+/// parent folders are created with MKCOL when a PUT fails for want of them.
+///
+/// Errors: 401/403 are [`RemoteError::Auth`] (URL and user, never the password); 412 is
+/// [`RemoteError::PreconditionFailed`]; 423, 429, 5xx, timeouts and connection failures are
+/// [`RemoteError::Transient`], retried here (jittered backoff, `Retry-After` within bounds)
+/// only for idempotent requests (GET, HEAD, PROPFIND, DELETE, MKCOL); TLS failures are
+/// [`RemoteError::Permanent`] and say why. [`WebDav::capabilities`] is non-atomic until
+/// [`WebDav::probe`] finds better (or [`WebDavOptions::capabilities`] says otherwise).
+///
+/// ```no_run
+/// use deltasync_remote::{Remote, Secret, WebDav, WebDavOptions, PASSWORD_ENV};
+///
+/// let password = Secret::from_env(PASSWORD_ENV)?;
+/// let dav = WebDav::open(
+///     "nextcloud://alice@cloud.example.org/Apps/deltasync",
+///     &WebDavOptions::with_credentials("alice", password),
+/// )?;
+/// for line in dav.probe()?.explain() {
+///     println!("{line}");
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct WebDav {
     target: Target,
