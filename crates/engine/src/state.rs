@@ -122,6 +122,8 @@ CREATE TABLE IF NOT EXISTS entities (
   base_version INTEGER NOT NULL DEFAULT 0,
   base_hash TEXT,
   base_content TEXT,
+  base_clock_ms INTEGER NOT NULL DEFAULT 0,
+  base_clock_c INTEGER NOT NULL DEFAULT 0,
   has_mirror INTEGER NOT NULL DEFAULT 0,
   m_version INTEGER NOT NULL DEFAULT 0,
   m_hash TEXT,
@@ -274,6 +276,24 @@ impl State {
         }
     }
 
+    /// The clock of the base's version (the default clock when unknown).
+    pub fn base_clock(&self, collection: &str, id: &str) -> Result<Hlc, StateError> {
+        let row: Option<(i64, i64)> = self
+            .conn
+            .query_row(
+                "SELECT base_clock_ms, base_clock_c FROM entities WHERE collection = ?1 AND id = ?2 AND has_base = 1",
+                params![collection, id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(row
+            .map(|(ms, c)| Hlc {
+                ms: ms as u64,
+                counter: c as u32,
+            })
+            .unwrap_or_default())
+    }
+
     /// The mirrored remote record of an entity.
     pub fn mirror(&self, collection: &str, id: &str) -> Result<Option<MirrorRecord>, StateError> {
         type Row = (bool, i64, i64, i64, String, Option<String>);
@@ -307,7 +327,8 @@ impl State {
         Ok(())
     }
 
-    /// Sets the base of an entity (`None` removes it).
+    /// Sets the base of an entity (`None` removes it). The base's clock is taken from the
+    /// mirror when the mirror holds the same version (set the mirror first).
     pub fn set_base(
         &self,
         collection: &str,
@@ -319,7 +340,10 @@ impl State {
             Some((version, content)) => {
                 let text = content.as_ref().map(serde_json::to_string).transpose()?;
                 self.conn.execute(
-                    "UPDATE entities SET has_base = 1, base_version = ?3, base_hash = ?4, base_content = ?5 WHERE collection = ?1 AND id = ?2",
+                    "UPDATE entities SET has_base = 1, base_version = ?3, base_hash = ?4, base_content = ?5,
+                       base_clock_ms = CASE WHEN has_mirror = 1 AND m_version = ?3 THEN m_clock_ms ELSE base_clock_ms END,
+                       base_clock_c = CASE WHEN has_mirror = 1 AND m_version = ?3 THEN m_clock_c ELSE base_clock_c END
+                     WHERE collection = ?1 AND id = ?2",
                     params![collection, id, version as i64, hash_of(content), text],
                 )?;
             }

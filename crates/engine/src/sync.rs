@@ -221,7 +221,14 @@ const MAX_ROUNDS: u32 = 10;
 
 /// An entity written locally by a pull or merge: its id, the base to record once the write
 /// is done (`None`: no base), and what to push after it (`Some(None)`: a delete).
-type AfterWrite = (String, Option<(u64, Option<Value>)>, Option<Option<Value>>);
+type AfterWrite = (
+    String,
+    Option<(u64, Option<Value>)>,
+    Option<(Option<Value>, Hlc)>,
+);
+
+/// An entity to push: collection, id, content (`None`: a delete) and the clock of the change.
+type Outgoing = (String, String, Option<Value>, Hlc);
 
 impl Engine {
     /// Opens a workspace, with the remote from its configuration.
@@ -315,12 +322,6 @@ impl Engine {
                 valid: self.config.collection_names(),
             })
         }
-    }
-
-    fn tick(&self) -> Result<Hlc, EngineError> {
-        let h = self.state.clock()?.tick(now_ms());
-        self.state.set_clock(h)?;
-        Ok(h)
     }
 
     fn cached_meta(&self) -> Result<Option<(Meta, Etag)>, EngineError> {
@@ -446,12 +447,12 @@ impl Engine {
                     tracing::warn!(delta = %p.delta_path, seq = p.seq, "a commit of ours was lost to a racing writer; committing it again");
                     self.state.transaction(|s| {
                         for b in &p.before {
+                            s.set_mirror(&b.collection, &b.id, b.mirror.as_ref())?;
                             s.set_base(
                                 &b.collection,
                                 &b.id,
                                 b.base.as_ref().map(|(v, c)| (*v, c)),
                             )?;
-                            s.set_mirror(&b.collection, &b.id, b.mirror.as_ref())?;
                         }
                         s.unmark_applied(&p.delta_path)?;
                         s.conflicts_to_push_again(&p.receipts)?;
@@ -729,7 +730,7 @@ impl Engine {
         &mut self,
         planned: &Planned,
         report: &mut SyncReport,
-    ) -> Result<Vec<(String, String, Option<Value>)>, EngineError> {
+    ) -> Result<Vec<Outgoing>, EngineError> {
         let mut outgoing = Vec::new();
         // Per collection: local writes, the base to record once written, and pushes that
         // depend on the write.
@@ -752,7 +753,10 @@ impl Engine {
                 let local = scan.entities.get(id);
                 match op {
                     Op::Unchanged | Op::Hold => {}
-                    Op::Push(_) => outgoing.push((cname.clone(), id.clone(), local.cloned())),
+                    Op::Push(_) => {
+                        let clock = self.edit_clock(cname, cconf, scan, id, true)?;
+                        outgoing.push((cname.clone(), id.clone(), local.cloned(), clock));
+                    }
                     Op::Adopt => {
                         let m = self.state.mirror(cname, id)?;
                         if let Some(m) = m {
@@ -777,8 +781,9 @@ impl Engine {
                         after_write.push((id.clone(), Some((m.version, m.content.clone())), None));
                     }
                     Op::Merge => {
-                        let (outcome, m, local_clock) =
-                            self.merge_entity(cname, id, local, strategy, true)?;
+                        let local_clock = self.edit_clock(cname, cconf, scan, id, true)?;
+                        let (outcome, m) =
+                            self.merge_entity(cname, id, local, local_clock, strategy)?;
                         let (m_content, m_version) = match &m {
                             Some(m) => (m.content.as_ref(), m.version),
                             None => (None, 0),
@@ -793,8 +798,13 @@ impl Engine {
                             local.map(content_hash) != merged.as_ref().map(content_hash);
                         let remote_differs =
                             m_content.map(content_hash) != merged.as_ref().map(content_hash);
+                        // The merged version comes after both sides it merges.
+                        let merged_clock = m
+                            .as_ref()
+                            .map(|m| local_clock.observe(m.clock, now_ms()))
+                            .unwrap_or(local_clock);
                         let push = if remote_differs {
-                            Some(merged.clone())
+                            Some((merged.clone(), merged_clock))
                         } else {
                             None
                         };
@@ -817,8 +827,8 @@ impl Engine {
                             if let Some((v, c)) = new_base {
                                 adopt.push((id.clone(), v, c));
                             }
-                            if let Some(p) = push {
-                                outgoing.push((cname.clone(), id.clone(), p));
+                            if let Some((p, clock)) = push {
+                                outgoing.push((cname.clone(), id.clone(), p, clock));
                             }
                         }
                     }
@@ -857,33 +867,63 @@ impl Engine {
                 if skipped.contains(&id) {
                     continue;
                 }
-                if let Some(p) = push {
-                    outgoing.push((cname.clone(), id, p));
+                if let Some((p, clock)) = push {
+                    outgoing.push((cname.clone(), id, p, clock));
                 }
             }
         }
         Ok(outgoing)
     }
 
-    /// Three-way merge of one entity: local content against the mirror, from the base.
-    /// Returns the outcome, the mirror record and the clock used for the local side (stored
-    /// when `advance_clock`, so a dry run changes nothing).
+    /// The clock of a local change: when the app saved it (the file's mtime), but never
+    /// before the version it was made on — a change is always later than what it changed, so
+    /// a device whose wall clock is wrong wins only against edits made concurrently, never
+    /// against edits made after seeing its own. Without an mtime (a deletion): now.
+    fn edit_clock(
+        &self,
+        collection: &str,
+        cconf: &crate::config::CollectionConfig,
+        scan: &Scan,
+        id: &str,
+        store: bool,
+    ) -> Result<Hlc, EngineError> {
+        let saved = match &scan.fingerprint {
+            collections::Fingerprint::Dir { files, .. } => files.get(id).and_then(|f| f.mtime),
+            collections::Fingerprint::File { .. } => std::fs::metadata(self.root.join(&cconf.path))
+                .and_then(|m| m.modified())
+                .ok(),
+        }
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as u64);
+        let base = self.state.base_clock(collection, id)?;
+        let after_base = Hlc {
+            ms: base.ms,
+            counter: base.counter.saturating_add(1),
+        };
+        let device = self.state.clock()?;
+        let clock = match saved {
+            Some(ms) => Hlc { ms, counter: 0 }.max(after_base),
+            None => device.tick(now_ms()).max(after_base),
+        };
+        if store {
+            self.state.set_clock(device.max(clock))?;
+        }
+        Ok(clock)
+    }
+
+    /// Three-way merge of one entity: local content (changed at `local_clock`) against the
+    /// mirror, from the base. Returns the outcome and the mirror record.
     fn merge_entity(
         &self,
         collection: &str,
         id: &str,
         local: Option<&Value>,
+        local_clock: Hlc,
         strategy: crate::merge::Strategy,
-        advance_clock: bool,
-    ) -> Result<(crate::merge::MergeOutcome, Option<MirrorRecord>, Hlc), EngineError> {
+    ) -> Result<(crate::merge::MergeOutcome, Option<MirrorRecord>), EngineError> {
         let m = self.state.mirror(collection, id)?;
         let base = self.state.base(collection, id)?;
         let base_content = base.as_ref().and_then(|(_, c)| c.as_ref());
-        let local_clock = if advance_clock {
-            self.tick()?
-        } else {
-            self.state.clock()?.tick(now_ms())
-        };
         let (m_content, m_clock, m_device) = match &m {
             Some(m) => (m.content.as_ref(), m.clock, m.device.as_str()),
             None => (None, Hlc::default(), ""),
@@ -902,7 +942,7 @@ impl Engine {
             },
             strategy,
         );
-        Ok((outcome, m, local_clock))
+        Ok((outcome, m))
     }
 
     fn receipt(
@@ -937,9 +977,11 @@ impl Engine {
             let Some(cconf) = self.config.collections.get(&key.collection) else {
                 continue;
             };
-            let local = planned.scans[&key.collection].entities.get(&key.id);
-            let (outcome, _, at) =
-                self.merge_entity(&key.collection, &key.id, local, cconf.strategy, false)?;
+            let scan = &planned.scans[&key.collection];
+            let local = scan.entities.get(&key.id);
+            let at = self.edit_clock(&key.collection, cconf, scan, &key.id, false)?;
+            let (outcome, _) =
+                self.merge_entity(&key.collection, &key.id, local, at, cconf.strategy)?;
             for fc in outcome.conflicts {
                 out.push(self.receipt(&key.collection, &key.id, fc, at));
             }
@@ -952,15 +994,14 @@ impl Engine {
         &mut self,
         meta: &Meta,
         etag: &Etag,
-        outgoing: Vec<(String, String, Option<Value>)>,
+        outgoing: Vec<Outgoing>,
         receipts: Vec<ConflictReceipt>,
     ) -> Result<u64, EngineError> {
         let seq = meta.head + 1;
         let time = now_ms();
         let mut records = Vec::with_capacity(outgoing.len());
         let mut before = Vec::with_capacity(outgoing.len());
-        for (c, id, content) in outgoing {
-            let clock = self.tick()?;
+        for (c, id, content, clock) in outgoing {
             before.push(BeforeCommit {
                 collection: c.clone(),
                 id: id.clone(),
@@ -1269,8 +1310,8 @@ fn mirror_of(r: &EntityRecord) -> MirrorRecord {
 fn finish_commit(s: &State, p: &PendingCommit) -> Result<(), StateError> {
     for r in &p.records {
         let m = mirror_of(r);
-        s.set_base(&r.collection, &r.id, Some((r.version, &m.content)))?;
         s.set_mirror(&r.collection, &r.id, Some(&m))?;
+        s.set_base(&r.collection, &r.id, Some((r.version, &m.content)))?;
     }
     s.mark_applied(&p.delta_path, p.seq)
 }

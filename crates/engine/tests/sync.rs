@@ -527,3 +527,42 @@ fn a_server_without_compare_and_swap_is_used_under_a_lease() {
     held.release().unwrap();
     assert_eq!(b.sync().committed, Some(2));
 }
+
+#[test]
+fn the_later_edit_wins_even_when_its_device_syncs_first() {
+    let (_, mut a, mut b) = pair();
+    a.write("t1", &json!({"prio": 0}));
+    a.sync();
+    b.sync();
+    b.write("t1", &json!({"prio": 3}));
+    a.write("t1", &json!({"prio": 1}));
+    // a's save is the later one (by ten seconds), but a syncs first and b last.
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(10);
+    std::fs::File::options()
+        .write(true)
+        .open(a.path("t1"))
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    a.sync();
+    let rb = b.sync();
+    assert_eq!(rb.conflicts.len(), 1);
+    assert_eq!(rb.conflicts[0].kept, json!(1));
+    assert_eq!(rb.conflicts[0].lost, json!(3));
+    a.sync();
+    assert_eq!(a.read("t1").unwrap()["prio"], json!(1));
+    assert_eq!(b.read("t1").unwrap()["prio"], json!(1));
+    // An edit made after seeing that value wins over it even with an older wall clock.
+    let earlier = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    b.write("t1", &json!({"prio": 2}));
+    std::fs::File::options()
+        .write(true)
+        .open(b.path("t1"))
+        .unwrap()
+        .set_modified(earlier)
+        .unwrap();
+    b.sync();
+    a.write("t1", &json!({"prio": 1, "note": "x"}));
+    a.sync();
+    assert_eq!(a.read("t1").unwrap()["prio"], json!(2));
+}
