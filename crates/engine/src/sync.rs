@@ -348,17 +348,24 @@ impl Engine {
             }
             MetaRead::Fresh { meta, etag, .. } => (meta, etag),
         };
-        self.reconcile_journal(&meta, &etag)?;
-        let mut applied = 0;
         // A new device (or a new snapshot generation) starts from the snapshot.
         let known_generation = self
             .state
             .get("generation")?
             .and_then(|g| g.parse::<u64>().ok());
-        if let Some(snap_ref) = &meta.snapshot
-            && known_generation != Some(snap_ref.generation)
-        {
-            let (snapshot, _) = self.store.read_snapshot(snap_ref)?;
+        let snapshot = match &meta.snapshot {
+            Some(r) if known_generation != Some(r.generation) => {
+                Some((r.generation, self.store.read_snapshot(r)?.0))
+            }
+            _ => None,
+        };
+        let folded = snapshot
+            .as_ref()
+            .map(|(_, s)| s.folded.as_slice())
+            .unwrap_or(&[]);
+        self.reconcile_journal(&meta, &etag, folded)?;
+        let mut applied = 0;
+        if let Some((generation, snapshot)) = &snapshot {
             let mut clock = self.state.clock()?;
             self.state.transaction(|s| {
                 for r in &snapshot.records {
@@ -375,7 +382,7 @@ impl Engine {
                     s.put_conflict(c, false)?;
                 }
                 s.set_clock(clock)?;
-                s.set("generation", &snap_ref.generation.to_string())
+                s.set("generation", &generation.to_string())
             })?;
             applied += 1;
         }
@@ -411,13 +418,18 @@ impl Engine {
     }
 
     /// Confirms, finishes or undoes the commits recorded in the journal against `meta`.
-    fn reconcile_journal(&mut self, meta: &Meta, etag: &Etag) -> Result<u64, EngineError> {
+    fn reconcile_journal(
+        &mut self,
+        meta: &Meta,
+        etag: &Etag,
+        folded_now: &[String],
+    ) -> Result<u64, EngineError> {
         let mut lost = 0;
         for p in self.state.pending()? {
             let referenced = meta.references(&p.delta_path);
-            let folded = meta.snapshot.as_ref().is_some_and(|s| s.head >= p.seq)
-                && meta.delta(p.seq).is_none();
-            match (p.state.as_str(), referenced) {
+            // Folded into a snapshot written since we last looked: it made it.
+            let folded = folded_now.contains(&p.delta_path);
+            match (p.state.as_str(), referenced || folded) {
                 // Crashed after writing meta, before the local transaction: finish it.
                 ("attempted", true) => {
                     self.state.transaction(|s| {
@@ -433,12 +445,9 @@ impl Engine {
                     })?;
                 }
                 ("unconfirmed", true) => {
-                    if p.meta_etag.as_deref() != Some(etag.0.as_str()) {
+                    if folded || p.meta_etag.as_deref() != Some(etag.0.as_str()) {
                         self.state.remove_pending(&p.delta_path)?;
                     }
-                }
-                ("unconfirmed", false) if folded => {
-                    self.state.remove_pending(&p.delta_path)?;
                 }
                 ("unconfirmed", false) => {
                     // Two writers both "won" (a server whose If-Match is not atomic) and ours
@@ -1137,6 +1146,7 @@ impl Engine {
                 time: now_ms(),
                 records,
                 conflicts,
+                folded: meta.deltas.iter().map(|d| d.path.clone()).collect(),
             };
             let snap_ref = self.store.write_snapshot(&snapshot)?;
             let mut next = meta.clone();

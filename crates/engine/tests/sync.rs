@@ -566,3 +566,22 @@ fn the_later_edit_wins_even_when_its_device_syncs_first() {
     a.sync();
     assert_eq!(a.read("t1").unwrap()["prio"], json!(2));
 }
+
+#[test]
+fn a_commit_folded_by_compaction_is_confirmed_not_made_again() {
+    let (remote, mut a, mut b) = pair();
+    a.write("t1", &json!({"x": 1}));
+    assert_eq!(a.sync().committed, Some(1));
+    // b compacts before a has seen any other device's meta: a's commit is still unconfirmed.
+    b.sync();
+    assert_eq!(b.engine.compact().unwrap(), Some(1));
+    assert!(remote.files().keys().all(|k| !k.starts_with("deltas/g0/")));
+    let r = a.sync();
+    assert_eq!(r.recommitted, 0);
+    assert_eq!(r.committed, None);
+    assert_eq!(a.engine.status().unwrap().unconfirmed_commits, 0);
+    // A new device bootstraps from the snapshot alone.
+    let mut c = Device::new(remote.clone(), "c");
+    c.sync();
+    assert_eq!(c.read("t1"), Some(json!({"x": 1})));
+}

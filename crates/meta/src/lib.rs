@@ -385,6 +385,10 @@ pub struct Snapshot {
     /// Conflict receipts still open.
     #[serde(default)]
     pub conflicts: Vec<ConflictReceipt>,
+    /// Paths of the deltas folded into this snapshot (those the previous meta listed), so a
+    /// device can tell that a commit of its own made it in rather than being lost.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub folded: Vec<String>,
 }
 
 impl Snapshot {
@@ -398,6 +402,7 @@ impl Snapshot {
             time,
             records: Vec::new(),
             conflicts: Vec::new(),
+            folded: Vec::new(),
         }
     }
 

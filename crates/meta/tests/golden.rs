@@ -86,6 +86,7 @@ fn snapshot() -> Snapshot {
         time: 1_763_776_000_000,
         records: vec![record("t1", 1, false)],
         conflicts: vec![],
+        folded: vec!["deltas/g0/3f2a9c1b7d4e-1763776000001-00c0ffee.json".into()],
     }
 }
 
