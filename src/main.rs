@@ -5,6 +5,7 @@
 mod demo;
 mod output;
 mod remote;
+mod watch;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -115,6 +116,21 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Keep the workspace in step in the background: push local changes as they are saved,
+    /// pull other devices' commits as they appear (until SIGTERM or SIGINT).
+    Watch {
+        /// How often to ask the remote for other devices' commits (a conditional GET of
+        /// meta.json): e.g. 1s, 5s, 2m.
+        #[arg(long, default_value = "5s", value_parser = watch::parse_duration)]
+        poll: std::time::Duration,
+        /// Quiet time after a file changes before the change is pushed.
+        #[arg(long, default_value = "500ms", value_parser = watch::parse_duration)]
+        debounce: std::time::Duration,
+        /// How often to compare every file's size and mtime with what was last seen (for the
+        /// events a file watcher misses, e.g. on network file systems).
+        #[arg(long, default_value = "5m", value_parser = watch::parse_duration)]
+        rescan: std::time::Duration,
+    },
     /// Run a demonstration in a temporary folder: two devices and a local-folder remote.
     Demo {
         /// Number of synthetic tasks.
@@ -162,7 +178,7 @@ fn main() -> ExitCode {
             });
         }
     };
-    init_logging();
+    init_logging(matches!(cli.command, Command::Watch { .. }));
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -172,11 +188,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+/// Logs to stderr, filtered by `DELTASYNC_LOG`; by default warnings, and for the long-running
+/// `watch` what it pushes and pulls too (`info`), without colours when stderr is no terminal
+/// (journald).
+fn init_logging(daemon: bool) {
+    use std::io::IsTerminal as _;
     use tracing_subscriber::EnvFilter;
+    let default = if daemon { "info" } else { "warn" };
     let filter =
-        EnvFilter::try_from_env("DELTASYNC_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+        EnvFilter::try_from_env("DELTASYNC_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
@@ -220,9 +242,12 @@ fn run(cli: Cli) -> Result<u8> {
             let engine = open(&dir)?;
             let status = engine.status()?;
             if json {
-                output::json(&status)?;
+                let mut value = serde_json::to_value(&status)?;
+                value["watcher"] = watch::status_json(&dir);
+                output::json(&value)?;
             } else {
                 output::status(&status);
+                watch::print_status(&dir);
             }
             Ok(exit::OK)
         }
@@ -237,6 +262,18 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::Doctor { save, json } => doctor(&dir, save, json),
         Command::Unlock { force } => unlock(&dir, force),
+        Command::Watch {
+            poll,
+            debounce,
+            rescan,
+        } => watch::run(
+            &dir,
+            watch::Options {
+                poll,
+                debounce,
+                rescan,
+            },
+        ),
         Command::Demo { entities } => demo::run(entities).map(|_| exit::OK),
     }
 }
