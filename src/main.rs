@@ -2,6 +2,7 @@
 //! [`deltasync_engine`].
 #![forbid(unsafe_code)]
 
+mod cmd_maint;
 mod demo;
 mod output;
 mod remote;
@@ -116,6 +117,37 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Fold the deltas into a new snapshot, archive them in archive/, remove old orphans.
+    Compact {
+        /// Say what would be done; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Drop tombstones older than this many days (default: [compact] tombstone_days, 90).
+        #[arg(long, value_name = "DAYS")]
+        tombstone_days: Option<u64>,
+        /// Remove unreferenced files older than this many seconds (default: 24 hours).
+        #[arg(long, value_name = "SECS")]
+        orphan_grace: Option<u64>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare the remote with the local files and check the remote's integrity (read-only).
+    /// Exit status 0 only when everything matches.
+    Verify {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Entities spot-checked field by field per collection.
+        #[arg(long, default_value_t = 5, value_name = "N")]
+        sample: usize,
+        /// Check every entity and every field.
+        #[arg(long)]
+        deep: bool,
+        /// Numbers within this absolute difference are equal.
+        #[arg(long, default_value_t = 0.0, value_name = "EPS")]
+        tolerance: f64,
+    },
     /// Keep the workspace in step in the background: push local changes as they are saved,
     /// pull other devices' commits as they appear (until SIGTERM or SIGINT).
     Watch {
@@ -130,6 +162,70 @@ enum Command {
         /// events a file watcher misses, e.g. on network file systems).
         #[arg(long, default_value = "5m", value_parser = watch::parse_duration)]
         rescan: std::time::Duration,
+    },
+    /// Show one entity: every field, its remote version and whether the local copy differs.
+    Get {
+        /// Collection.
+        collection: String,
+        /// Entity id.
+        id: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a collection's entity ids (local and remote).
+    List {
+        /// Collection.
+        collection: String,
+        /// Print only the number of entities.
+        #[arg(long)]
+        count: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set fields of one entity (field=value; JSON if it parses, else a string; a.b reaches
+    /// nested fields) and sync; a concurrent change elsewhere is merged, not overwritten.
+    Update {
+        /// Collection.
+        collection: String,
+        /// Entity id.
+        id: String,
+        /// field=value, repeatable.
+        #[arg(required = true, value_name = "FIELD=VALUE")]
+        fields: Vec<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete one entity on every device (asks first unless --force).
+    Delete {
+        /// Collection.
+        collection: String,
+        /// Entity id.
+        id: String,
+        /// Do not ask (needed without a terminal).
+        #[arg(long)]
+        force: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The commits: seq, device, time, entities per collection (archived ones included).
+    Log {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every version of one entity across the deltas and the archives.
+    History {
+        /// Collection.
+        collection: String,
+        /// Entity id.
+        id: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
     },
     /// Run a demonstration in a temporary folder: two devices and a local-folder remote.
     Demo {
@@ -262,6 +358,18 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::Doctor { save, json } => doctor(&dir, save, json),
         Command::Unlock { force } => unlock(&dir, force),
+        Command::Compact {
+            dry_run,
+            tombstone_days,
+            orphan_grace,
+            json,
+        } => cmd_maint::compact(&dir, dry_run, tombstone_days, orphan_grace, json),
+        Command::Verify {
+            json,
+            sample,
+            deep,
+            tolerance,
+        } => cmd_maint::verify(&dir, json, sample, deep, tolerance),
         Command::Watch {
             poll,
             debounce,
@@ -274,6 +382,34 @@ fn run(cli: Cli) -> Result<u8> {
                 rescan,
             },
         ),
+        Command::Get {
+            collection,
+            id,
+            json,
+        } => cmd_maint::get(&dir, &collection, &id, json),
+        Command::List {
+            collection,
+            count,
+            json,
+        } => cmd_maint::list(&dir, &collection, count, json),
+        Command::Update {
+            collection,
+            id,
+            fields,
+            json,
+        } => cmd_maint::update(&dir, &collection, &id, &fields, json),
+        Command::Delete {
+            collection,
+            id,
+            force,
+            json,
+        } => cmd_maint::delete(&dir, &collection, &id, force, json),
+        Command::Log { json } => cmd_maint::log(&dir, json),
+        Command::History {
+            collection,
+            id,
+            json,
+        } => cmd_maint::history(&dir, &collection, &id, json),
         Command::Demo { entities } => demo::run(entities).map(|_| exit::OK),
     }
 }

@@ -72,6 +72,12 @@ pub struct Config {
     /// Safety rails and tuning.
     #[serde(default)]
     pub sync: SyncSettings,
+    /// Compaction: tombstone retention, orphan grace period, automatic compaction.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::maintenance::CompactSettings::is_default"
+    )]
+    pub compact: crate::maintenance::CompactSettings,
     /// What `doctor` found about the server (written by `init` and `doctor --save`); it
     /// decides how commits are made. Absent: WebDAV remotes are treated as non-atomic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -357,6 +363,7 @@ mod tests {
             device: "d".into(),
             auth: Auth::default(),
             sync: SyncSettings::default(),
+            compact: Default::default(),
             server: None,
             collections: BTreeMap::new(),
         };

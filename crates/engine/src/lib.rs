@@ -34,11 +34,16 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod collections;
 pub mod config;
+pub mod history;
 pub mod ids;
+pub mod maintenance;
 pub mod merge;
 pub mod planner;
+pub mod progress;
+pub mod records;
 pub mod state;
 mod sync;
 

@@ -307,6 +307,11 @@ impl Engine {
         &self.state
     }
 
+    /// The local state, for transactions (maintenance, records).
+    pub(crate) fn state_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+
     /// Creates the remote layout if the remote is empty; returns whether it did.
     pub fn init_remote(&self, server: Option<Value>) -> Result<bool, EngineError> {
         Ok(self.store.init(server)?)
@@ -393,6 +398,7 @@ impl Engine {
                 continue;
             }
             let delta = self.store.read_delta(d)?;
+            crate::maintenance::cache_delta(&self.root, d, &delta);
             let mut clock = self.state.clock()?;
             self.state.transaction(|s| {
                 for r in &delta.records {
@@ -610,7 +616,7 @@ impl Engine {
 
     /// Runs `f` holding the remote's lease when the remote ignores preconditions (no
     /// compare-and-swap); directly otherwise.
-    fn with_lease<T>(
+    pub(crate) fn with_lease<T>(
         &mut self,
         f: impl FnOnce(&mut Self) -> Result<T, EngineError>,
     ) -> Result<T, EngineError> {
@@ -700,7 +706,7 @@ impl Engine {
         Err(EngineError::TooManyRetries(MAX_ROUNDS))
     }
 
-    fn store_backoff(&self) -> Backoff {
+    pub(crate) fn store_backoff(&self) -> Backoff {
         if self.store.remote().describe().starts_with("http") {
             Backoff::new(
                 std::time::Duration::from_millis(50),
@@ -1040,6 +1046,7 @@ impl Engine {
         };
         let generation = meta.snapshot.as_ref().map(|s| s.generation).unwrap_or(0);
         let dref = self.store.write_delta(&delta, generation)?;
+        crate::maintenance::cache_delta(&self.root, &dref, &delta);
         let mut pending = PendingCommit {
             delta_path: dref.path.clone(),
             seq,
@@ -1096,93 +1103,14 @@ impl Engine {
     }
 
     /// Folds every delta into a new snapshot (generation + 1) built from this device's
-    /// mirror, commits meta by compare-and-swap, then deletes the folded deltas' folder.
-    ///
-    /// The device first fetches, so the mirror is the remote state; the snapshot costs one
-    /// upload however many deltas there are. A commit by another device in between makes the
-    /// compare-and-swap fail and the whole step is retried. A reader holding the old meta
-    /// still finds the old snapshot (it is kept) and, until the folder is deleted, the deltas.
-    /// (Archiving the folded deltas and tombstone retention come with the `compact` command.)
+    /// mirror, archives the folded deltas and commits meta by compare-and-swap; returns the
+    /// new generation (`None`: nothing to fold). See [`Engine::compact_with`].
     pub fn compact(&mut self) -> Result<Option<u64>, EngineError> {
-        self.with_lease(Self::compact_unleased)
-    }
-
-    fn compact_unleased(&mut self) -> Result<Option<u64>, EngineError> {
-        let mut backoff = self.store_backoff();
-        loop {
-            let (meta, etag, _) = self.fetch()?;
-            if !meta.writable() {
-                return Err(EngineError::ReadOnly(meta.min_writer));
-            }
-            if meta.deltas.is_empty() {
-                return Ok(None);
-            }
-            let generation = meta.snapshot.as_ref().map(|s| s.generation).unwrap_or(0) + 1;
-            let records: Vec<EntityRecord> = self
-                .state
-                .all_mirror()?
-                .into_iter()
-                .map(|(collection, id, m)| EntityRecord {
-                    collection,
-                    id,
-                    version: m.version,
-                    last_modified_at: m.clock,
-                    last_modified_by: m.device,
-                    is_deleted: m.content.is_none(),
-                    data: m.content.unwrap_or(Value::Null),
-                })
-                .collect();
-            let conflicts = self
-                .state
-                .conflicts()?
-                .into_iter()
-                .filter(|c| !c.resolved)
-                .collect();
-            let snapshot = deltasync_meta::Snapshot {
-                format: FORMAT_VERSION,
-                min_reader: 1,
-                generation,
-                head: meta.head,
-                time: now_ms(),
-                records,
-                conflicts,
-                folded: meta.deltas.iter().map(|d| d.path.clone()).collect(),
-            };
-            let snap_ref = self.store.write_snapshot(&snapshot)?;
-            let mut next = meta.clone();
-            next.snapshot = Some(snap_ref);
-            next.deltas.clear();
-            next.entity_versions.clear();
-            match self.store.commit_meta(&next, &etag) {
-                Ok(new_etag) => {
-                    let old_generation = generation - 1;
-                    let text = String::from_utf8(next.to_bytes()).unwrap_or_default();
-                    self.state.transaction(|s| {
-                        s.set("generation", &generation.to_string())?;
-                        s.set("meta", &text)?;
-                        s.set("meta_etag", &new_etag.0)
-                    })?;
-                    self.store.delete_quietly(&format!(
-                        "{}/g{old_generation}",
-                        deltasync_meta::DELTAS_DIR
-                    ));
-                    return Ok(Some(generation));
-                }
-                Err(StoreError::Conflict) => {
-                    self.store.delete_quietly(
-                        &next
-                            .snapshot
-                            .as_ref()
-                            .map(|s| s.name.clone())
-                            .unwrap_or_default(),
-                    );
-                    if !backoff.wait() {
-                        return Err(EngineError::TooManyRetries(MAX_ROUNDS));
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let report = self.compact_with(
+            &crate::maintenance::CompactOptions::default(),
+            &crate::progress::NoProgress,
+        )?;
+        Ok(report.generation)
     }
 
     /// Status of the workspace (no request).

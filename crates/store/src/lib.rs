@@ -27,6 +27,8 @@
 
 use std::sync::Arc;
 
+pub mod archive;
+
 use deltasync_lock::{Backoff, CasError, cas_write, retry_transient};
 use deltasync_meta::{
     DATA_FILE, DELTAS_DIR, Delta, DeltaRef, FormatError, META_FILE, Meta, Snapshot, SnapshotRef,
@@ -61,6 +63,14 @@ pub enum StoreError {
     /// A commit's answer was lost: whether it happened is known only after reading meta again.
     #[error("the outcome of a commit is unknown (its answer was lost); the next sync finds out")]
     CommitUnknown,
+    /// A zip archive (archive/ or a backup) is damaged or not one.
+    #[error("{path} is damaged: {detail}")]
+    Archive {
+        /// The archive.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
 }
 
 impl StoreError {

@@ -1,0 +1,747 @@
+//! Maintenance of the remote: `compact` and `verify`.
+//!
+//! **compact** folds the deltas meta lists into a new snapshot (generation + 1) built from
+//! this device's mirror (after a fetch, the mirror *is* the remote state), so it costs a few
+//! requests however many deltas there are: the deltas' bytes for the archive come from a
+//! local cache filled when they were fetched or written here. In order:
+//!
+//! 1. fetch; build the snapshot (dropping tombstones older than the retention period);
+//! 2. write the snapshot (create-only, unique name) and the archive of the folded deltas
+//!    (`archive/g<N>-<first>-<last>-<hex>.zip`, create-only) — history is safe before anything
+//!    refers to the new snapshot;
+//! 3. commit meta by compare-and-swap (on 412: delete both files, start again);
+//! 4. delete the folded generation's delta folder (one request) — only once meta no longer
+//!    refers to it; on servers whose If-Match is not atomic it is left to the grace-period
+//!    cleanup instead, since a racing writer may have "won" with a meta that still does;
+//! 5. remove orphans older than the grace period: unreferenced deltas (their devices commit
+//!    their edits again from their journals), delta folders of older generations and old
+//!    snapshots.
+//!
+//! **verify** is read-only on the remote and locally: it reads the remote's files directly
+//! (checksums, versions, orphans), scans the local collections and compares them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use deltasync_meta::{
+    DELTAS_DIR, Delta, DeltaRef, EntityRecord, FORMAT_VERSION, Meta, Snapshot, sha256_hex,
+};
+use deltasync_remote::CasClass;
+use deltasync_store::{MetaRead, StoreError, now_ms};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::progress::Progress;
+use crate::{Engine, EngineError, STATE_DIR};
+
+const DAY_MS: u64 = 24 * 3600 * 1000;
+
+/// `[compact]` in deltasync.toml.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompactSettings {
+    /// Tombstones older than this many days are dropped by compaction.
+    #[serde(default = "default_tombstone_days")]
+    pub tombstone_days: u64,
+    /// Orphan deltas and old snapshots are removed once older than this many hours.
+    #[serde(default = "default_grace_hours")]
+    pub orphan_grace_hours: u64,
+    /// Compact automatically once meta lists this many deltas (0: never).
+    #[serde(default)]
+    pub auto_after: u64,
+}
+
+fn default_tombstone_days() -> u64 {
+    90
+}
+fn default_grace_hours() -> u64 {
+    24
+}
+
+impl Default for CompactSettings {
+    fn default() -> Self {
+        CompactSettings {
+            tombstone_days: default_tombstone_days(),
+            orphan_grace_hours: default_grace_hours(),
+            auto_after: 0,
+        }
+    }
+}
+
+impl CompactSettings {
+    /// Whether these are the defaults (not written to deltasync.toml).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Options of [`Engine::compact_with`].
+#[derive(Debug, Clone, Default)]
+pub struct CompactOptions {
+    /// Say what would be done; write nothing.
+    pub dry_run: bool,
+    /// Tombstone retention in ms (default: the configuration's).
+    pub tombstone_retention_ms: Option<u64>,
+    /// Orphan grace period in ms (default: the configuration's).
+    pub orphan_grace_ms: Option<u64>,
+}
+
+/// What a compaction did (or, dry run, would do).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CompactReport {
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// The new snapshot generation (`None`: nothing was folded).
+    pub generation: Option<u64>,
+    /// The new snapshot's file name.
+    pub snapshot: Option<String>,
+    /// Its size in bytes.
+    pub snapshot_size: u64,
+    /// Deltas folded.
+    pub folded: u64,
+    /// Seqs folded (first, last).
+    pub seqs: Option<(u64, u64)>,
+    /// Entities (tombstones included) in the snapshot.
+    pub entities: u64,
+    /// Tombstones dropped (older than the retention period).
+    pub tombstones_dropped: u64,
+    /// The archive written.
+    pub archive: Option<String>,
+    /// Files and folders removed (folded deltas, orphans, old snapshots).
+    pub removed: Vec<String>,
+    /// Orphans kept because they are younger than the grace period.
+    pub orphans_kept: u64,
+    /// Deltas whose bytes had to be downloaded (not in the local cache).
+    pub downloaded: u64,
+    /// Compare-and-swap rounds lost to other devices.
+    pub retries: u32,
+}
+
+fn cache_path(root: &Path, delta_path: &str) -> PathBuf {
+    root.join(STATE_DIR).join("cache").join(delta_path)
+}
+
+/// Keeps a delta's bytes locally (best-effort) so that compaction can archive it without
+/// downloading it again. Called by the sync engine for every delta it reads or writes.
+pub(crate) fn cache_delta(root: &Path, r: &DeltaRef, delta: &Delta) {
+    let bytes = delta.to_bytes();
+    if sha256_hex(&bytes) != r.sha256 {
+        return; // written by another serialiser: download it when needed
+    }
+    let p = cache_path(root, &r.path);
+    let ok = p
+        .parent()
+        .map(std::fs::create_dir_all)
+        .transpose()
+        .and_then(|_| std::fs::write(&p, &bytes));
+    if let Err(e) = ok {
+        tracing::debug!(error = %e, path = %p.display(), "could not cache a delta");
+    }
+}
+
+fn cached_delta(root: &Path, r: &DeltaRef) -> Option<Vec<u8>> {
+    let bytes = std::fs::read(cache_path(root, &r.path)).ok()?;
+    (sha256_hex(&bytes) == r.sha256).then_some(bytes)
+}
+
+/// The ms time in a delta's name (`<device>-<ms>-<hex>.json`).
+fn time_of_name(name: &str) -> Option<u64> {
+    let stem = name.strip_suffix(".json")?;
+    let mut parts = stem.rsplitn(3, '-');
+    let _hex = parts.next()?;
+    parts.next()?.parse().ok()
+}
+
+fn generation_of_dir(name: &str) -> Option<u64> {
+    name.strip_prefix('g')?.parse().ok()
+}
+
+impl Engine {
+    /// Compacts the remote (see the module documentation). Holds the remote's lease on
+    /// servers without compare-and-swap.
+    pub fn compact_with(
+        &mut self,
+        opts: &CompactOptions,
+        progress: &dyn Progress,
+    ) -> Result<CompactReport, EngineError> {
+        if opts.dry_run {
+            return self.compact_round(opts, progress);
+        }
+        self.with_lease(|e| e.compact_round(opts, progress))
+    }
+
+    /// Compacts if the configuration asks for it (`compact.auto_after`) and meta lists at
+    /// least that many deltas; returns the report when it did.
+    pub fn maybe_compact(&mut self) -> Result<Option<CompactReport>, EngineError> {
+        let n = self.config().compact.auto_after;
+        if n == 0 {
+            return Ok(None);
+        }
+        let (meta, _, _) = self.fetch()?;
+        if (meta.deltas.len() as u64) < n {
+            return Ok(None);
+        }
+        self.compact_with(&CompactOptions::default(), &crate::progress::NoProgress)
+            .map(Some)
+    }
+
+    fn compact_round(
+        &mut self,
+        opts: &CompactOptions,
+        progress: &dyn Progress,
+    ) -> Result<CompactReport, EngineError> {
+        let settings = self.config().compact.clone();
+        let retention = opts
+            .tombstone_retention_ms
+            .unwrap_or(settings.tombstone_days.saturating_mul(DAY_MS));
+        let grace = opts
+            .orphan_grace_ms
+            .unwrap_or(settings.orphan_grace_hours.saturating_mul(3600 * 1000));
+        let mut backoff = self.store_backoff();
+        let mut report = CompactReport {
+            dry_run: opts.dry_run,
+            ..CompactReport::default()
+        };
+        loop {
+            let (meta, etag, _) = self.fetch()?;
+            if !meta.writable() && !opts.dry_run {
+                return Err(EngineError::ReadOnly(meta.min_writer));
+            }
+            if meta.deltas.is_empty() {
+                report.removed = self.remove_orphans(&meta, grace, opts.dry_run, &mut report)?;
+                return Ok(report);
+            }
+            let old_generation = meta.snapshot.as_ref().map(|s| s.generation).unwrap_or(0);
+            let generation = old_generation + 1;
+            let now = now_ms();
+            let mut records = Vec::new();
+            let mut dropped = 0;
+            for (collection, id, m) in self.state().all_mirror()? {
+                if m.content.is_none() && m.clock.ms.saturating_add(retention) <= now {
+                    dropped += 1;
+                    continue;
+                }
+                records.push(EntityRecord {
+                    collection,
+                    id,
+                    version: m.version,
+                    last_modified_at: m.clock,
+                    last_modified_by: m.device,
+                    is_deleted: m.content.is_none(),
+                    data: m.content.unwrap_or(Value::Null),
+                });
+            }
+            report.generation = Some(generation);
+            report.folded = meta.deltas.len() as u64;
+            report.seqs = Some((
+                meta.deltas.iter().map(|d| d.seq).min().unwrap_or(0),
+                meta.deltas.iter().map(|d| d.seq).max().unwrap_or(0),
+            ));
+            report.entities = records.len() as u64;
+            report.tombstones_dropped = dropped;
+            if opts.dry_run {
+                report.removed = self.remove_orphans(&meta, grace, true, &mut report)?;
+                return Ok(report);
+            }
+            // The folded deltas' bytes, for the archive: from the local cache, else fetched.
+            progress.start("archiving deltas", meta.deltas.len() as u64);
+            let mut deltas = Vec::with_capacity(meta.deltas.len());
+            let mut sorted: Vec<&DeltaRef> = meta.deltas.iter().collect();
+            sorted.sort_by_key(|d| d.seq);
+            for d in sorted {
+                let bytes = match cached_delta(self.root(), d) {
+                    Some(b) => b,
+                    None => {
+                        report.downloaded += 1;
+                        self.store().read_bytes_verified(&d.path, &d.sha256)?
+                    }
+                };
+                deltas.push((d.clone(), bytes));
+                progress.advance(1);
+            }
+            progress.finish();
+            let conflicts = self
+                .state()
+                .conflicts()?
+                .into_iter()
+                .filter(|c| !c.resolved)
+                .collect();
+            let snapshot = Snapshot {
+                format: FORMAT_VERSION,
+                min_reader: 1,
+                generation,
+                head: meta.head,
+                time: now,
+                records,
+                conflicts,
+                folded: meta.deltas.iter().map(|d| d.path.clone()).collect(),
+            };
+            let snap_ref = self.store().write_snapshot(&snapshot)?;
+            let archive = match self
+                .store()
+                .write_archive(old_generation, &snap_ref.name, &deltas)
+            {
+                Ok(a) => a,
+                Err(e) => {
+                    self.store().delete_quietly(&snap_ref.name);
+                    return Err(e.into());
+                }
+            };
+            let mut next = meta.clone();
+            next.snapshot = Some(snap_ref.clone());
+            next.deltas.clear();
+            next.entity_versions.clear();
+            match self.store().commit_meta(&next, &etag) {
+                Ok(new_etag) => {
+                    let text = String::from_utf8(next.to_bytes()).unwrap_or_default();
+                    let folded = &snapshot.folded;
+                    self.state_mut().transaction(|s| {
+                        // Our own commits folded here are in the snapshot: confirmed.
+                        for p in s.pending()? {
+                            if folded.contains(&p.delta_path) {
+                                s.remove_pending(&p.delta_path)?;
+                            }
+                        }
+                        s.set("generation", &generation.to_string())?;
+                        s.set("meta", &text)?;
+                        s.set("meta_etag", &new_etag.0)
+                    })?;
+                    report.snapshot = Some(snap_ref.name.clone());
+                    report.snapshot_size = snap_ref.size;
+                    report.archive = Some(archive);
+                    let folder = format!("{DELTAS_DIR}/g{old_generation}");
+                    if self.store().remote().capabilities().cas != CasClass::NonAtomic {
+                        self.store().delete_quietly(&folder);
+                        report.removed.push(folder.clone());
+                    }
+                    let _ = std::fs::remove_dir_all(cache_path(self.root(), &folder));
+                    let mut more = self.remove_orphans(&next, grace, false, &mut report)?;
+                    report.removed.append(&mut more);
+                    return Ok(report);
+                }
+                Err(StoreError::Conflict) => {
+                    self.store().delete_quietly(&snap_ref.name);
+                    self.store().delete_quietly(&archive);
+                    report.retries += 1;
+                    if !backoff.wait() {
+                        return Err(EngineError::TooManyRetries(report.retries));
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Removes (or, `dry_run`, lists) what no meta refers to and is older than `grace` ms:
+    /// deltas, delta folders of older generations, snapshots.
+    fn remove_orphans(
+        &self,
+        meta: &Meta,
+        grace: u64,
+        dry_run: bool,
+        report: &mut CompactReport,
+    ) -> Result<Vec<String>, EngineError> {
+        let now = now_ms();
+        let old = |t: Option<u64>| t.is_some_and(|t| t.saturating_add(grace) <= now);
+        let current = meta.snapshot.as_ref().map(|s| s.generation).unwrap_or(0);
+        let remote = self.store().remote().clone();
+        let mut removed = Vec::new();
+        for dir in remote.list(DELTAS_DIR)? {
+            let Some(g) = generation_of_dir(&dir.name).filter(|_| dir.is_dir) else {
+                continue;
+            };
+            let folder = format!("{DELTAS_DIR}/{}", dir.name);
+            let files = remote.list(&folder)?;
+            let mut kept = 0;
+            let mut to_remove = Vec::new();
+            for f in files.iter().filter(|f| !f.is_dir) {
+                let path = format!("{folder}/{}", f.name);
+                if meta.references(&path) {
+                    kept += 1;
+                } else if old(time_of_name(&f.name).or(f.modified_ms)) {
+                    to_remove.push(path);
+                } else {
+                    kept += 1;
+                    report.orphans_kept += 1;
+                }
+            }
+            if g < current && kept == 0 {
+                if !dry_run {
+                    self.store().delete_quietly(&folder);
+                }
+                removed.push(folder);
+                continue;
+            }
+            for path in to_remove {
+                if !dry_run {
+                    self.store().delete_quietly(&path);
+                }
+                removed.push(path);
+            }
+        }
+        let current_name = meta.snapshot.as_ref().map(|s| s.name.as_str());
+        for f in remote.list("")? {
+            let is_snapshot = f.name == deltasync_meta::DATA_FILE
+                || (f.name.starts_with("data-g") && f.name.ends_with(".json"));
+            if f.is_dir || !is_snapshot || Some(f.name.as_str()) == current_name {
+                continue;
+            }
+            if old(f.modified_ms) {
+                if !dry_run {
+                    self.store().delete_quietly(&f.name);
+                }
+                removed.push(f.name);
+            }
+        }
+        Ok(removed)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// verify
+
+/// Options of [`Engine::verify`].
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    /// Entities spot-checked per collection (ignored with `deep`).
+    pub sample: usize,
+    /// Check every entity and every field.
+    pub deep: bool,
+    /// Floating-point fields within this absolute difference are equal.
+    pub tolerance: f64,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        VerifyOptions {
+            sample: 5,
+            deep: false,
+            tolerance: 0.0,
+        }
+    }
+}
+
+/// One collection's verification.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CollectionVerify {
+    /// Live entities on the remote.
+    pub remote: u64,
+    /// Entities in the local files.
+    pub local: u64,
+    /// Ids that are local but not on the remote.
+    pub missing_remotely: Vec<String>,
+    /// Ids that are on the remote but not local.
+    pub missing_locally: Vec<String>,
+    /// Local files that could not be read.
+    pub unreadable: Vec<String>,
+    /// Entities compared field by field.
+    pub checked: u64,
+    /// Of those, entities with a difference.
+    pub differing: u64,
+}
+
+impl CollectionVerify {
+    /// Whether remote and local agree.
+    pub fn ok(&self) -> bool {
+        self.missing_remotely.is_empty()
+            && self.missing_locally.is_empty()
+            && self.unreadable.is_empty()
+            && self.differing == 0
+    }
+}
+
+/// A field that differs between the remote and the local copy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Difference {
+    /// Collection.
+    pub collection: String,
+    /// Entity id.
+    pub id: String,
+    /// Dotted path of the field (`""`: the whole entity).
+    pub field: String,
+    /// The remote value (`null`: absent).
+    pub remote: Value,
+    /// The local value (`null`: absent).
+    pub local: Value,
+}
+
+/// The outcome of [`Engine::verify`].
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VerifyReport {
+    /// Per configured collection.
+    pub collections: BTreeMap<String, CollectionVerify>,
+    /// Field differences found by the spot or deep check.
+    pub differences: Vec<Difference>,
+    /// Remote integrity problems: checksums, missing files, versions going backwards.
+    pub integrity: Vec<String>,
+    /// Deltas on the remote that no meta refers to (warnings: lost races, crashes).
+    pub orphans: Vec<String>,
+    /// Files read on the remote (snapshot and deltas) and their checksums verified.
+    pub files_checked: u64,
+    /// Whether everything matches.
+    pub ok: bool,
+}
+
+/// The remote state read directly from the remote's files, with what was wrong.
+pub(crate) struct RemoteState {
+    pub(crate) meta: Meta,
+    pub(crate) records: BTreeMap<(String, String), EntityRecord>,
+    pub(crate) problems: Vec<String>,
+    pub(crate) files: u64,
+}
+
+impl Engine {
+    /// Reads the remote state from the remote's files (snapshot, then deltas in seq
+    /// order), checking checksums and versions. Read-only.
+    pub(crate) fn read_remote_state(&self) -> Result<RemoteState, EngineError> {
+        let MetaRead::Fresh { meta, .. } = self.store().read_meta(None)? else {
+            unreachable!("an unconditional read is never 'not modified'")
+        };
+        let mut problems = Vec::new();
+        let mut records: BTreeMap<(String, String), EntityRecord> = BTreeMap::new();
+        let mut files = 0;
+        let mut floor = 0;
+        if let Some(r) = &meta.snapshot {
+            files += 1;
+            floor = r.head;
+            match self.store().read_snapshot(r) {
+                Ok((snap, _)) => {
+                    for rec in snap.records {
+                        if rec.version > snap.head {
+                            problems.push(format!(
+                                "{}: {}/{} has version {} above the snapshot's head {}",
+                                r.name, rec.collection, rec.id, rec.version, snap.head
+                            ));
+                        }
+                        records.insert((rec.collection.clone(), rec.id.clone()), rec);
+                    }
+                    if snap.head != r.head {
+                        problems.push(format!(
+                            "{}: head {} but meta.json says {}",
+                            r.name, snap.head, r.head
+                        ));
+                    }
+                }
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+        let mut last = floor;
+        for d in &meta.deltas {
+            files += 1;
+            if d.seq <= last {
+                problems.push(format!(
+                    "meta.json: delta {} has seq {} after seq {last} (versions go backwards)",
+                    d.path, d.seq
+                ));
+            }
+            last = last.max(d.seq);
+            match self.store().read_delta(d) {
+                Ok(delta) => {
+                    if delta.seq != d.seq {
+                        problems.push(format!(
+                            "{}: seq {} but meta.json says {}",
+                            d.path, delta.seq, d.seq
+                        ));
+                    }
+                    for rec in delta.records {
+                        let key = (rec.collection.clone(), rec.id.clone());
+                        if let Some(prev) = records.get(&key)
+                            && prev.version >= rec.version
+                        {
+                            problems.push(format!(
+                                "{}: {}/{} goes from version {} back to {}",
+                                d.path, rec.collection, rec.id, prev.version, rec.version
+                            ));
+                        }
+                        records.insert(key, rec);
+                    }
+                }
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+        if last > meta.head {
+            problems.push(format!(
+                "meta.json: head {} is below its last delta's seq {last}",
+                meta.head
+            ));
+        }
+        Ok(RemoteState {
+            meta,
+            records,
+            problems,
+            files,
+        })
+    }
+
+    /// Compares the remote with the local files (see [`VerifyOptions`]). Sends no write
+    /// request and changes nothing locally.
+    pub fn verify(
+        &self,
+        opts: &VerifyOptions,
+        progress: &dyn Progress,
+    ) -> Result<VerifyReport, EngineError> {
+        let remote = self.read_remote_state()?;
+        let mut report = VerifyReport {
+            integrity: remote.problems.clone(),
+            files_checked: remote.files,
+            ..VerifyReport::default()
+        };
+        // Deltas no meta refers to, in the current generation's folder.
+        let generation = remote
+            .meta
+            .snapshot
+            .as_ref()
+            .map(|s| s.generation)
+            .unwrap_or(0);
+        let folder = format!("{DELTAS_DIR}/g{generation}");
+        for f in self.store().remote().list(&folder)? {
+            let path = format!("{folder}/{}", f.name);
+            if !f.is_dir && !remote.meta.references(&path) {
+                report.orphans.push(path);
+            }
+        }
+        let mut to_compare = Vec::new();
+        for (name, cconf) in &self.config().collections {
+            let scan = crate::collections::scan(self.root(), &cconf.kind())?;
+            let live: BTreeMap<&str, &Value> = remote
+                .records
+                .range((name.clone(), String::new())..)
+                .take_while(|((c, _), _)| c == name)
+                .filter(|(_, r)| !r.is_deleted)
+                .map(|((_, id), r)| (id.as_str(), &r.data))
+                .collect();
+            let mut cv = CollectionVerify {
+                remote: live.len() as u64,
+                local: scan.entities.len() as u64,
+                unreadable: scan.held.iter().cloned().collect(),
+                ..CollectionVerify::default()
+            };
+            for id in scan.entities.keys() {
+                if !live.contains_key(id.as_str()) && !scan.held.contains(id) {
+                    cv.missing_remotely.push(id.clone());
+                }
+            }
+            for id in live.keys() {
+                if !scan.entities.contains_key(*id) && !scan.held.contains(*id) {
+                    cv.missing_locally.push(id.to_string());
+                }
+            }
+            let mut common: Vec<&str> = live
+                .keys()
+                .copied()
+                .filter(|id| scan.entities.contains_key(*id))
+                .collect();
+            if !opts.deep && common.len() > opts.sample {
+                fastrand::shuffle(&mut common);
+                common.truncate(opts.sample);
+                common.sort();
+            }
+            for id in common {
+                to_compare.push((
+                    name.clone(),
+                    id.to_string(),
+                    live[id].clone(),
+                    scan.entities[id].clone(),
+                ));
+            }
+            report.collections.insert(name.clone(), cv);
+        }
+        if opts.deep {
+            progress.start("comparing entities", to_compare.len() as u64);
+        }
+        for (collection, id, r, l) in to_compare {
+            let mut diffs = Vec::new();
+            diff_values(&r, &l, &mut Vec::new(), opts.tolerance, &mut diffs);
+            let cv = report
+                .collections
+                .get_mut(&collection)
+                .expect("inserted above");
+            cv.checked += 1;
+            if !diffs.is_empty() {
+                cv.differing += 1;
+            }
+            for (field, rv, lv) in diffs {
+                report.differences.push(Difference {
+                    collection: collection.clone(),
+                    id: id.clone(),
+                    field,
+                    remote: rv,
+                    local: lv,
+                });
+            }
+            if opts.deep {
+                progress.advance(1);
+            }
+        }
+        if opts.deep {
+            progress.finish();
+        }
+        report.ok = report.integrity.is_empty() && report.collections.values().all(|c| c.ok());
+        Ok(report)
+    }
+}
+
+/// Field-by-field difference of two JSON values: (dotted path, remote, local) per leaf that
+/// differs; numbers within `tolerance` are equal.
+pub fn diff_values(
+    remote: &Value,
+    local: &Value,
+    path: &mut Vec<String>,
+    tolerance: f64,
+    out: &mut Vec<(String, Value, Value)>,
+) {
+    match (remote, local) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for k in keys {
+                path.push(k.clone());
+                match (a.get(k), b.get(k)) {
+                    (Some(x), Some(y)) => diff_values(x, y, path, tolerance, out),
+                    (x, y) => out.push((
+                        path.join("."),
+                        x.cloned().unwrap_or(Value::Null),
+                        y.cloned().unwrap_or(Value::Null),
+                    )),
+                }
+                path.pop();
+            }
+        }
+        (Value::Number(a), Value::Number(b)) => {
+            let equal = a == b
+                || match (a.as_f64(), b.as_f64()) {
+                    (Some(x), Some(y)) => (x - y).abs() <= tolerance,
+                    _ => false,
+                };
+            if !equal {
+                out.push((path.join("."), remote.clone(), local.clone()));
+            }
+        }
+        (a, b) if a == b => {}
+        _ => out.push((path.join("."), remote.clone(), local.clone())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn names_and_diffs() {
+        assert_eq!(
+            time_of_name("dev-1-2-1700000000000-00c0ffee.json"),
+            Some(1_700_000_000_000)
+        );
+        assert_eq!(generation_of_dir("g12"), Some(12));
+        let mut out = Vec::new();
+        diff_values(
+            &json!({"a": 1.0, "b": {"c": "x"}, "d": 1}),
+            &json!({"a": 1.0000001, "b": {"c": "y"}, "e": 2}),
+            &mut Vec::new(),
+            0.001,
+            &mut out,
+        );
+        let fields: Vec<&str> = out.iter().map(|d| d.0.as_str()).collect();
+        assert_eq!(fields, vec!["b.c", "d", "e"]);
+    }
+}

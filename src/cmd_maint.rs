@@ -1,0 +1,435 @@
+//! The maintenance commands: compact, verify, get/list/update/delete, log/history, backup and
+//! restore — argument handling and output; the work is in the engine.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use anyhow::Result;
+use deltasync_engine::maintenance::{CompactOptions, VerifyOptions};
+use deltasync_engine::progress::{NoProgress, Progress};
+
+use crate::{exit, open, output};
+
+/// Progress bars on stderr, drawn only when it is a terminal and the output is not JSON.
+pub struct Bars {
+    bar: std::cell::RefCell<Option<indicatif::ProgressBar>>,
+    enabled: bool,
+}
+
+impl Bars {
+    /// Bars if stderr is a terminal and `json` is false; otherwise nothing is drawn.
+    pub fn new(json: bool) -> Self {
+        Bars {
+            bar: std::cell::RefCell::new(None),
+            enabled: !json && std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// The progress sink to hand to the engine.
+    pub fn sink(&self) -> &dyn Progress {
+        if self.enabled { self } else { &NoProgress }
+    }
+}
+
+impl Progress for Bars {
+    fn start(&self, what: &str, total: u64) {
+        let bar = if total > 0 {
+            indicatif::ProgressBar::new(total)
+        } else {
+            indicatif::ProgressBar::new_spinner()
+        };
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{msg:>20} [{bar:30}] {pos}/{len} {eta}")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(what.to_string());
+        if let Some(old) = self.bar.replace(Some(bar)) {
+            old.finish_and_clear();
+        }
+    }
+    fn advance(&self, n: u64) {
+        if let Some(b) = self.bar.borrow().as_ref() {
+            b.inc(n);
+        }
+    }
+    fn finish(&self) {
+        if let Some(b) = self.bar.borrow_mut().take() {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// `compact`.
+pub fn compact(
+    dir: &Path,
+    dry_run: bool,
+    tombstone_days: Option<u64>,
+    orphan_grace_secs: Option<u64>,
+    json: bool,
+) -> Result<u8> {
+    let mut engine = open(dir)?;
+    let bars = Bars::new(json);
+    let report = engine.compact_with(
+        &CompactOptions {
+            dry_run,
+            tombstone_retention_ms: tombstone_days.map(|d| d * 24 * 3600 * 1000),
+            orphan_grace_ms: orphan_grace_secs.map(|s| s * 1000),
+        },
+        bars.sink(),
+    )?;
+    if json {
+        output::json(&report)?;
+        return Ok(exit::OK);
+    }
+    let verb = if dry_run { "would fold" } else { "folded" };
+    match (report.generation, report.seqs) {
+        (Some(g), Some((a, b))) => {
+            println!(
+                "{verb} {} delta(s) (commits {a}..{b}) into snapshot generation {g}: {} entities{}",
+                report.folded,
+                report.entities,
+                report
+                    .snapshot
+                    .as_ref()
+                    .map(|s| format!(", {s} ({} bytes)", report.snapshot_size))
+                    .unwrap_or_default()
+            );
+            if report.tombstones_dropped > 0 {
+                println!(
+                    "{} {} tombstone(s) past the retention period",
+                    if dry_run { "would drop" } else { "dropped" },
+                    report.tombstones_dropped
+                );
+            }
+            if let Some(a) = &report.archive {
+                println!("archived the folded deltas in {a}");
+            }
+        }
+        _ => println!("nothing to fold: the snapshot is up to date"),
+    }
+    for r in &report.removed {
+        println!("{} {r}", if dry_run { "would remove" } else { "removed" });
+    }
+    if report.orphans_kept > 0 {
+        println!(
+            "kept {} unreferenced delta(s) younger than the grace period",
+            report.orphans_kept
+        );
+    }
+    Ok(exit::OK)
+}
+
+/// `verify`.
+pub fn verify(dir: &Path, json: bool, sample: usize, deep: bool, tolerance: f64) -> Result<u8> {
+    let engine = open(dir)?;
+    if deep && !json {
+        eprintln!(
+            "verify --deep reads every entity on both sides: this may take a while on large data"
+        );
+    }
+    let bars = Bars::new(json);
+    let report = engine.verify(
+        &VerifyOptions {
+            sample,
+            deep,
+            tolerance,
+        },
+        bars.sink(),
+    )?;
+    if json {
+        output::json(&report)?;
+    } else {
+        for (name, c) in &report.collections {
+            let mut why = Vec::new();
+            if !c.missing_remotely.is_empty() {
+                why.push(format!("{} missing remotely", c.missing_remotely.len()));
+            }
+            if !c.missing_locally.is_empty() {
+                why.push(format!("{} missing locally", c.missing_locally.len()));
+            }
+            if !c.unreadable.is_empty() {
+                why.push(format!("{} unreadable locally", c.unreadable.len()));
+            }
+            if c.differing > 0 {
+                why.push(format!("{} of {} checked differ", c.differing, c.checked));
+            }
+            let verdict = if why.is_empty() {
+                "OK".to_string()
+            } else {
+                format!("MISMATCH: {}", why.join(", "))
+            };
+            println!("{name}: remote={}, local={} [{verdict}]", c.remote, c.local);
+            for id in c.missing_remotely.iter().take(10) {
+                println!("  missing remotely: {name}/{id}");
+            }
+            for id in c.missing_locally.iter().take(10) {
+                println!("  missing locally: {name}/{id}");
+            }
+        }
+        for d in &report.differences {
+            println!(
+                "  differs: {}/{} field '{}': remote {} local {}",
+                d.collection, d.id, d.field, d.remote, d.local
+            );
+        }
+        println!(
+            "remote integrity: {} file(s) checked{}",
+            report.files_checked,
+            if report.integrity.is_empty() {
+                " [OK]".to_string()
+            } else {
+                format!(" [{} PROBLEM(S)]", report.integrity.len())
+            }
+        );
+        for p in &report.integrity {
+            println!("  {p}");
+        }
+        for o in &report.orphans {
+            println!(
+                "  warning: {o} is referenced by no meta (a lost race or a crash; compact removes it after the grace period)"
+            );
+        }
+    }
+    Ok(if report.ok { exit::OK } else { exit::ERROR })
+}
+
+/// `get`.
+pub fn get(dir: &Path, collection: &str, id: &str, json: bool) -> Result<u8> {
+    let mut engine = open(dir)?;
+    let view = engine.get_entity(collection, id)?;
+    if json {
+        output::json(&view)?;
+        return Ok(exit::OK);
+    }
+    println!("{collection}/{id}");
+    match &view.remote {
+        Some(r) if r.deleted => println!(
+            "  remote: deleted (version {}, by {})",
+            r.version, r.modified_by
+        ),
+        Some(r) => println!(
+            "  remote: version {}, changed {} by {}",
+            r.version,
+            time_text(r.modified_ms),
+            r.modified_by
+        ),
+        None => println!("  remote: not pushed yet"),
+    }
+    if view.local.is_none() {
+        println!("  local: absent (run sync)");
+    } else if !view.in_sync {
+        println!("  local: differs from the remote (sync pushes or pulls it)");
+    }
+    let shown = view
+        .local
+        .as_ref()
+        .or(view.remote.as_ref().map(|r| &r.data));
+    if let Some(serde_json::Value::Object(fields)) = shown {
+        for (k, v) in fields {
+            println!("  {k}: {v}");
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// `list`.
+pub fn list(dir: &Path, collection: &str, count: bool, json: bool) -> Result<u8> {
+    let mut engine = open(dir)?;
+    let entries = engine.list_entities(collection)?;
+    if count {
+        if json {
+            output::json(&serde_json::json!({ "collection": collection, "count": entries.len() }))?;
+        } else {
+            println!("{}", entries.len());
+        }
+        return Ok(exit::OK);
+    }
+    if json {
+        output::json(&entries)?;
+        return Ok(exit::OK);
+    }
+    for e in &entries {
+        let note = match (e.local, e.remote) {
+            (true, true) => String::new(),
+            (true, false) => "  (local only: not pushed yet)".into(),
+            (false, true) => "  (remote only: not pulled yet)".into(),
+            (false, false) => String::new(),
+        };
+        println!("{}{note}", e.id);
+    }
+    Ok(exit::OK)
+}
+
+/// `update`.
+pub fn update(dir: &Path, collection: &str, id: &str, fields: &[String], json: bool) -> Result<u8> {
+    let mut assignments = Vec::new();
+    for f in fields {
+        match deltasync_engine::records::parse_assignment(f) {
+            Some(a) => assignments.push(a),
+            None => {
+                eprintln!("error: '{f}' is not field=value (a dotted path reaches nested fields)");
+                return Ok(exit::USAGE);
+            }
+        }
+    }
+    let mut engine = open(dir)?;
+    let report = engine.update_entity(collection, id, &assignments)?;
+    if json {
+        output::json(&report)?;
+    } else {
+        println!(
+            "Updated {collection}/{id}; committed as {}.",
+            report
+                .committed
+                .map(|s| format!("commit {s}"))
+                .unwrap_or_else(|| "nothing (no change)".into())
+        );
+        for c in &report.conflicts {
+            println!(
+                "conflict {}: field '{}' was also changed on {}: kept {}",
+                c.id,
+                c.field.join("."),
+                c.lost_by,
+                c.kept
+            );
+        }
+    }
+    Ok(if report.conflicts.is_empty() {
+        exit::OK
+    } else {
+        exit::ATTENTION
+    })
+}
+
+/// `delete`.
+pub fn delete(dir: &Path, collection: &str, id: &str, force: bool, json: bool) -> Result<u8> {
+    let mut engine = open(dir)?;
+    engine.check_collection(collection)?;
+    if !force {
+        if !std::io::stdin().is_terminal() {
+            eprintln!(
+                "error: refusing to delete {collection}/{id} without confirmation: no terminal to ask on; use --force"
+            );
+            return Ok(exit::REFUSED);
+        }
+        // Show what goes, then ask.
+        let view = engine.get_entity(collection, id)?;
+        eprint!("Delete {collection}/{id} on every device? [y/N] ");
+        let _ = view;
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            eprintln!("Not deleted.");
+            return Ok(exit::REFUSED);
+        }
+    }
+    let report = engine.delete_entity(collection, id)?;
+    if json {
+        output::json(&report)?;
+    } else {
+        println!(
+            "Deleted {collection}/{id}; committed as {}.",
+            report
+                .committed
+                .map(|s| format!("commit {s}"))
+                .unwrap_or_else(|| "nothing".into())
+        );
+    }
+    Ok(exit::OK)
+}
+
+fn time_text(ms: u64) -> String {
+    // UTC, seconds precision, without a date library.
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Formats a time for people (UTC).
+pub fn when(ms: u64) -> String {
+    time_text(ms)
+}
+
+/// `log`.
+pub fn log(dir: &Path, json: bool) -> Result<u8> {
+    let engine = open(dir)?;
+    let bars = Bars::new(json);
+    let entries = engine.log(bars.sink())?;
+    if json {
+        output::json(&entries)?;
+        return Ok(exit::OK);
+    }
+    for e in &entries {
+        let per: Vec<String> = e
+            .entities
+            .iter()
+            .map(|(c, n)| format!("{c}: {n}"))
+            .collect();
+        println!(
+            "commit {:>6}  {}  {}  {}{}",
+            e.seq,
+            when(e.time),
+            e.device_name
+                .as_ref()
+                .map(|n| format!("{n} ({})", e.device))
+                .unwrap_or_else(|| e.device.clone()),
+            per.join(", "),
+            if e.conflicts > 0 {
+                format!(", {} conflict receipt(s)", e.conflicts)
+            } else {
+                String::new()
+            }
+        );
+    }
+    if entries.is_empty() {
+        println!("no commits");
+    }
+    Ok(exit::OK)
+}
+
+/// `history`.
+pub fn history(dir: &Path, collection: &str, id: &str, json: bool) -> Result<u8> {
+    let engine = open(dir)?;
+    let bars = Bars::new(json);
+    let entries = engine.history(collection, id, bars.sink())?;
+    if json {
+        output::json(&entries)?;
+        return Ok(exit::OK);
+    }
+    for e in &entries {
+        println!(
+            "version {:>6}  {}  {}  {}",
+            e.version,
+            when(e.time),
+            e.device,
+            if e.deleted {
+                "deleted".to_string()
+            } else {
+                format!("changed: {}", e.changed.join(", "))
+            }
+        );
+    }
+    Ok(exit::OK)
+}
