@@ -16,9 +16,13 @@
 //!   (a second one exits at once: the engine's journal finishes or undoes the commit on the
 //!   next start).
 //!
+//! Each sync runs as a child process `deltasync sync --json` ([`child`]), so that the memory
+//! a sync of a large workspace takes is given back when it is over.
+//!
 //! Errors back off (jittered, doubling to 5 minutes, reset on success). Tickers compute their
 //! next deadline from now, so a laptop waking from sleep runs one poll, not a storm.
 
+mod child;
 mod local;
 pub mod record;
 
@@ -28,10 +32,10 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use deltasync_engine::{Engine, STATE_DIR, SyncOptions, SyncReport};
+use deltasync_engine::{Engine, STATE_DIR};
 use deltasync_lock::Backoff;
 use deltasync_store::now_ms;
-use notify::{RecommendedWatcher, RecursiveMode};
+use notify::{EventKind, RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, NoCache, new_debouncer_opt};
 
 use self::local::{Local, Touched};
@@ -119,6 +123,7 @@ pub fn run(dir: &Path, opts: Options) -> Result<u8> {
         ..Record::default()
     };
     let mut w = Watcher {
+        root: root.clone(),
         engine,
         local,
         debouncer,
@@ -171,6 +176,9 @@ fn spawn_signal_thread(tx: mpsc::Sender<Msg>) -> Result<()> {
 }
 
 struct Watcher {
+    root: PathBuf,
+    /// For polls and for checking local changes; syncs run in a child process (see
+    /// [`child`]).
     engine: Engine,
     local: Local,
     debouncer: Debouncer<RecommendedWatcher, NoCache>,
@@ -305,6 +313,10 @@ impl Watcher {
                             tracing::warn!("the file watcher lost events; rescanning");
                             due.next_rescan = now;
                         }
+                        // Reads (ours included: checking a file opens it) change nothing.
+                        if matches!(ev.kind, EventKind::Access(_)) {
+                            continue;
+                        }
                         for p in &ev.paths {
                             if let Some(t) = self.local.classify(p) {
                                 folder_changed |= t.1.is_none();
@@ -349,51 +361,39 @@ impl Watcher {
 
     fn sync(&mut self, due: &mut Due) {
         let started = Instant::now();
-        match self.engine.sync(&SyncOptions::default()) {
-            Ok(report) => {
-                self.synced(&report, started);
-                if !report.deferred.is_empty() {
+        match child::sync(&self.root) {
+            Ok(outcome) => {
+                self.synced(&outcome, started);
+                if outcome.deferred > 0 {
                     tracing::info!(
-                        entities = report.deferred.len(),
+                        entities = outcome.deferred,
                         "the app was saving files a pull wanted to write; trying again shortly"
                     );
                     due.sync = true;
                     due.not_before = Some(Instant::now() + DEFERRED_RETRY);
                 }
             }
-            Err(e) => {
-                let temporary = e.is_temporary();
+            Err(f) => {
                 due.sync = true;
-                self.failed(&anyhow::Error::new(e).context("syncing"), temporary, due);
+                self.failed(&anyhow::anyhow!("syncing: {}", f.message), f.temporary, due);
             }
         }
     }
 
-    fn synced(&mut self, r: &SyncReport, started: Instant) {
-        let up: u64 = r
-            .collections
-            .values()
-            .map(|c| c.up.new + c.up.updated + c.up.deleted)
-            .sum();
-        let down: u64 = r
-            .collections
-            .values()
-            .map(|c| c.down.new + c.down.updated + c.down.deleted)
-            .sum();
-        let merged: u64 = r.collections.values().map(|c| c.merged).sum();
+    fn synced(&mut self, r: &child::Outcome, started: Instant) {
         let now = now_ms();
         if let Some(seq) = r.committed {
             self.record.last_push_ms = Some(now);
             self.record.last_push_seq = Some(seq);
         }
-        if down + merged > 0 {
+        if r.down + r.merged > 0 {
             self.record.last_pull_ms = Some(now);
         }
-        if r.committed.is_some() || down + merged > 0 {
+        if r.committed.is_some() || r.down + r.merged > 0 {
             tracing::info!(
-                up,
-                down,
-                merged,
+                up = r.up,
+                down = r.down,
+                merged = r.merged,
                 commit = r.committed,
                 head = r.head,
                 ms = started.elapsed().as_millis() as u64,
@@ -402,10 +402,8 @@ impl Watcher {
         }
         for c in &r.conflicts {
             tracing::warn!(
-                id = %c.id,
-                entity = %format!("{}/{}", c.collection, c.entity_id),
-                field = %c.field.join("."),
-                "conflict: both devices changed this field; the other value is kept in the receipt (deltasync conflicts)"
+                conflict = %c,
+                "both devices changed this field; the other value is kept in the receipt (deltasync conflicts)"
             );
         }
         self.report_problems(r.problems.clone());

@@ -232,6 +232,18 @@ fn exited(c: &Child) -> std::io::Result<Option<String>> {
     Ok((state == "Z" || state == "X").then(|| format!("state {state}")))
 }
 
+/// utime + stime of a process in clock ticks (100 per second).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let f: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
 impl Drop for Dev {
     fn drop(&mut self) {
         if let Some(mut c) = self.watcher.take() {
@@ -335,6 +347,19 @@ fn an_edit_on_a_appears_on_b_and_back() {
     let head = p.head();
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(p.head(), head, "idle watchers must not commit");
+    // …nor keep busy (reading a file must not wake the watcher to read it again).
+    for d in [&p.a, &p.b] {
+        let pid = d.watcher.as_ref().unwrap().id();
+        let (t0, c0) = (Instant::now(), cpu_ticks(pid));
+        std::thread::sleep(Duration::from_secs(3));
+        let share = (cpu_ticks(pid) - c0) as f64 / 100.0 / t0.elapsed().as_secs_f64();
+        assert!(
+            share < 0.15,
+            "{}: an idle watcher used {:.0} % CPU",
+            d.name,
+            share * 100.0
+        );
+    }
 
     // status shows the watcher; a second watcher is refused, naming the holder.
     let pid = p.a.watcher.as_ref().unwrap().id();

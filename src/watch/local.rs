@@ -216,6 +216,11 @@ impl Local {
             .filter(|(_, f)| f.is_none())
             .map(|(i, _)| *i)
             .collect();
+        tracing::debug!(
+            files = touched.len() - whole.len(),
+            collections = whole.len(),
+            "checking local changes"
+        );
         for i in &whole {
             self.check_collection(engine, *i, &mut out);
         }
