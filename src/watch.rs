@@ -8,8 +8,8 @@
 //!   whether they differ from what was last synced ([`local::Local::check`]: the watcher's
 //!   own writes do not, a half-written file is a problem to wait for) and syncs once a burst
 //!   has settled;
-//! - a poll ticker: a conditional GET of meta.json ([`Engine::fetch`]; a 304 costs one request
-//!   and no body), then a sync when other devices committed;
+//! - a poll ticker: a conditional GET of meta.json (a 304 costs one request, no body and no
+//!   parsing; otherwise [`Engine::fetch`]), then a sync when other devices committed;
 //! - a rescan ticker compares every file's size and mtime with what was last seen, for the
 //!   events a watcher misses (network file systems, queue overflow);
 //! - a signal thread: SIGTERM or SIGINT ends the loop once the sync in progress has finished
@@ -54,6 +54,8 @@ pub struct Options {
 
 /// The longest a burst of local changes is held back before it is pushed.
 const MAX_BATCH: Duration = Duration::from_secs(2);
+/// How often an idle watcher records that the remote still answers.
+const CONTACT_SAVE_INTERVAL: Duration = Duration::from_secs(30);
 /// How soon to try again when the app was saving a file a pull wanted to write.
 const DEFERRED_RETRY: Duration = Duration::from_secs(1);
 
@@ -84,6 +86,44 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// The platform's watcher without read events: inotify reports every open, and each sync
+/// reads every file of the collections, so a large workspace would otherwise fill the
+/// debouncer's queue with one event per file after each sync.
+struct NoReads(RecommendedWatcher);
+
+impl notify::Watcher for NoReads {
+    fn new<F: notify::EventHandler>(
+        mut handler: F,
+        config: notify::Config,
+    ) -> notify::Result<Self> {
+        RecommendedWatcher::new(
+            move |event: notify::Result<notify::Event>| {
+                if !matches!(&event, Ok(e) if matches!(e.kind, EventKind::Access(_))) {
+                    handler.handle_event(event);
+                }
+            },
+            config,
+        )
+        .map(NoReads)
+    }
+
+    fn watch(&mut self, path: &Path, recursive_mode: RecursiveMode) -> notify::Result<()> {
+        self.0.watch(path, recursive_mode)
+    }
+
+    fn unwatch(&mut self, path: &Path) -> notify::Result<()> {
+        self.0.unwatch(path)
+    }
+
+    fn configure(&mut self, option: notify::Config) -> notify::Result<bool> {
+        self.0.configure(option)
+    }
+
+    fn kind() -> notify::WatcherKind {
+        RecommendedWatcher::kind()
+    }
+}
+
 enum Msg {
     Files(DebounceEventResult),
     Shutdown(&'static str),
@@ -105,7 +145,7 @@ pub fn run(dir: &Path, opts: Options) -> Result<u8> {
     let (tx, rx) = mpsc::channel::<Msg>();
     spawn_signal_thread(tx.clone())?;
     let files_tx = tx;
-    let debouncer = new_debouncer_opt::<_, RecommendedWatcher, NoCache>(
+    let debouncer = new_debouncer_opt::<_, NoReads, NoCache>(
         opts.debounce,
         None,
         move |r: DebounceEventResult| {
@@ -134,6 +174,7 @@ pub fn run(dir: &Path, opts: Options) -> Result<u8> {
         reported: Vec::new(),
         backoff: error_backoff(),
         opts,
+        saved_at: None,
     };
     w.save_record();
     tracing::info!(
@@ -181,7 +222,7 @@ struct Watcher {
     /// [`child`]).
     engine: Engine,
     local: Local,
-    debouncer: Debouncer<RecommendedWatcher, NoCache>,
+    debouncer: Debouncer<NoReads, NoCache>,
     watched: BTreeSet<PathBuf>,
     rx: mpsc::Receiver<Msg>,
     state_dir: PathBuf,
@@ -190,6 +231,8 @@ struct Watcher {
     reported: Vec<String>,
     backoff: Backoff,
     opts: Options,
+    /// When the record was last written.
+    saved_at: Option<Instant>,
 }
 
 /// What the loop has to do, and when.
@@ -251,11 +294,11 @@ impl Watcher {
             }
             if remote_ok && !due.sync && now >= due.next_poll {
                 due.next_poll = now + self.opts.poll;
-                match self.engine.fetch() {
-                    Ok((_, _, applied)) => {
+                match self.poll() {
+                    Ok(news) => {
                         self.contact_ok();
-                        if applied > 0 {
-                            tracing::debug!(applied, "other devices committed");
+                        if news {
+                            tracing::debug!("other devices committed");
                             due.sync = true;
                         }
                     }
@@ -313,7 +356,7 @@ impl Watcher {
                             tracing::warn!("the file watcher lost events; rescanning");
                             due.next_rescan = now;
                         }
-                        // Reads (ours included: checking a file opens it) change nothing.
+                        // Reads change nothing (NoReads drops them already).
                         if matches!(ev.kind, EventKind::Access(_)) {
                             continue;
                         }
@@ -343,6 +386,22 @@ impl Watcher {
         self.record.stopped_ms = Some(now_ms());
         self.save_record();
         Ok(crate::exit::OK)
+    }
+
+    /// Asks the remote whether meta.json changed (a conditional GET: a 304 is one request
+    /// with no body, and nothing is parsed); if it did, brings the mirror up to date. Returns
+    /// whether other devices' commits wait to be written here.
+    fn poll(&mut self) -> Result<bool, deltasync_engine::EngineError> {
+        if let Some(etag) = self.engine.state().get("meta_etag")?
+            && let deltasync_store::MetaRead::NotModified = self
+                .engine
+                .store()
+                .read_meta(Some(&deltasync_remote::Etag(etag)))?
+        {
+            return Ok(false);
+        }
+        let (_, _, applied) = self.engine.fetch()?;
+        Ok(applied > 0)
     }
 
     fn watch_folders(&mut self) {
@@ -407,7 +466,11 @@ impl Watcher {
             );
         }
         self.report_problems(r.problems.clone());
+        let changed = r.committed.is_some() || r.down + r.merged > 0;
         self.contact_ok();
+        if changed {
+            self.save_record();
+        }
     }
 
     fn contact_ok(&mut self) {
@@ -418,7 +481,14 @@ impl Watcher {
         if had_error {
             tracing::info!("the remote answers again");
         }
-        self.save_record();
+        // An idle poll changes only the time of the last contact: saved now and then.
+        if had_error
+            || self
+                .saved_at
+                .is_none_or(|t| t.elapsed() >= CONTACT_SAVE_INTERVAL)
+        {
+            self.save_record();
+        }
     }
 
     fn failed(&mut self, e: &anyhow::Error, temporary: bool, due: &mut Due) {
@@ -453,7 +523,8 @@ impl Watcher {
         }
     }
 
-    fn save_record(&self) {
+    fn save_record(&mut self) {
+        self.saved_at = Some(Instant::now());
         if let Err(e) = record::write(&self.state_dir, &self.record) {
             tracing::warn!(error = %format!("{e:#}"), "cannot write the watcher's record");
         }
