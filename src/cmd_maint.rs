@@ -76,6 +76,7 @@ pub fn compact(
             dry_run,
             tombstone_retention_ms: tombstone_days.map(|d| d * 24 * 3600 * 1000),
             orphan_grace_ms: orphan_grace_secs.map(|s| s * 1000),
+            settle_ms: None,
         },
         bars.sink(),
     )?;
@@ -430,6 +431,141 @@ pub fn history(dir: &Path, collection: &str, id: &str, json: bool) -> Result<u8>
                 format!("changed: {}", e.changed.join(", "))
             }
         );
+    }
+    Ok(exit::OK)
+}
+
+/// `backup`.
+pub fn backup(dir: &Path, out: Option<std::path::PathBuf>, json: bool) -> Result<u8> {
+    use anyhow::Context;
+    let engine = open(dir)?;
+    let bars = Bars::new(json);
+    let (zip, manifest) = engine.backup(bars.sink())?;
+    let path = out.unwrap_or_else(|| {
+        let t = when(manifest.time)
+            .replace([' ', ':'], "")
+            .replace("UTC", "")
+            .replace('-', "");
+        std::path::PathBuf::from(format!("deltasync-backup-{t}.zip"))
+    });
+    let tmp = path.with_extension("zip.partial");
+    std::fs::write(&tmp, &zip).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    if json {
+        output::json(&serde_json::json!({
+            "file": path,
+            "bytes": zip.len(),
+            "manifest": manifest,
+        }))?;
+    } else {
+        let counts: Vec<String> = manifest
+            .counts
+            .iter()
+            .map(|(c, n)| format!("{c}: {n}"))
+            .collect();
+        println!(
+            "Backed up the remote at commit {} to {} ({} bytes, {} files; {}).",
+            manifest.head,
+            path.display(),
+            zip.len(),
+            manifest.members.len(),
+            if counts.is_empty() {
+                "no entities".to_string()
+            } else {
+                counts.join(", ")
+            }
+        );
+    }
+    Ok(exit::OK)
+}
+
+/// `restore`.
+pub fn restore(
+    dir: &Path,
+    file: Option<std::path::PathBuf>,
+    at: Option<u64>,
+    dry_run: bool,
+    yes: bool,
+    json: bool,
+) -> Result<u8> {
+    use anyhow::Context;
+    use deltasync_engine::backup::{Backup, RestoreSource, Safety};
+    let backup = match &file {
+        Some(f) => {
+            let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+            Some(Backup::open(&bytes).with_context(|| {
+                format!("{} cannot be restored; nothing was changed", f.display())
+            })?)
+        }
+        None => None,
+    };
+    let source = match (&backup, at) {
+        (Some(b), at) => RestoreSource::Backup(b, at),
+        (None, Some(at)) => RestoreSource::History(at),
+        (None, None) => {
+            eprintln!(
+                "error: restore needs a backup FILE, or --at SEQ to restore from the remote's history"
+            );
+            return Ok(exit::USAGE);
+        }
+    };
+    let mut engine = open(dir)?;
+    let bars = Bars::new(json);
+    let plan = engine.restore_plan(source, bars.sink())?;
+    let count = |a: &str| plan.changes.iter().filter(|c| c.action == a).count();
+    if !json {
+        println!(
+            "Restore to the state of commit {}: {} to create, {} to overwrite, {} to delete, {} unchanged. Safety: {}.",
+            plan.target_head,
+            count("create"),
+            count("overwrite"),
+            count("delete"),
+            plan.unchanged,
+            plan.safety
+        );
+        for c in plan.changes.iter().take(20) {
+            println!("  {} {}/{}", c.action, c.collection, c.id);
+        }
+        if plan.changes.len() > 20 {
+            println!("  … and {} more", plan.changes.len() - 20);
+        }
+        for c in &plan.skipped_collections {
+            println!("  note: collection '{c}' is not configured here and is not restored");
+        }
+    }
+    if dry_run || plan.changes.is_empty() {
+        if json {
+            output::json(&serde_json::json!({ "plan": plan, "applied": false }))?;
+        }
+        return Ok(exit::OK);
+    }
+    if plan.safety != Safety::Safe && !yes {
+        if json {
+            output::json(&serde_json::json!({ "plan": plan, "applied": false }))?;
+        }
+        eprintln!(
+            "error: this restore is {} ({}); nothing was changed. Run it again with --yes to go ahead.",
+            plan.safety,
+            match plan.safety {
+                Safety::Dangerous => "it deletes entities",
+                _ => "it overwrites entities changed since then",
+            }
+        );
+        return Ok(exit::REFUSED);
+    }
+    let report = engine.restore_apply(&plan)?;
+    if json {
+        output::json(&serde_json::json!({ "plan": plan, "applied": true, "sync": report }))?;
+    } else {
+        match report.committed {
+            Some(seq) => println!(
+                "Restored as commit {seq} (undo it with `deltasync restore --at {}`).",
+                seq - 1
+            ),
+            None => println!(
+                "Nothing left to commit: after syncing this device's files the remote already matched."
+            ),
+        }
     }
     Ok(exit::OK)
 }

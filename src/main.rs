@@ -227,6 +227,33 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Save the remote's whole state in a zip with a manifest of counts and checksums.
+    Backup {
+        /// The zip to write (default: deltasync-backup-<time>.zip).
+        #[arg(short = 'o', long = "output", value_name = "FILE.zip")]
+        output: Option<PathBuf>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a backup (or, with --at and no file, the state as of a past commit) as a new
+    /// commit. Checks every checksum first; shows what changes and how risky it is.
+    Restore {
+        /// The backup zip.
+        file: Option<PathBuf>,
+        /// Restore the state as of this commit, rebuilt from the archives.
+        #[arg(long, value_name = "SEQ")]
+        at: Option<u64>,
+        /// Show what would change; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Go ahead with a risky (overwrites) or dangerous (deletes) restore.
+        #[arg(long)]
+        yes: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a demonstration in a temporary folder: two devices and a local-folder remote.
     Demo {
         /// Number of synthetic tasks.
@@ -410,6 +437,14 @@ fn run(cli: Cli) -> Result<u8> {
             id,
             json,
         } => cmd_maint::history(&dir, &collection, &id, json),
+        Command::Backup { output, json } => cmd_maint::backup(&dir, output, json),
+        Command::Restore {
+            file,
+            at,
+            dry_run,
+            yes,
+            json,
+        } => cmd_maint::restore(&dir, file, at, dry_run, yes, json),
         Command::Demo { entities } => demo::run(entities).map(|_| exit::OK),
     }
 }

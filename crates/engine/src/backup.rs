@@ -319,10 +319,8 @@ impl Engine {
                 break;
             }
             if seq != expected {
-                return Err(EngineError::Store(deltasync_store::StoreError::Missing(
-                    format!(
-                        "commit {expected} (its delta was folded without an archive, or removed); the state as of commit {at} cannot be rebuilt"
-                    ),
+                return Err(EngineError::History(format!(
+                    "commit {expected} is in no archive (folded without one, or removed): the state as of commit {at} cannot be rebuilt"
                 )));
             }
             expected += 1;
@@ -331,8 +329,9 @@ impl Engine {
             }
         }
         if expected <= at {
-            return Err(EngineError::Store(deltasync_store::StoreError::Missing(
-                format!("commit {expected}: the history ends before commit {at}"),
+            return Err(EngineError::History(format!(
+                "the history ends at commit {}: there is no commit {at}",
+                expected - 1
             )));
         }
         Ok(state)

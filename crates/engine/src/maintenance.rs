@@ -10,12 +10,14 @@
 //!    (`archive/g<N>-<first>-<last>-<hex>.zip`, create-only) — history is safe before anything
 //!    refers to the new snapshot;
 //! 3. commit meta by compare-and-swap (on 412: delete both files, start again);
-//! 4. delete the folded generation's delta folder (one request) — only once meta no longer
-//!    refers to it; on servers whose If-Match is not atomic it is left to the grace-period
-//!    cleanup instead, since a racing writer may have "won" with a meta that still does;
-//! 5. remove orphans older than the grace period: unreferenced deltas (their devices commit
-//!    their edits again from their journals), delta folders of older generations and old
-//!    snapshots.
+//! 4. delete the delta folders of folded generations (one request each) once their newest
+//!    file is [`SETTLE_MS`] old — a writer that read the old meta may still be creating a
+//!    delta there; its commit fails and is made again — or, on servers whose If-Match is not
+//!    atomic (a racing writer may have "won" with a meta that still lists them), once it is
+//!    older than the grace period;
+//! 5. remove unreferenced deltas of the current generation and old snapshots once older
+//!    than the grace period (a device whose commit was lost makes it again from its
+//!    journal, not from the orphan).
 //!
 //! **verify** is read-only on the remote and locally: it reads the remote's files directly
 //! (checksums, versions, orphans), scans the local collections and compares them.
@@ -84,7 +86,15 @@ pub struct CompactOptions {
     pub tombstone_retention_ms: Option<u64>,
     /// Orphan grace period in ms (default: the configuration's).
     pub orphan_grace_ms: Option<u64>,
+    /// How old the newest file of a folded generation's delta folder must be before the
+    /// folder is removed, in ms (default: 2 minutes).
+    pub settle_ms: Option<u64>,
 }
+
+/// A writer that read a meta of an older generation may still be creating its delta in that
+/// generation's folder (its commit then fails and is made again): folded folders are removed
+/// once their newest file is this old.
+pub const SETTLE_MS: u64 = 2 * 60 * 1000;
 
 /// What a compaction did (or, dry run, would do).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -197,6 +207,15 @@ impl Engine {
         let grace = opts
             .orphan_grace_ms
             .unwrap_or(settings.orphan_grace_hours.saturating_mul(3600 * 1000));
+        let settle = opts.settle_ms.unwrap_or(SETTLE_MS);
+        // On servers whose If-Match is not atomic a racing writer may "win" over the
+        // compaction with a meta that still lists the folded deltas: keep them for the grace
+        // period there.
+        let settle = if self.store().remote().capabilities().cas == CasClass::NonAtomic {
+            settle.max(grace)
+        } else {
+            settle
+        };
         let mut backoff = self.store_backoff();
         let mut report = CompactReport {
             dry_run: opts.dry_run,
@@ -208,7 +227,8 @@ impl Engine {
                 return Err(EngineError::ReadOnly(meta.min_writer));
             }
             if meta.deltas.is_empty() {
-                report.removed = self.remove_orphans(&meta, grace, opts.dry_run, &mut report)?;
+                report.removed =
+                    self.remove_orphans(&meta, grace, settle, opts.dry_run, &mut report)?;
                 return Ok(report);
             }
             let old_generation = meta.snapshot.as_ref().map(|s| s.generation).unwrap_or(0);
@@ -240,7 +260,7 @@ impl Engine {
             report.entities = records.len() as u64;
             report.tombstones_dropped = dropped;
             if opts.dry_run {
-                report.removed = self.remove_orphans(&meta, grace, true, &mut report)?;
+                report.removed = self.remove_orphans(&meta, grace, settle, true, &mut report)?;
                 return Ok(report);
             }
             // The folded deltas' bytes, for the archive: from the local cache, else fetched.
@@ -310,12 +330,8 @@ impl Engine {
                     report.snapshot_size = snap_ref.size;
                     report.archive = Some(archive);
                     let folder = format!("{DELTAS_DIR}/g{old_generation}");
-                    if self.store().remote().capabilities().cas != CasClass::NonAtomic {
-                        self.store().delete_quietly(&folder);
-                        report.removed.push(folder.clone());
-                    }
                     let _ = std::fs::remove_dir_all(cache_path(self.root(), &folder));
-                    let mut more = self.remove_orphans(&next, grace, false, &mut report)?;
+                    let mut more = self.remove_orphans(&next, grace, settle, false, &mut report)?;
                     report.removed.append(&mut more);
                     return Ok(report);
                 }
@@ -332,12 +348,15 @@ impl Engine {
         }
     }
 
-    /// Removes (or, `dry_run`, lists) what no meta refers to and is older than `grace` ms:
-    /// deltas, delta folders of older generations, snapshots.
+    /// Removes (or, `dry_run`, lists) what no meta refers to: the delta folders of folded
+    /// generations once their newest file is `settle` ms old (one request each), and
+    /// unreferenced deltas of the current generation and old snapshots once older than
+    /// `grace` ms.
     fn remove_orphans(
         &self,
         meta: &Meta,
         grace: u64,
+        settle: u64,
         dry_run: bool,
         report: &mut CompactReport,
     ) -> Result<Vec<String>, EngineError> {
@@ -352,25 +371,31 @@ impl Engine {
             };
             let folder = format!("{DELTAS_DIR}/{}", dir.name);
             let files = remote.list(&folder)?;
-            let mut kept = 0;
+            if g < current {
+                let settled = files.iter().all(|f| {
+                    let t = time_of_name(&f.name).or(f.modified_ms);
+                    t.is_some_and(|t| t.saturating_add(settle) <= now)
+                });
+                if settled {
+                    if !dry_run {
+                        self.store().delete_quietly(&folder);
+                    }
+                    removed.push(folder);
+                } else {
+                    report.orphans_kept += files.len() as u64;
+                }
+                continue;
+            }
             let mut to_remove = Vec::new();
             for f in files.iter().filter(|f| !f.is_dir) {
                 let path = format!("{folder}/{}", f.name);
                 if meta.references(&path) {
-                    kept += 1;
+                    continue;
                 } else if old(time_of_name(&f.name).or(f.modified_ms)) {
                     to_remove.push(path);
                 } else {
-                    kept += 1;
                     report.orphans_kept += 1;
                 }
-            }
-            if g < current && kept == 0 {
-                if !dry_run {
-                    self.store().delete_quietly(&folder);
-                }
-                removed.push(folder);
-                continue;
             }
             for path in to_remove {
                 if !dry_run {

@@ -101,6 +101,9 @@ pub enum EngineError {
         /// Id.
         id: String,
     },
+    /// A past state cannot be rebuilt: commits are missing from the archives.
+    #[error("{0}")]
+    History(String),
 }
 
 impl EngineError {
@@ -1104,10 +1107,16 @@ impl Engine {
 
     /// Folds every delta into a new snapshot (generation + 1) built from this device's
     /// mirror, archives the folded deltas and commits meta by compare-and-swap; returns the
-    /// new generation (`None`: nothing to fold). See [`Engine::compact_with`].
+    /// new generation (`None`: nothing to fold). The folded deltas' folder is removed at
+    /// once, which suits a remote nobody else writes to at that moment (tests, the demo);
+    /// [`Engine::compact_with`] with default options (the `compact` command) waits until no
+    /// writer can still be creating a delta there.
     pub fn compact(&mut self) -> Result<Option<u64>, EngineError> {
         let report = self.compact_with(
-            &crate::maintenance::CompactOptions::default(),
+            &crate::maintenance::CompactOptions {
+                settle_ms: Some(0),
+                ..Default::default()
+            },
             &crate::progress::NoProgress,
         )?;
         Ok(report.generation)

@@ -10,6 +10,14 @@ use deltasync_remote::{Counting, MemoryRemote, Remote};
 use serde_json::json;
 use support::Device;
 
+/// Compaction that removes folded folders at once (nobody is writing concurrently here).
+fn settled() -> CompactOptions {
+    CompactOptions {
+        settle_ms: Some(0),
+        ..Default::default()
+    }
+}
+
 fn pair() -> (Arc<MemoryRemote>, Device, Device) {
     let remote = Arc::new(MemoryRemote::new());
     let a = Device::new(remote.clone(), "a");
@@ -37,10 +45,7 @@ fn compaction_requests_do_not_grow_with_the_number_of_deltas() {
         let mut a = Device::new(counting.clone(), "a");
         commits(&mut a, n);
         counting.reset();
-        let r = a
-            .engine
-            .compact_with(&CompactOptions::default(), &NoProgress)
-            .unwrap();
+        let r = a.engine.compact_with(&settled(), &NoProgress).unwrap();
         assert_eq!(r.folded, n as u64);
         assert_eq!(r.downloaded, 0, "every delta came from the local cache");
         let stats = counting.stats();
@@ -142,10 +147,7 @@ fn orphans_are_removed_after_the_grace_period_only() {
     let (remote, mut a, _b) = pair();
     commits(&mut a, 2);
     remote.raw_put("deltas/g0/zz-1-00000000.json", b"{}");
-    let r = a
-        .engine
-        .compact_with(&CompactOptions::default(), &NoProgress)
-        .unwrap();
+    let r = a.engine.compact_with(&settled(), &NoProgress).unwrap();
     // The folder of the folded generation went in one request; the stray file with it, since
     // g0 is no longer current and it is ancient (its name says 1970).
     assert!(
@@ -158,19 +160,13 @@ fn orphans_are_removed_after_the_grace_period_only() {
     remote.raw_put(&stray, b"{}");
     a.write("later", &json!({"x": 1}));
     a.sync();
-    let r = a
-        .engine
-        .compact_with(&CompactOptions::default(), &NoProgress)
-        .unwrap();
+    let r = a.engine.compact_with(&settled(), &NoProgress).unwrap();
     assert_eq!(r.generation, Some(2));
     assert!(!remote.files().contains_key(&stray), "{r:?}");
     // An orphan in the current generation: kept while young, removed after the grace period.
     let young = format!("deltas/g2/zz-{}-00000000.json", deltasync_store::now_ms());
     remote.raw_put(&young, b"{}");
-    let r = a
-        .engine
-        .compact_with(&CompactOptions::default(), &NoProgress)
-        .unwrap();
+    let r = a.engine.compact_with(&settled(), &NoProgress).unwrap();
     assert_eq!((r.generation, r.orphans_kept), (None, 1));
     assert!(remote.files().contains_key(&young), "{r:?}");
     let r = a
@@ -178,6 +174,7 @@ fn orphans_are_removed_after_the_grace_period_only() {
         .compact_with(
             &CompactOptions {
                 orphan_grace_ms: Some(0),
+                settle_ms: Some(0),
                 ..Default::default()
             },
             &NoProgress,

@@ -246,23 +246,13 @@ impl LocalFolder {
     }
 }
 
-impl Remote for LocalFolder {
-    fn get(&self, path: &str, if_none_match: Option<&Etag>) -> Result<GetResult, RemoteError> {
-        let local = self.resolve(path, false)?;
-        let Some(body) = read_file(&local)? else {
-            return Ok(GetResult::NotFound);
-        };
-        let etag = etag_of(&body);
-        if if_none_match == Some(&etag) {
-            return Ok(GetResult::NotModified);
-        }
-        Ok(GetResult::Found {
-            body,
-            etag: Some(etag),
-        })
-    }
-
-    fn put(&self, path: &str, body: &[u8], mode: &PutMode) -> Result<Option<Etag>, RemoteError> {
+impl LocalFolder {
+    fn put_once(
+        &self,
+        path: &str,
+        body: &[u8],
+        mode: &PutMode,
+    ) -> Result<Option<Etag>, RemoteError> {
         let target = self.resolve(path, false)?;
         let (Some(dir), Some(name)) = (target.parent(), path.rsplit('/').next()) else {
             unreachable!("a resolved non-empty path has a parent and a name");
@@ -296,6 +286,37 @@ impl Remote for LocalFolder {
         }
         sync_dir(dir)?;
         Ok(Some(etag_of(body)))
+    }
+}
+
+impl Remote for LocalFolder {
+    fn get(&self, path: &str, if_none_match: Option<&Etag>) -> Result<GetResult, RemoteError> {
+        let local = self.resolve(path, false)?;
+        let Some(body) = read_file(&local)? else {
+            return Ok(GetResult::NotFound);
+        };
+        let etag = etag_of(&body);
+        if if_none_match == Some(&etag) {
+            return Ok(GetResult::NotModified);
+        }
+        Ok(GetResult::Found {
+            body,
+            etag: Some(etag),
+        })
+    }
+
+    fn put(&self, path: &str, body: &[u8], mode: &PutMode) -> Result<Option<Etag>, RemoteError> {
+        // A folder removed between creating it and writing into it (a compaction deleting a
+        // folded generation's folder while a slow writer creates a delta there): again.
+        let mut attempts = 0;
+        loop {
+            match self.put_once(path, body, mode) {
+                Err(RemoteError::Io { ref source, .. }) if is_missing(source) && attempts < 3 => {
+                    attempts += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     fn head(&self, path: &str) -> Result<Option<ObjectInfo>, RemoteError> {
