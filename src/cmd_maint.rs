@@ -569,3 +569,22 @@ pub fn restore(
     }
     Ok(exit::OK)
 }
+
+/// Compacts after a sync when `[compact] auto_after` asks for it; a failure is only logged
+/// (the sync itself succeeded, and the next one tries again).
+pub fn auto_compact(engine: &mut deltasync_engine::Engine, json: bool) {
+    match engine.maybe_compact() {
+        Ok(Some(r)) if !json => {
+            if let Some(g) = r.generation {
+                println!(
+                    "compacted {} delta(s) into snapshot generation {g} ([compact] auto_after)",
+                    r.folded
+                );
+            }
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "automatic compaction failed; the next sync tries again")
+        }
+    }
+}

@@ -544,6 +544,9 @@ fn sync(
     } else {
         output::sync_report(&report);
     }
+    if !dry_run {
+        cmd_maint::auto_compact(&mut engine, json);
+    }
     let open_conflicts = engine.conflicts()?.iter().filter(|c| !c.resolved).count();
     Ok(
         if !report.problems.is_empty()

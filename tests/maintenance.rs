@@ -509,3 +509,28 @@ fn folder_remote_keeps_its_layout_after_compaction() {
     // The folded folder stays while a slow writer might still be creating a delta there.
     assert!(files.keys().any(|k| k.starts_with("deltas/g0/")));
 }
+
+#[test]
+fn automatic_compaction_after_n_deltas() {
+    let remote = Remote::folder();
+    let a = remote.device("a");
+    let toml = a.dir.join("deltasync.toml");
+    let mut text = std::fs::read_to_string(&toml).unwrap();
+    text.push_str("\n[compact]\nauto_after = 3\n");
+    std::fs::write(&toml, text).unwrap();
+    for i in 0..2 {
+        a.write(&format!("t{i}"), &json!({"n": i}));
+        a.ok(&["sync"]);
+    }
+    let archives = |r: &Remote| {
+        files_of(&r.folder_path())
+            .keys()
+            .filter(|k| k.starts_with("archive/"))
+            .count()
+    };
+    assert_eq!(archives(&remote), 0);
+    a.write("t2", &json!({"n": 2}));
+    let out = a.ok(&["sync"]);
+    assert!(out.stdout.contains("compacted 3 delta(s)"), "{out}");
+    assert_eq!(archives(&remote), 1);
+}
