@@ -139,6 +139,28 @@ pub(crate) fn cache_delta(root: &Path, r: &DeltaRef, delta: &Delta) {
         return; // written by another serialiser: download it when needed
     }
     let p = cache_path(root, &r.path);
+    // The first delta of a new generation here: the older generations' caches are folded.
+    if let Some(dir) = p.parent()
+        && !dir.exists()
+        && let (Some(parent), Some(g)) = (
+            dir.parent(),
+            dir.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(generation_of_dir),
+        )
+        && let Ok(rd) = std::fs::read_dir(parent)
+    {
+        for e in rd.flatten() {
+            let older = e
+                .file_name()
+                .to_str()
+                .and_then(generation_of_dir)
+                .is_some_and(|k| k < g);
+            if older {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
     let ok = p
         .parent()
         .map(std::fs::create_dir_all)

@@ -74,6 +74,9 @@ fn compacted_remote_reads_the_same_everywhere_and_keeps_history() {
     assert_eq!(r.folded, 6);
     b.write("t1", &json!({"title": "from b", "n": 1}));
     b.sync();
+    // b's cache of the folded generation went when it cached its first delta of the next.
+    let cache = b.dir.path().join(".deltasync/cache/deltas");
+    assert!(!cache.join("g0").exists() && cache.join("g1").exists());
     a.sync();
     assert_eq!(a.read("t1").unwrap()["title"], "from b");
     let mut c = Device::new(remote.clone(), "c");
