@@ -214,6 +214,7 @@ fn main() {
         read(&rec).is_some_and(|v| v["last_contact_ms"].is_u64())
     });
     let startup = t.elapsed();
+    // (The record is written once the first sync is over.)
     // Let the start-up settle (stamps of every file, first poll).
     std::thread::sleep(Duration::from_secs(3));
     let cpu0 = cpu_s(pid);
@@ -267,6 +268,6 @@ fn main() {
         first_sync.as_secs_f64()
     );
     println!(
-        "\nLatency = the watcher's debounce (500 ms, plus the quiet period that gathers a burst) + A's sync + up to one poll period on B (1 s) + B's sync. Idle = one conditional GET of meta.json per second (304), the debouncer's 125 ms tick, no file reads."
+        "\nLatency = the watcher's debounce (500 ms, plus the quiet period that gathers a burst) + A's sync + up to one poll period on B (1 s) + B's sync. Idle = one conditional GET of meta.json per second (304), the debouncer's 50 ms tick, no file reads."
     );
 }

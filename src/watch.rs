@@ -54,6 +54,9 @@ pub struct Options {
 
 /// The longest a burst of local changes is held back before it is pushed.
 const MAX_BATCH: Duration = Duration::from_secs(2);
+/// The debouncer looks for settled files this many times per debounce period (a change
+/// waits at most one tick more than the debounce).
+const DEBOUNCE_TICKS: u32 = 10;
 /// How often an idle watcher records that the remote still answers.
 const CONTACT_SAVE_INTERVAL: Duration = Duration::from_secs(30);
 /// How soon to try again when the app was saving a file a pull wanted to write.
@@ -147,7 +150,7 @@ pub fn run(dir: &Path, opts: Options) -> Result<u8> {
     let files_tx = tx;
     let debouncer = new_debouncer_opt::<_, NoReads, NoCache>(
         opts.debounce,
-        None,
+        Some(opts.debounce / DEBOUNCE_TICKS),
         move |r: DebounceEventResult| {
             let _ = files_tx.send(Msg::Files(r));
         },
@@ -264,7 +267,8 @@ impl Watcher {
             next_rescan: now + self.opts.rescan,
         };
         let mut started = false;
-        let settle = self.opts.debounce / 4 + Duration::from_millis(30);
+        // A little more than one debouncer tick: the events of a burst come out tick by tick.
+        let settle = self.opts.debounce / DEBOUNCE_TICKS + Duration::from_millis(30);
         loop {
             // 1. Work that is due.
             let now = Instant::now();
@@ -476,6 +480,7 @@ impl Watcher {
     fn contact_ok(&mut self) {
         self.backoff = error_backoff();
         let had_error = self.record.last_error.take().is_some();
+        let first = self.record.last_contact_ms.is_none();
         self.record.last_error_ms = None;
         self.record.last_contact_ms = Some(now_ms());
         if had_error {
@@ -483,6 +488,7 @@ impl Watcher {
         }
         // An idle poll changes only the time of the last contact: saved now and then.
         if had_error
+            || first
             || self
                 .saved_at
                 .is_none_or(|t| t.elapsed() >= CONTACT_SAVE_INTERVAL)
