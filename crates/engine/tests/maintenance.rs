@@ -277,3 +277,42 @@ fn update_merges_with_a_concurrent_edit_of_another_field() {
     b.sync();
     assert_eq!(b.read("t1"), None);
 }
+
+#[test]
+fn a_damaged_archive_is_refused_and_nothing_changes() {
+    use deltasync_engine::backup::RestoreSource;
+    let (remote, mut a, _b) = pair();
+    commits(&mut a, 3);
+    a.write("t0", &json!({"title": "changed"}));
+    a.sync();
+    a.engine.compact().unwrap();
+    // The state as of commit 2, from the archive: t0 and t1 as first written.
+    let plan = a
+        .engine
+        .restore_plan(RestoreSource::History(2), &NoProgress)
+        .unwrap();
+    let actions: Vec<(&str, &str)> = plan
+        .changes
+        .iter()
+        .map(|c| (c.id.as_str(), c.action))
+        .collect();
+    assert_eq!(actions, vec![("t0", "overwrite"), ("t2", "delete")]);
+    let archive = remote
+        .files()
+        .keys()
+        .find(|k| k.starts_with("archive/"))
+        .unwrap()
+        .clone();
+    let mut bytes = remote.files()[&archive].clone();
+    let n = bytes.len();
+    bytes.truncate(n - 10);
+    remote.raw_put(&archive, &bytes);
+    let before = remote.files();
+    assert!(
+        a.engine
+            .restore_plan(RestoreSource::History(2), &NoProgress)
+            .is_err()
+    );
+    assert!(a.engine.log(&NoProgress).is_err());
+    assert_eq!(remote.files(), before);
+}
