@@ -352,6 +352,11 @@ impl Engine {
         let (meta, etag) = match self.store.read_meta(cached.as_ref().map(|(_, e)| e))? {
             MetaRead::NotModified => {
                 let (m, e) = cached.expect("not-modified only when an etag was sent");
+                // The meta we hold is current: a commit attempted since (a crash before or
+                // during its meta write) is decided against it now.
+                if self.state.pending()?.iter().any(|p| p.state == "attempted") {
+                    self.reconcile_journal(&m, &e, &[])?;
+                }
                 return Ok((m, e, 0));
             }
             MetaRead::Fresh { meta, etag, .. } => (meta, etag),
@@ -441,15 +446,40 @@ impl Engine {
             match (p.state.as_str(), referenced || folded) {
                 // Crashed after writing meta, before the local transaction: finish it.
                 ("attempted", true) => {
+                    // If meta is still the one we wrote (our delta is its last), nobody has
+                    // confirmed the commit yet: a racing writer may still overwrite it, so it
+                    // stays in the journal as unconfirmed, like any other commit.
+                    let ours_is_last = !folded
+                        && meta.head == p.seq
+                        && meta.deltas.last().is_some_and(|d| d.path == p.delta_path);
                     self.state.transaction(|s| {
                         finish_commit(s, &p)?;
-                        s.remove_pending(&p.delta_path)
+                        s.conflicts_pushed(&p.receipts)?;
+                        s.unset("supersedes")?;
+                        // The commit carried every forced entity (they are pushed whenever set).
+                        s.unset(FORCED)?;
+                        if ours_is_last {
+                            let mut p = p.clone();
+                            p.state = "unconfirmed".into();
+                            p.meta_etag = Some(etag.0.clone());
+                            s.put_pending(&p)
+                        } else {
+                            s.remove_pending(&p.delta_path)
+                        }
                     })?;
                 }
-                // The meta write never happened: the delta is an orphan.
+                // The meta write never happened, or a racing writer overwrote it before anyone
+                // confirmed it: the delta is an orphan. Its entities are still dirty here and
+                // go out again; they are also pushed even if this device has changed them back
+                // meanwhile, because another device may have read the orphan.
                 ("attempted", false) => {
+                    // A delta that never reached the server cannot have been read by anyone.
+                    let written = self.store.remote().head(&p.delta_path)?.is_some();
                     self.state.transaction(|s| {
-                        s.set("supersedes", &p.delta_path)?;
+                        if written {
+                            s.set("supersedes", &p.delta_path)?;
+                            add_forced(s, &p)?;
+                        }
                         s.remove_pending(&p.delta_path)
                     })?;
                 }
@@ -474,6 +504,9 @@ impl Engine {
                         }
                         s.unmark_applied(&p.delta_path)?;
                         s.conflicts_to_push_again(&p.receipts)?;
+                        // Another device may have read the lost commit: whatever this device
+                        // holds for its entities now is pushed, even if it equals the base.
+                        add_forced(s, &p)?;
                         s.set("supersedes", &p.delta_path)?;
                         let n: u64 = s
                             .get("recommitted")?
@@ -750,9 +783,13 @@ impl Engine {
         report: &mut SyncReport,
     ) -> Result<Vec<Outgoing>, EngineError> {
         let mut outgoing = Vec::new();
+        let forced = forced(&self.state)?;
         // Per collection: local writes, the base to record once written, and pushes that
         // depend on the write.
         for (cname, cconf) in &self.config.collections {
+            // Receipts are recorded with the bases, after the local writes, so that a crash in
+            // between leaves neither (the merge is simply done again).
+            let mut receipts: Vec<(String, ConflictReceipt)> = Vec::new();
             let scan = &planned.scans[cname];
             let strategy = cconf.strategy;
             let mut writes: Vec<Write> = Vec::new();
@@ -770,7 +807,19 @@ impl Engine {
                 let id = &key.id;
                 let local = scan.entities.get(id);
                 match op {
-                    Op::Unchanged | Op::Hold => {}
+                    Op::Hold => {}
+                    Op::Unchanged | Op::Adopt
+                        if forced.get(&(cname.clone(), id.clone())).is_some_and(|seq| {
+                            planned
+                                .states
+                                .get(&(cname.clone(), id.clone()))
+                                .is_none_or(|st| st.m_version < *seq)
+                        }) =>
+                    {
+                        let clock = self.edit_clock(cname, cconf, scan, id, true)?;
+                        outgoing.push((cname.clone(), id.clone(), local.cloned(), clock));
+                    }
+                    Op::Unchanged => {}
                     Op::Push(_) => {
                         let clock = self.edit_clock(cname, cconf, scan, id, true)?;
                         outgoing.push((cname.clone(), id.clone(), local.cloned(), clock));
@@ -807,9 +856,7 @@ impl Engine {
                             None => (None, 0),
                         };
                         for fc in outcome.conflicts {
-                            let receipt = self.receipt(cname, id, fc, local_clock);
-                            self.state.put_conflict(&receipt, true)?;
-                            report.conflicts.push(receipt);
+                            receipts.push((id.clone(), self.receipt(cname, id, fc, local_clock)));
                         }
                         let merged = outcome.value;
                         let local_differs =
@@ -866,7 +913,11 @@ impl Engine {
             for id in &skipped {
                 report.deferred.push(format!("{cname}/{id}"));
             }
+            receipts.retain(|(id, _)| !skipped.contains(id));
             self.state.transaction(|s| {
+                for (_, r) in &receipts {
+                    s.put_conflict(r, true)?;
+                }
                 for (id, v, c) in &adopt {
                     s.set_base(cname, id, Some((*v, c)))?;
                 }
@@ -881,6 +932,9 @@ impl Engine {
                 }
                 Ok(())
             })?;
+            report
+                .conflicts
+                .extend(receipts.into_iter().map(|(_, r)| r));
             for (id, _, push) in after_write {
                 if skipped.contains(&id) {
                     continue;
@@ -888,6 +942,19 @@ impl Engine {
                 if let Some((p, clock)) = push {
                     outgoing.push((cname.clone(), id, p, clock));
                 }
+            }
+        }
+        // Forced entities that exist nowhere any more (created by the lost commit, deleted
+        // here since): a tombstone replaces what other devices took from the lost delta.
+        for (c, id) in forced.keys() {
+            let key = EntityKey {
+                collection: c.clone(),
+                id: id.clone(),
+            };
+            if self.config.collections.contains_key(c) && !planned.plan.ops.contains_key(&key) {
+                let clock = self.state.clock()?.tick(now_ms());
+                self.state.set_clock(clock)?;
+                outgoing.push((c.clone(), id.clone(), None, clock));
             }
         }
         Ok(outgoing)
@@ -1084,6 +1151,7 @@ impl Engine {
                     s.put_pending(&pending)?;
                     s.conflicts_pushed(&ids)?;
                     s.unset("supersedes")?;
+                    s.unset(FORCED)?;
                     s.set("meta", &meta_text)?;
                     s.set("meta_etag", &new_etag.0)
                 })?;
@@ -1251,6 +1319,32 @@ fn mirror_of(r: &EntityRecord) -> MirrorRecord {
             Some(r.data.clone())
         },
     }
+}
+
+const FORCED: &str = "force_push";
+
+/// Entities to push in the next commit whatever the planner says (see `add_forced`), with
+/// the seq of the lost commit that wrote them.
+fn forced(s: &State) -> Result<BTreeMap<(String, String), u64>, StateError> {
+    Ok(match s.get(FORCED)? {
+        Some(text) => serde_json::from_str::<Vec<((String, String), u64)>>(&text)?
+            .into_iter()
+            .collect(),
+        None => BTreeMap::new(),
+    })
+}
+
+/// Marks the entities of a lost commit to be pushed in the next commit: other devices may
+/// have applied the lost delta, and only a newer record replaces what they took from it.
+/// (An entity that someone wrote at or after the lost seq needs no push: that record, read
+/// after the lost one everywhere, replaces it already.)
+fn add_forced(s: &State, p: &PendingCommit) -> Result<(), StateError> {
+    let mut map = forced(s)?;
+    for r in &p.records {
+        map.insert((r.collection.clone(), r.id.clone()), p.seq);
+    }
+    let list: Vec<_> = map.into_iter().collect();
+    s.set(FORCED, &serde_json::to_string(&list)?)
 }
 
 /// The local side of a commit known to be in meta: base and mirror take the records.

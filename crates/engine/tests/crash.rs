@@ -14,8 +14,8 @@
 //! no request to crash at: `crash_during_local_writes_*` stop it with an I/O error at each file
 //! in turn (an immutable file, `chattr +i`), which leaves what a kill there leaves.
 //!
-//! `bug_*` tests (ignored) reproduce engine bugs these tests found; the `BUG_*` constants
-//! say what the sweeps tolerate until each is fixed.
+//! `regression_*` tests reproduce engine bugs these tests found (all fixed); the `BUG_*`
+//! constants, all false now, said what the sweeps tolerated while each was open.
 
 mod support;
 
@@ -292,14 +292,14 @@ fn commit_shape(d: &Delta, names: &BTreeMap<String, String>) -> String {
 /// commit does not name the orphan in `supersedes` (that happens only after the next fresh
 /// meta). While true, the checks tolerate exactly that: an `attempted` entry for a delta meta
 /// does not list, and its delta as an orphan. Set to false once the bug is fixed.
-const BUG_304_SKIPS_JOURNAL: bool = true;
+const BUG_304_SKIPS_JOURNAL: bool = false;
 
 /// Known engine bug (see `bug_receipts_of_a_commit_finished_after_a_crash_are_pushed_again`):
 /// a commit that the journal finishes after a crash (meta written, answer lost) leaves its
 /// receipts marked to push, so the next sync commits them again in a delta of their own. While
 /// true, such a delta (no records, only receipts meta already has) is left out of the commits
 /// compared. Set to false once the bug is fixed.
-const BUG_RECEIPTS_PUSHED_AGAIN: bool = true;
+const BUG_RECEIPTS_PUSHED_AGAIN: bool = false;
 
 /// Deltas that a device's journal still holds as `attempted` and meta does not list.
 fn unreferenced_attempts(w: &World, meta: &Meta) -> Vec<String> {
@@ -659,8 +659,7 @@ fn sweep_double(scenario: Scenario) {
 /// The orphan left by a crash just before the meta write is named in the next commit's
 /// `supersedes`, and the journal entry is gone (docs/architecture.md, "Crash safety").
 #[test]
-#[ignore = "bug: a 304 on the fetch after a crash before the meta write skips the journal: the attempted entry stays and the next commit does not name the orphan"]
-fn bug_orphan_of_a_crash_before_the_meta_write_is_not_superseded() {
+fn regression_orphan_of_a_crash_before_the_meta_write_is_not_superseded() {
     let remote = Arc::new(MemoryRemote::with_seed(1));
     let mut a = Device::new(remote.clone(), "a");
     a.write("t0", &json!({"title": "bread"}));
@@ -713,8 +712,7 @@ fn bug_orphan_of_a_crash_before_the_meta_write_is_not_superseded() {
 /// A commit whose meta write happened but whose answer the crash lost is finished from the
 /// journal on restart, receipts included: nothing is committed again.
 #[test]
-#[ignore = "bug: a commit finished from the journal after a crash leaves its receipts marked to push, and the next sync commits them again"]
-fn bug_receipts_of_a_commit_finished_after_a_crash_are_pushed_again() {
+fn regression_receipts_of_a_commit_finished_after_a_crash_are_pushed_again() {
     let remote = Arc::new(MemoryRemote::with_seed(1));
     let mut a = Device::new(remote.clone(), "a");
     let mut b = Device::new(remote.clone(), "b");
@@ -802,7 +800,7 @@ impl Drop for Immutable {
 /// their receipts before the local writes, outside the transaction that records the bases, so
 /// after a crash in between the entity is merged again and its receipt made again. While true,
 /// `sweep_local_writes` compares receipts without duplicates. Set to false once fixed.
-const BUG_LOCAL_CRASH_DUPLICATES_RECEIPTS: bool = true;
+const BUG_LOCAL_CRASH_DUPLICATES_RECEIPTS: bool = false;
 
 /// The local-write phase has no request to crash at. There, A writes the pulls and merges to
 /// the files one by one (each atomically), then records their bases in one transaction; an
@@ -863,8 +861,7 @@ fn crash_during_local_writes_of_a_pull_merge_push() {
 /// A crash while the results of a sync's merges are being written locally does not make a
 /// conflict receipt twice.
 #[test]
-#[ignore = "bug: a crash in the local-write phase after a merge with a conflict records the receipt twice (stored outside the bases' transaction, merged again on restart)"]
-fn bug_crash_during_local_writes_duplicates_a_receipt() {
+fn regression_crash_during_local_writes_duplicates_a_receipt() {
     let remote = Arc::new(MemoryRemote::with_seed(1));
     let mut a = Device::on_disk(remote.clone(), "a");
     let mut b = Device::new(remote.clone(), "b");
@@ -905,8 +902,7 @@ fn bug_crash_during_local_writes_duplicates_a_receipt() {
 /// changed back, no longer differs, so nothing is committed for it, and the reader keeps the
 /// lost content for good.
 #[test]
-#[ignore = "bug: a reader keeps the entities of a lost commit whose author deleted them, or changed them back, before it noticed the loss"]
-fn bug_reader_keeps_a_lost_commit_its_author_undid_meanwhile() {
+fn regression_reader_keeps_a_lost_commit_its_author_undid_meanwhile() {
     let remote = Arc::new(MemoryRemote::with_seed(1));
     let b_view = Arc::new(RacingView::new(remote.clone()));
     let mut a = Device::new(remote.clone(), "a");
@@ -948,8 +944,7 @@ fn bug_reader_keeps_a_lost_commit_its_author_undid_meanwhile() {
 /// arrived does: a racing writer on a server whose If-Match is not atomic can still overwrite
 /// it, and then it must be made again.
 #[test]
-#[ignore = "bug: a commit finished from the journal after a lost answer is dropped from the journal at once, so a racing writer that overwrites it makes it vanish for good"]
-fn bug_commit_finished_after_a_crash_is_not_protected_from_a_racing_writer() {
+fn regression_commit_finished_after_a_crash_is_not_protected_from_a_racing_writer() {
     let remote = Arc::new(MemoryRemote::with_seed(1));
     let b_view = Arc::new(RacingView::new(remote.clone()));
     let mut a = Device::new(remote.clone(), "a");

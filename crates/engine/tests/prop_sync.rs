@@ -11,8 +11,8 @@
 //! race window is one write: a racer whose read is older than that reads meta afresh.
 //!
 //! `devices_converge_and_lose_nothing` races under the non-atomic If-Match only, the victim
-//! syncing again right after; `devices_converge_and_lose_nothing_with_free_races` (ignored:
-//! it finds known bugs) races under every fault and also lets a read and its sync be any
+//! syncing again right after; `devices_converge_and_lose_nothing_with_free_races` races
+//! under every fault and also lets a read and its sync be any
 //! steps apart.
 //!
 //! Cases: `PROPTEST_CASES` (default 2000 here).
@@ -351,7 +351,7 @@ proptest! {
     /// `crash.rs::bug_commit_finished_after_a_crash_is_not_protected_from_a_racing_writer`
     /// (a lost answer finishes a commit through the journal) within a few thousand cases.
     #[test]
-    #[ignore = "bug: commits lost to racing writers vanish when their author undid them before noticing, or when the journal finished them after a lost answer"]
+
     fn devices_converge_and_lose_nothing_with_free_races(
         steps in proptest::collection::vec(free_step(), 1..40),
         faults in faults(),

@@ -231,9 +231,10 @@ fn racing_if_match(server: &Server, dav: &WebDav) {
     let GetResult::Found { body, .. } = dav.get(path, None).unwrap() else {
         panic!("{k}: race file gone")
     };
-    // lighttpd and sabre/dav let exactly one of racing If-Match writers win (measured in
-    // every round), whatever else the probe found.
-    let atomic_if_match = matches!(server.kind(), Kind::Lighttpd | Kind::SabreDav);
+    // lighttpd lets exactly one of racing If-Match writers win (measured in every round),
+    // whatever else the probe found. sabre/dav usually does too, but in 3 of 15 CLI `doctor`
+    // runs a round had 2 winners, so it is held only to the class it was probed as.
+    let atomic_if_match = matches!(server.kind(), Kind::Lighttpd);
     match caps.cas {
         _ if atomic_if_match => {
             assert_eq!(winners.len(), 1, "{k}: {} writers won", winners.len());
