@@ -87,7 +87,7 @@ fn open_remote(kind: RemoteKind, scratch: &Path, name: &str) -> Result<OpenedRem
             let dir = scratch.join(name);
             let remote = LocalFolder::new(&dir)
                 .with_context(|| format!("opening the folder remote {}", dir.display()))?;
-            let server = deltasync_remote::probe(&remote)?.to_json();
+            let server = deltasync_remote::probe(&remote)?.summary_json();
             Ok(OpenedRemote {
                 remote: Arc::new(remote),
                 url: dir.display().to_string(),

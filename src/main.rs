@@ -509,7 +509,9 @@ fn init(
     }
     config.server = Some(remote::settings_of(&report));
     let engine = Engine::with_remote(dir, config.clone(), opened.remote)?;
-    let created = engine.init_remote(Some(report.to_json()))?;
+    // meta.json is rewritten by every commit, so it records the probe's verdict, not the
+    // whole report (`deltasync doctor` shows that).
+    let created = engine.init_remote(Some(report.summary_json()))?;
     config.save(dir)?;
     println!(
         "Initialised workspace {} (device '{}', id {}).",

@@ -242,6 +242,15 @@ impl ProbeReport {
         out
     }
 
+    /// The verdict alone, as recorded in meta.json at `init`: the class and the weak-ETag
+    /// window (meta.json is rewritten by every commit, so the full report stays out of it).
+    pub fn summary_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "cas": self.class.to_string(),
+            "weakWindowMs": self.weak_window_ms,
+        })
+    }
+
     /// The report as JSON (for `doctor --json`).
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
