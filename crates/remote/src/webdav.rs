@@ -504,6 +504,11 @@ impl WebDav {
                     path: path.to_string(),
                 });
             }
+            // The folder exists now although our MKCOL created nothing: another writer
+            // created it between our PUT and our MKCOL. Send the PUT once more.
+            if code != 500 {
+                return check_put(self, &what, path, send()?);
+            }
         }
         check_put(self, &what, path, resp)
     }
