@@ -551,10 +551,14 @@ fn sync(
     if let Some(name) = &only {
         engine.check_collection(name)?;
     }
-    let mut report = engine.sync(&SyncOptions {
-        dry_run,
-        allow_mass_delete,
-    })?;
+    let bars = cmd_maint::Bars::new(json);
+    let mut report = engine.sync_with(
+        &SyncOptions {
+            dry_run,
+            allow_mass_delete,
+        },
+        bars.sink(),
+    )?;
     if let Some(name) = &only {
         report.collections.retain(|c, _| c == name);
     }

@@ -348,6 +348,15 @@ impl Engine {
     /// Step 1: brings the mirror up to date with the remote. Returns the current meta, its
     /// etag, and how many deltas were applied.
     pub fn fetch(&mut self) -> Result<(Meta, Etag, usize), EngineError> {
+        self.fetch_with(&crate::progress::NoProgress)
+    }
+
+    /// [`Engine::fetch`], reporting the reading of a snapshot and of deltas to `progress`
+    /// (a new device's first sync reads the whole snapshot).
+    pub fn fetch_with(
+        &mut self,
+        progress: &dyn crate::progress::Progress,
+    ) -> Result<(Meta, Etag, usize), EngineError> {
         let cached = self.cached_meta()?;
         let (meta, etag) = match self.store.read_meta(cached.as_ref().map(|(_, e)| e))? {
             MetaRead::NotModified => {
@@ -368,7 +377,10 @@ impl Engine {
             .and_then(|g| g.parse::<u64>().ok());
         let snapshot = match &meta.snapshot {
             Some(r) if known_generation != Some(r.generation) => {
-                Some((r.generation, self.store.read_snapshot(r)?.0))
+                progress.start("downloading snapshot", 0);
+                let snap = self.store.read_snapshot(r)?.0;
+                progress.finish();
+                Some((r.generation, snap))
             }
             _ => None,
         };
@@ -380,8 +392,12 @@ impl Engine {
         let mut applied = 0;
         if let Some((generation, snapshot)) = &snapshot {
             let mut clock = self.state.clock()?;
+            progress.start("reading snapshot", snapshot.records.len() as u64);
             self.state.transaction(|s| {
-                for r in &snapshot.records {
+                for (i, r) in snapshot.records.iter().enumerate() {
+                    if i % 1000 == 999 {
+                        progress.advance(1000);
+                    }
                     let newer = match s.mirror(&r.collection, &r.id)? {
                         Some(m) => r.version > m.version,
                         None => true,
@@ -397,6 +413,7 @@ impl Engine {
                 s.set_clock(clock)?;
                 s.set("generation", &generation.to_string())
             })?;
+            progress.finish();
             applied += 1;
         }
         let mut deltas: Vec<_> = meta.deltas.iter().collect();
@@ -674,13 +691,27 @@ impl Engine {
     /// Runs one sync: fetch, plan, write locally, commit; retried on commit races. On a
     /// remote that ignores preconditions, the whole sync holds the remote's lease.
     pub fn sync(&mut self, opts: &SyncOptions) -> Result<SyncReport, EngineError> {
-        if opts.dry_run {
-            return self.sync_unleased(opts);
-        }
-        self.with_lease(|e| e.sync_unleased(opts))
+        self.sync_with(opts, &crate::progress::NoProgress)
     }
 
-    fn sync_unleased(&mut self, opts: &SyncOptions) -> Result<SyncReport, EngineError> {
+    /// [`Engine::sync`], reporting long phases (a new device's first sync: the snapshot) to
+    /// `progress`.
+    pub fn sync_with(
+        &mut self,
+        opts: &SyncOptions,
+        progress: &dyn crate::progress::Progress,
+    ) -> Result<SyncReport, EngineError> {
+        if opts.dry_run {
+            return self.sync_unleased(opts, progress);
+        }
+        self.with_lease(|e| e.sync_unleased(opts, progress))
+    }
+
+    fn sync_unleased(
+        &mut self,
+        opts: &SyncOptions,
+        progress: &dyn crate::progress::Progress,
+    ) -> Result<SyncReport, EngineError> {
         let started = Instant::now();
         let mut backoff = self.store_backoff();
         let mut report = SyncReport {
@@ -688,7 +719,7 @@ impl Engine {
             ..SyncReport::default()
         };
         for round in 0..MAX_ROUNDS {
-            let (meta, etag, _) = self.fetch()?;
+            let (meta, etag, _) = self.fetch_with(progress)?;
             if !meta.writable() && !opts.dry_run {
                 return Err(EngineError::ReadOnly(meta.min_writer));
             }
