@@ -48,6 +48,9 @@ const LATE_COMMIT: usize = 20;
 enum RemoteKind {
     /// [`LocalFolder`]: a folder on the local disk, next to the workspaces.
     Folder,
+    /// lighttpd's mod_webdav on 127.0.0.1, started for the run by `deltasync-testservers`
+    /// (`scripts/install-test-servers` installs it), through the WebDAV backend with basic auth.
+    Lighttpd,
 }
 
 impl RemoteKind {
@@ -55,7 +58,8 @@ impl RemoteKind {
     fn parse(name: &str) -> Result<Self> {
         match name {
             "folder" => Ok(RemoteKind::Folder),
-            other => bail!("unknown remote kind '{other}' (known: folder)"),
+            "lighttpd" => Ok(RemoteKind::Lighttpd),
+            other => bail!("unknown remote kind '{other}' (known: folder, lighttpd)"),
         }
     }
 
@@ -63,6 +67,7 @@ impl RemoteKind {
     fn label(self) -> &'static str {
         match self {
             RemoteKind::Folder => "folder",
+            RemoteKind::Lighttpd => "lighttpd",
         }
     }
 }
@@ -75,6 +80,8 @@ struct OpenedRemote {
     url: String,
     /// The server probe's report, as `deltasync init` records it in meta.json (`server`).
     server: Value,
+    /// The WebDAV server process, stopped when the run is over.
+    _server: Option<deltasync_testservers::Server>,
 }
 
 /// Opens a fresh, empty remote of `kind` for one size and probes it as `deltasync init` does
@@ -92,6 +99,25 @@ fn open_remote(kind: RemoteKind, scratch: &Path, name: &str) -> Result<OpenedRem
                 remote: Arc::new(remote),
                 url: dir.display().to_string(),
                 server,
+                _server: None,
+            })
+        }
+        RemoteKind::Lighttpd => {
+            let server =
+                deltasync_testservers::Server::start(deltasync_testservers::Kind::Lighttpd)
+                    .map_err(|e| anyhow::anyhow!("starting lighttpd: {e}"))?;
+            let url = format!("{}/{name}/", server.url().trim_end_matches('/'));
+            let options = deltasync_remote::WebDavOptions::with_credentials(
+                server.user(),
+                deltasync_remote::Secret::new(server.password()),
+            );
+            let dav = deltasync_remote::WebDav::open(&url, &options)?;
+            let report = dav.probe()?;
+            Ok(OpenedRemote {
+                remote: Arc::new(dav),
+                url,
+                server: report.summary_json(),
+                _server: Some(server),
             })
         }
     }
