@@ -553,7 +553,7 @@ pub fn restore(
         );
         return Ok(exit::REFUSED);
     }
-    let report = engine.restore_apply(&plan)?;
+    let report = engine.restore_apply(&plan, bars.sink())?;
     if json {
         output::json(&serde_json::json!({ "plan": plan, "applied": true, "sync": report }))?;
     } else {

@@ -417,9 +417,14 @@ impl Engine {
 
     /// Carries out a restore plan as one new commit: syncs, sets the local files to the
     /// target state, syncs again (mass deletes allowed: the person confirmed them).
-    pub fn restore_apply(&mut self, plan: &RestorePlan) -> Result<SyncReport, EngineError> {
+    pub fn restore_apply(
+        &mut self,
+        plan: &RestorePlan,
+        progress: &dyn Progress,
+    ) -> Result<SyncReport, EngineError> {
         self.sync(&SyncOptions::default())?;
         let names: Vec<String> = self.config().collections.keys().cloned().collect();
+        progress.start("restoring", plan.target.len() as u64);
         for name in names {
             let kind = self.config().collections[&name].kind();
             let scan = collections::scan(self.root(), &kind)?;
@@ -446,6 +451,7 @@ impl Engine {
                     None => Write::Delete { id },
                 });
             }
+            progress.advance(plan.target.keys().filter(|(c, _)| *c == name).count() as u64);
             if writes.is_empty() {
                 continue;
             }
@@ -457,10 +463,14 @@ impl Engine {
                 .into());
             }
         }
-        self.sync(&SyncOptions {
-            dry_run: false,
-            allow_mass_delete: true,
-        })
+        progress.finish();
+        self.sync_with(
+            &SyncOptions {
+                dry_run: false,
+                allow_mass_delete: true,
+            },
+            progress,
+        )
     }
 }
 
