@@ -9,6 +9,9 @@
 //! [`start_or_skip`] turns that into a loud `SKIPPED:` line outside CI and a failure under
 //! `CI=true`, so a CI run never passes by skipping.
 //!
+//! [`SecretService`] starts a private, unlocked system keyring (a D-Bus of its own and
+//! gnome-keyring) for the tests of deltasync's keyring support.
+//!
 //! ```no_run
 //! use deltasync_testservers::{Kind, start_or_skip};
 //!
@@ -16,6 +19,10 @@
 //! println!("{} as {}", server.url(), server.user());
 //! ```
 #![forbid(unsafe_code)]
+
+mod secret_service;
+
+pub use secret_service::{SecretService, SecretServiceError, start_secret_service_or_skip};
 
 use std::fmt;
 use std::fs;
