@@ -6,7 +6,8 @@
 //!
 //! [auth]                                   # WebDAV only; the password is never stored here
 //! user = "me"
-//! password_env = "DELTASYNC_PASSWORD"      # or: password_command = "pass show nextcloud"
+//! password_env = "DELTASYNC_PASSWORD"      # or: password_command = "pass show nextcloud",
+//!                                          # or: keyring = true (see `deltasync login`)
 //!
 //! [collections.tasks]
 //! kind = "dir"
@@ -104,6 +105,10 @@ pub struct Auth {
     /// Command printing the password (run with `sh -c`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_command: Option<String>,
+    /// The password is in the system keyring (service `deltasync`, user name
+    /// `user@host[:port]`), put there by `deltasync login` or `init --keyring`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keyring: bool,
     /// Allow plain http to a host that is not this machine.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_insecure_http: bool,
@@ -312,6 +317,21 @@ impl Config {
         if let Some(server) = &self.server {
             server.capabilities()?;
         }
+        let sources = [
+            self.auth.password_env.is_some().then_some("password_env"),
+            self.auth
+                .password_command
+                .is_some()
+                .then_some("password_command"),
+            self.auth.keyring.then_some("keyring"),
+        ];
+        let named: Vec<&str> = sources.into_iter().flatten().collect();
+        if named.len() > 1 {
+            return Err(ConfigError::Invalid(format!(
+                "[auth] names more than one place for the password ({}): keep one",
+                named.join(", ")
+            )));
+        }
         if !(0.0..=1.0).contains(&self.sync.mass_delete_ratio) {
             return Err(ConfigError::Invalid(
                 "sync.mass_delete_ratio must be between 0 and 1".into(),
@@ -325,7 +345,8 @@ impl Config {
         let path = workspace.join(CONFIG_FILE);
         let mut text = String::from(
             "# deltasync workspace configuration: see `deltasync --help` and the README.\n\
-             # Passwords are never stored here: use auth.password_env or auth.password_command.\n",
+             # Passwords are never stored here: use auth.keyring (deltasync login), auth.password_env\n\
+             # or auth.password_command.\n",
         );
         text.push_str(&toml::to_string(self).map_err(|e| ConfigError::Invalid(format!("{e}")))?);
         std::fs::write(&path, text).map_err(|source| ConfigError::Io { path, source })
@@ -374,6 +395,19 @@ mod tests {
         assert!(c.validate().is_err());
         c.collections
             .insert("t".into(), CollectionConfig::parse_spec("dir:x/y").unwrap());
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn one_password_source_at_most() {
+        let mut c: Config =
+            toml::from_str("remote = \"https://h/x\"\n[auth]\nkeyring = true\n").unwrap();
+        c.validate().unwrap();
+        assert!(c.auth.keyring);
+        c.auth.password_command = Some("pass show x".into());
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("password_command, keyring"), "{e}");
+        c.auth.keyring = false;
         c.validate().unwrap();
     }
 }

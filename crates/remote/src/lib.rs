@@ -6,7 +6,9 @@
 //!
 //! - [`LocalFolder`]: a folder on this machine (the embedded default; a path or a `file://` URL);
 //! - [`MemoryRemote`]: in memory, for tests, with fault injection ([`Faults`]);
-//! - [`WebDav`]: any WebDAV server, Nextcloud first.
+//! - [`WebDav`]: any WebDAV server, Nextcloud first. Its password is a [`Secret`] (never
+//!   printed), read from an environment variable, a command, or the system keyring
+//!   ([`Keyring`]).
 //!
 //! Semantics every backend keeps (tested by the shared behaviour suite):
 //!
@@ -47,6 +49,7 @@ pub use local::LocalFolder;
 pub use memory::{Faults, MemoryRemote};
 pub use path::{PathError, check_path};
 pub use probe::{ProbeReport, probe, probe_webdav};
+pub use webdav::{DEFAULT_KEYRING_TIMEOUT, KEYRING_SERVICE, Keyring};
 pub use webdav::{PASSWORD_ENV, Secret, SecretError};
 pub use webdav::{WebDav, WebDavOptions};
 

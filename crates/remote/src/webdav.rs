@@ -18,6 +18,7 @@
 //! then [`WebDav::capabilities`] says [`CasClass::NonAtomic`] (the safe assumption) unless
 //! [`WebDavOptions::capabilities`] says otherwise.
 
+mod keyring;
 mod multistatus;
 mod secret;
 mod target;
@@ -29,6 +30,7 @@ use reqwest::Method;
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::header::{HeaderMap, HeaderValue};
 
+pub use keyring::{DEFAULT_KEYRING_TIMEOUT, KEYRING_SERVICE, Keyring};
 pub use secret::{PASSWORD_ENV, Secret, SecretError};
 use target::Target;
 

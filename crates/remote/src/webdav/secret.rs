@@ -144,6 +144,58 @@ pub enum SecretError {
         /// The command's first word.
         program: String,
     },
+    /// The system keyring holds no password for the account.
+    #[error("the system keyring has no password for {account} (service 'deltasync')")]
+    KeyringMissing {
+        /// The entry's user name, `user@host`.
+        account: String,
+    },
+    /// The keyring's entry is empty.
+    #[error("the system keyring's password for {account} is empty")]
+    KeyringEmpty {
+        /// The entry's user name.
+        account: String,
+    },
+    /// The keyring's entry is not text.
+    #[error("the system keyring's password for {account} is not UTF-8 text")]
+    KeyringNotUnicode {
+        /// The entry's user name.
+        account: String,
+    },
+    /// No keyring could be reached (no Secret Service on the session bus, no session bus).
+    #[error(
+        "the system keyring cannot be reached ({detail}); without a desktop session, give the password through auth.password_command or an environment variable instead"
+    )]
+    KeyringUnavailable {
+        /// The platform's reason.
+        detail: String,
+    },
+    /// The keyring refused access, typically because it is locked.
+    #[error("the system keyring refused access to {account} (is it locked?): {detail}")]
+    KeyringLocked {
+        /// The entry's user name.
+        account: String,
+        /// The platform's reason.
+        detail: String,
+    },
+    /// The keyring failed otherwise.
+    #[error("the system keyring failed for {account}: {detail}")]
+    KeyringFailed {
+        /// The entry's user name.
+        account: String,
+        /// The platform's reason.
+        detail: String,
+    },
+    /// The keyring did not answer in time (an unlock prompt nobody answered, a hung bus).
+    #[error(
+        "the system keyring did not answer within {secs} s for {account} (is it locked, waiting for an unlock prompt?)"
+    )]
+    KeyringTimeout {
+        /// The entry's user name.
+        account: String,
+        /// How long deltasync waited.
+        secs: f64,
+    },
 }
 
 #[cfg(test)]

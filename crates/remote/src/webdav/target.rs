@@ -77,8 +77,9 @@ impl Target {
         if parsed.password().is_some() {
             return Err(bad(
                 url,
-                "the URL holds a password: give it through DELTASYNC_PASSWORD or a \
-                 password_command instead, never in the URL or deltasync.toml",
+                "the URL holds a password: keep it in the system keyring (deltasync \
+                 login), DELTASYNC_PASSWORD or a password_command instead, never in the URL \
+                 or deltasync.toml",
             ));
         }
         let host = parsed
