@@ -2,6 +2,7 @@
 //! [`deltasync_engine`].
 #![forbid(unsafe_code)]
 
+mod auth;
 mod cmd_maint;
 mod demo;
 mod output;
@@ -62,10 +63,29 @@ enum Command {
         /// WebDAV user name.
         #[arg(long)]
         user: Option<String>,
+        /// Keep the WebDAV password in the system keyring (asked for when the keyring has none
+        /// for this user and server yet, and stored once the server has accepted it).
+        #[arg(long)]
+        keyring: bool,
+        /// With --keyring: read the password from standard input instead of asking.
+        #[arg(long, requires = "keyring")]
+        password_stdin: bool,
         /// Overwrite an existing deltasync.toml.
         #[arg(long)]
         force: bool,
     },
+    /// Store the WebDAV password in the system keyring (checked with the server first), and
+    /// have deltasync.toml read it from there.
+    Login {
+        /// The WebDAV user name (default: auth.user, or the one in the URL).
+        #[arg(long)]
+        user: Option<String>,
+        /// Read the password from standard input instead of asking.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Remove the WebDAV password from the system keyring.
+    Logout,
     /// Show the workspace's state: device, remote head, collections, conflicts (no request).
     Status {
         /// Machine-readable output.
@@ -349,6 +369,7 @@ fn exit_code_of(e: &anyhow::Error) -> u8 {
     match e.downcast_ref::<EngineError>() {
         Some(EngineError::MassDelete { .. } | EngineError::ReadOnly(_)) => exit::REFUSED,
         Some(err) if err.is_temporary() => exit::TEMPORARY,
+        _ if auth::is_temporary(e) => exit::TEMPORARY,
         _ => exit::ERROR,
     }
 }
@@ -376,8 +397,26 @@ fn run(cli: Cli) -> Result<u8> {
             device,
             collections,
             user,
+            keyring,
+            password_stdin,
             force,
-        } => init(&dir, remote, device, collections, user, force),
+        } => init(
+            &dir,
+            InitArgs {
+                remote,
+                device,
+                specs: collections,
+                user,
+                keyring,
+                password_stdin,
+                force,
+            },
+        ),
+        Command::Login {
+            user,
+            password_stdin,
+        } => auth::login(&dir, user, password_stdin),
+        Command::Logout => auth::logout(&dir),
         Command::Status { json } => {
             let engine = open(&dir)?;
             let status = engine.status()?;
@@ -466,14 +505,27 @@ fn run(cli: Cli) -> Result<u8> {
     }
 }
 
-fn init(
-    dir: &Path,
+/// What `init` was given.
+struct InitArgs {
     remote: String,
     device: Option<String>,
     specs: Vec<String>,
     user: Option<String>,
+    keyring: bool,
+    password_stdin: bool,
     force: bool,
-) -> Result<u8> {
+}
+
+fn init(dir: &Path, args: InitArgs) -> Result<u8> {
+    let InitArgs {
+        remote,
+        device,
+        specs,
+        user,
+        keyring,
+        password_stdin,
+        force,
+    } = args;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(deltasync_engine::config::CONFIG_FILE);
     if path.exists() && !force {
@@ -500,10 +552,35 @@ fn init(
             .collections
             .insert(name.to_string(), CollectionConfig::parse_spec(rest)?);
     }
+    let mut new_password = None;
+    let mut keyring_entry = None;
+    if keyring {
+        if !remote::is_webdav(&config.remote) {
+            bail!(
+                "--keyring: the remote {} is a folder, it needs no password",
+                config.remote
+            );
+        }
+        config.auth.keyring = true;
+        config.validate()?;
+        let entry = remote::keyring_of(&config)?;
+        new_password = auth::password_for_init(&entry, password_stdin)?;
+        keyring_entry = Some(entry);
+    }
     config.validate()?;
-    let opened = remote::open(&config)?;
+    let opened = remote::open_with(&config, new_password.clone())?;
     println!("Probing {} …", opened.remote.describe());
     let report = opened.probe()?;
+    if let (Some(entry), Some(password)) = (&keyring_entry, &new_password) {
+        // The probe got through: the server accepts this password.
+        entry
+            .set(password)
+            .with_context(|| format!("storing the password of {}", entry.account()))?;
+        println!(
+            "Stored the password of {} in the system keyring.",
+            entry.account()
+        );
+    }
     for line in report.explain() {
         println!("  {line}");
     }

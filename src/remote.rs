@@ -1,10 +1,14 @@
 //! Opening the remote a configuration names, with its credentials and probed capabilities.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use deltasync_engine::config::{Config, ServerSettings};
-use deltasync_remote::{ProbeReport, Remote, Secret, WebDav, WebDavOptions};
+use deltasync_remote::{
+    DEFAULT_KEYRING_TIMEOUT, Keyring, ProbeReport, Remote, Secret, SecretError, WebDav,
+    WebDavOptions,
+};
 
 /// A remote, and the WebDAV handle when it is one (for the probe's raw-HTTP checks).
 pub struct Opened {
@@ -13,15 +17,45 @@ pub struct Opened {
     dav: Option<Arc<WebDav>>,
 }
 
-fn is_webdav(url: &str) -> bool {
+/// Whether `url` names a WebDAV remote (the only kind with a password).
+pub fn is_webdav(url: &str) -> bool {
     url.starts_with("http://") || url.starts_with("https://") || url.starts_with("nextcloud://")
 }
 
-/// The password, from `auth.password_command`, `auth.password_env` or `DELTASYNC_PASSWORD`
-/// (in that order); none when nothing is set. Never logged.
+/// How long a keyring call may take: `DELTASYNC_KEYRING_TIMEOUT` seconds, else 60 s (an
+/// unlock prompt must be answerable).
+fn keyring_timeout() -> Duration {
+    std::env::var("DELTASYNC_KEYRING_TIMEOUT")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(DEFAULT_KEYRING_TIMEOUT)
+}
+
+/// The keyring entry of the configured remote (`user@host[:port]`, service `deltasync`).
+pub fn keyring_of(config: &Config) -> Result<Keyring> {
+    Ok(
+        Keyring::for_remote(&config.remote, config.auth.user.as_deref())?
+            .with_timeout(keyring_timeout()),
+    )
+}
+
+/// The password, from `auth.password_command`, the system keyring (`auth.keyring`),
+/// `auth.password_env` or `DELTASYNC_PASSWORD` (only one of the first three may be set); none
+/// when nothing is set. Never logged.
 fn password(config: &Config) -> Result<Option<Secret>> {
     if let Some(cmd) = &config.auth.password_command {
         return Ok(Some(Secret::from_command(cmd)?));
+    }
+    if config.auth.keyring {
+        let keyring = keyring_of(config)?;
+        return match keyring.get() {
+            Ok(secret) => Ok(Some(secret)),
+            Err(e @ SecretError::KeyringMissing { .. }) => Err(anyhow::Error::new(e)
+                .context("no password to send: store it with `deltasync login`")),
+            Err(e) => Err(e.into()),
+        };
     }
     let var = config
         .auth
@@ -39,13 +73,23 @@ fn password(config: &Config) -> Result<Option<Secret>> {
 
 /// Opens the remote of `config`.
 pub fn open(config: &Config) -> Result<Opened> {
+    open_with(config, None)
+}
+
+/// Opens the remote of `config` with `password` instead of the configured one (`None`: the
+/// configured one).
+pub fn open_with(config: &Config, password: Option<Secret>) -> Result<Opened> {
     if !is_webdav(&config.remote) {
         let remote = deltasync_remote::open(&config.remote, &WebDavOptions::default())?;
         return Ok(Opened { remote, dav: None });
     }
+    let password = match password {
+        Some(p) => Some(p),
+        None => self::password(config)?,
+    };
     let mut options = WebDavOptions {
         user: config.auth.user.clone(),
-        password: password(config)?,
+        password,
         allow_insecure_http: config.auth.allow_insecure_http,
         ..WebDavOptions::default()
     };

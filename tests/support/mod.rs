@@ -1,0 +1,92 @@
+//! Helpers shared by the binary's integration tests: running `deltasync` as a child process
+//! with a clean environment, and what one run gave.
+#![allow(dead_code)] // Each test binary uses a different part.
+
+use std::process::{Command, Output};
+
+/// Exit codes (README, `src/main.rs` `exit`).
+pub const EXIT_OK: i32 = 0;
+/// An error.
+pub const EXIT_ERROR: i32 = 1;
+/// A temporary failure: try again.
+pub const EXIT_TEMPORARY: i32 = 3;
+/// Done, but something needs a person.
+pub const EXIT_ATTENTION: i32 = 5;
+
+/// The `deltasync` binary, with no log filter, no password and no proxy from the test's own
+/// environment (all traffic stays on 127.0.0.1).
+pub fn deltasync() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_deltasync"));
+    c.env_remove("DELTASYNC_LOG")
+        .env_remove("DELTASYNC_PASSWORD")
+        .env_remove("DELTASYNC_KEYRING_TIMEOUT");
+    for var in [
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+    ] {
+        c.env_remove(var);
+    }
+    c.env("NO_PROXY", "127.0.0.1,localhost");
+    c
+}
+
+/// What one `deltasync` run gave.
+pub struct Run {
+    /// The exit code (`None` when a signal ended it).
+    pub code: Option<i32>,
+    /// The signal that ended the process, if one did.
+    pub signal: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Run {
+    /// From a finished process's output.
+    pub fn of(out: Output) -> Run {
+        use std::os::unix::process::ExitStatusExt;
+        Run {
+            code: out.status.code(),
+            signal: out.status.signal(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs `cmd` to its end.
+    pub fn command(cmd: &mut Command) -> Run {
+        Run::of(
+            cmd.output()
+                .unwrap_or_else(|e| panic!("running {cmd:?}: {e}")),
+        )
+    }
+
+    /// Standard output as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{self}"))
+    }
+
+    /// Both outputs together.
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.signal {
+            Some(signal) => write!(f, "killed by signal {signal}")?,
+            None => write!(f, "exit {:?}", self.code)?,
+        }
+        write!(
+            f,
+            "\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.stdout, self.stderr
+        )
+    }
+}
