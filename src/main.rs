@@ -350,7 +350,7 @@ fn init_logging(daemon: bool) {
 
 /// The error and its causes, each cause once: library errors often repeat their source in
 /// their own message, so a cause already contained in the text so far is skipped.
-fn error_chain(e: &anyhow::Error) -> String {
+pub(crate) fn error_chain(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain() {
         let text = cause.to_string();
@@ -365,7 +365,7 @@ fn error_chain(e: &anyhow::Error) -> String {
     out
 }
 
-fn exit_code_of(e: &anyhow::Error) -> u8 {
+pub(crate) fn exit_code_of(e: &anyhow::Error) -> u8 {
     match e.downcast_ref::<EngineError>() {
         Some(EngineError::MassDelete { .. } | EngineError::ReadOnly(_)) => exit::REFUSED,
         Some(err) if err.is_temporary() => exit::TEMPORARY,

@@ -143,7 +143,7 @@ pub fn run(dir: &Path, opts: Options) -> Result<u8> {
     crate::load(&root)?;
     let state_dir = root.join(STATE_DIR);
     let _lock = record::acquire(&state_dir)?;
-    let engine = crate::open(&root)?;
+    let engine = open_patiently(&root)?;
 
     let (tx, rx) = mpsc::channel::<Msg>();
     spawn_signal_thread(tx.clone())?;
@@ -187,6 +187,28 @@ pub fn run(dir: &Path, opts: Options) -> Result<u8> {
         "watching"
     );
     w.run()
+}
+
+/// Opens the workspace, waiting (with backoff, until a signal ends the process) while that
+/// fails for a reason that passes: a keyring still locked after boot, or one that does not
+/// answer yet. Other errors end the watcher.
+fn open_patiently(root: &Path) -> Result<Engine> {
+    let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(120), u32::MAX);
+    loop {
+        match crate::open(root) {
+            Ok(engine) => return Ok(engine),
+            Err(e) if crate::exit_code_of(&e) == crate::exit::TEMPORARY => {
+                let wait = backoff.next_delay().unwrap_or(Duration::from_secs(120));
+                tracing::warn!(
+                    error = %crate::error_chain(&e),
+                    retry_in_s = wait.as_secs(),
+                    "cannot open the workspace yet"
+                );
+                std::thread::sleep(wait);
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn error_backoff() -> Backoff {

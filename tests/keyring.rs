@@ -164,6 +164,14 @@ fn init_login_sync_and_logout_through_the_keyring() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut with_stdin = args.clone();
     with_stdin.push("--password-stdin");
+    // A mistyped password: the probe is refused, nothing is stored, no deltasync.toml.
+    let r = s.run_with_stdin("a", &with_stdin, "mistyped\n");
+    assert_eq!(r.code, Some(EXIT_ERROR), "{r}");
+    assert!(r.stderr.contains("401"), "{r}");
+    assert!(!r.all().contains("mistyped"), "{r}");
+    assert_eq!(s.keyring.lookup(SERVICE, &account), None);
+    assert!(!s.dir("a").join("deltasync.toml").exists());
+
     let r = s.run_with_stdin("a", &with_stdin, &format!("{pw}\n"));
     assert_eq!(r.code, Some(EXIT_OK), "{r}");
     s.assert_no_password(&r);
@@ -383,4 +391,51 @@ fn keyring_needs_a_user_and_a_webdav_remote() {
             .stdin(Stdio::null()),
     );
     assert_eq!(r.code, Some(2), "{r}");
+}
+
+#[test]
+fn watch_waits_for_a_keyring_that_does_not_answer_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    keyring_workspace(dir.path(), "https://cloud.example.org/dav", "me");
+    let socket = dir.path().join("silent-bus");
+    let listener = UnixListener::bind(&socket).unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            held.push(conn);
+        }
+    });
+    let log = dir.path().join("watch.log");
+    let mut child = deltasync()
+        .arg("-C")
+        .arg(dir.path())
+        .arg("watch")
+        .env(
+            "DBUS_SESSION_BUS_ADDRESS",
+            format!("unix:path={}", socket.display()),
+        )
+        .env("DELTASYNC_KEYRING_TIMEOUT", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("cannot open the workspace yet") || Instant::now() > deadline {
+            break text;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "watch exited instead of waiting:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(text.contains("did not answer within 1 s"), "{text}");
+    // Still waiting, not failed, a moment later.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(child.try_wait().unwrap().is_none(), "watch exited:\n{text}");
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
