@@ -280,6 +280,19 @@ fn login_replaces_a_password_variable_and_a_wrong_keyring_password_is_refused() 
     // Put right by secret-tool: deltasync reads what another client stored.
     s.keyring.store(SERVICE, &account, &pw).unwrap();
     s.ok("a", &["sync"]);
+
+    // A locked keyring (screen lock, logout) whose unlock prompt cannot be shown: a temporary
+    // failure that says why, at once.
+    s.keyring.lock().unwrap();
+    let start = Instant::now();
+    let r = s.run("a", &["sync"]);
+    assert_eq!(r.code, Some(EXIT_TEMPORARY), "{r}");
+    assert!(r.stderr.contains("is it locked?"), "{r}");
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
     s.assert_password_in_no_file();
 }
 

@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 use crate::{in_ci, signal_group, which};
 
 /// The programs the keyring needs, with the Debian package of each.
-const PROGRAMS: [(&str, &str); 3] = [
+const PROGRAMS: [(&str, &str); 4] = [
     ("dbus-daemon", "dbus-daemon"),
+    ("dbus-send", "dbus-bin"),
     ("gnome-keyring-daemon", "gnome-keyring"),
     ("secret-tool", "libsecret-tools"),
 ];
@@ -287,6 +288,34 @@ impl SecretService {
     /// when there is none.
     pub fn lookup(&self, service: &str, username: &str) -> Option<String> {
         self.secret_tool(&["lookup", "service", service, "username", username], None)
+    }
+
+    /// Locks the default (login) collection, as a screen lock or a logout would. Unlocking it
+    /// again needs a prompt, which this headless keyring cannot show: a client then gets
+    /// "prompt dismissed".
+    pub fn lock(&self) -> Result<(), SecretServiceError> {
+        let mut cmd = Command::new("dbus-send");
+        cmd.args([
+            "--session",
+            "--print-reply",
+            "--reply-timeout=10000",
+            "--dest=org.freedesktop.secrets",
+            "/org/freedesktop/secrets",
+            "org.freedesktop.Secret.Service.Lock",
+            "array:objpath:/org/freedesktop/secrets/collection/login",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+        self.apply_env(&mut cmd);
+        let out = cmd.output().map_err(|e| failed("dbus-send Lock", e))?;
+        if !out.status.success() {
+            return Err(failed(
+                "dbus-send Lock",
+                String::from_utf8_lossy(&out.stderr),
+            ));
+        }
+        Ok(())
     }
 
     /// The keyring daemon's log.
