@@ -420,12 +420,20 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Status { json } => {
             let engine = open(&dir)?;
             let status = engine.status()?;
+            let (kind, detail) = remote::password_source(engine.config());
             if json {
                 let mut value = serde_json::to_value(&status)?;
+                value["password_from"] = serde_json::json!({"kind": kind, "detail": detail});
                 value["watcher"] = watch::status_json(&dir);
                 output::json(&value)?;
             } else {
                 output::status(&status);
+                match kind {
+                    "keyring" => println!("password: system keyring ({detail})"),
+                    "command" => println!("password: the command '{detail}'"),
+                    "env" => println!("password: environment variable ${detail}"),
+                    _ => {}
+                }
                 watch::print_status(&dir);
             }
             Ok(exit::OK)

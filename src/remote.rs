@@ -71,6 +71,31 @@ fn password(config: &Config) -> Result<Option<Secret>> {
     }
 }
 
+/// Where the password comes from, for `status`, without reading it: `(kind, detail)` with kind
+/// `keyring` (detail: the entry's user name), `command` (its first word), `env` (the variable)
+/// or `none` (a folder remote).
+pub fn password_source(config: &Config) -> (&'static str, String) {
+    let auth = &config.auth;
+    if !is_webdav(&config.remote) {
+        return ("none", String::new());
+    }
+    if let Some(cmd) = &auth.password_command {
+        let program = cmd.split_whitespace().next().unwrap_or_default();
+        return ("command", program.to_string());
+    }
+    if auth.keyring {
+        let account = Keyring::for_remote(&config.remote, auth.user.as_deref())
+            .map(|k| k.account().to_string())
+            .unwrap_or_default();
+        return ("keyring", account);
+    }
+    let var = auth
+        .password_env
+        .clone()
+        .unwrap_or_else(|| deltasync_remote::PASSWORD_ENV.to_string());
+    ("env", var)
+}
+
 /// Opens the remote of `config`.
 pub fn open(config: &Config) -> Result<Opened> {
     open_with(config, None)

@@ -185,9 +185,18 @@ fn init_login_sync_and_logout_through_the_keyring() {
     let toml = std::fs::read_to_string(s.dir("a").join("deltasync.toml")).unwrap();
     assert!(toml.contains("keyring = true"), "{toml}");
 
-    // Syncs take the password from the keyring alone.
+    // Syncs take the password from the keyring alone; status says so.
     s.write_task("a", "t1", "from a");
     s.ok("a", &["sync"]);
+    let r = s.ok("a", &["status"]);
+    assert!(
+        r.stdout
+            .contains(&format!("password: system keyring ({account})")),
+        "{r}"
+    );
+    let v = s.ok("a", &["status", "--json"]).json();
+    assert_eq!(v["password_from"]["kind"], "keyring");
+    assert_eq!(v["password_from"]["detail"], account.as_str());
 
     // B joins with the password already in the keyring: nothing is asked (stdin is closed).
     let r = s.ok("b", &args);
