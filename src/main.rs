@@ -418,7 +418,10 @@ fn run(cli: Cli) -> Result<u8> {
         } => auth::login(&dir, user, password_stdin),
         Command::Logout => auth::logout(&dir),
         Command::Status { json } => {
-            let engine = open(&dir)?;
+            // status sends no request: it needs no password (the keyring may be locked).
+            let config = load(&dir)?;
+            let opened = remote::open_offline(&config)?;
+            let engine = Engine::with_remote(&dir, config, opened.remote)?;
             let status = engine.status()?;
             let (kind, detail) = remote::password_source(engine.config());
             if json {

@@ -104,14 +104,25 @@ pub fn open(config: &Config) -> Result<Opened> {
 /// Opens the remote of `config` with `password` instead of the configured one (`None`: the
 /// configured one).
 pub fn open_with(config: &Config, password: Option<Secret>) -> Result<Opened> {
+    let password = match password {
+        Some(p) => Some(p),
+        None if is_webdav(&config.remote) => self::password(config)?,
+        None => None,
+    };
+    open_inner(config, password)
+}
+
+/// Opens the remote of `config` without asking for the password, for commands that send no
+/// request (`status`): a locked keyring or a missing variable does not stop them.
+pub fn open_offline(config: &Config) -> Result<Opened> {
+    open_inner(config, None)
+}
+
+fn open_inner(config: &Config, password: Option<Secret>) -> Result<Opened> {
     if !is_webdav(&config.remote) {
         let remote = deltasync_remote::open(&config.remote, &WebDavOptions::default())?;
         return Ok(Opened { remote, dav: None });
     }
-    let password = match password {
-        Some(p) => Some(p),
-        None => self::password(config)?,
-    };
     let mut options = WebDavOptions {
         user: config.auth.user.clone(),
         password,

@@ -302,6 +302,10 @@ fn login_replaces_a_password_variable_and_a_wrong_keyring_password_is_refused() 
         "{:?}",
         start.elapsed()
     );
+    // status sends no request and needs no password: it still works, and says where the
+    // password would come from.
+    let r = s.ok("a", &["status"]);
+    assert!(r.stdout.contains("password: system keyring"), "{r}");
     s.assert_password_in_no_file();
 }
 
