@@ -232,7 +232,19 @@ fn init_login_sync_and_logout_through_the_keyring() {
     s.assert_no_password(&r);
     assert_eq!(s.keyring.lookup(SERVICE, &account).as_deref(), Some(&*pw));
     s.write_task("b", "t2", "from b");
-    s.ok("b", &["sync"]);
+    // Even the most verbose log holds no password (nor its basic-auth encoding).
+    let r = Run::command(
+        s.cmd("b", &["sync"])
+            .env("DELTASYNC_LOG", "trace")
+            .stdin(Stdio::null()),
+    );
+    assert_eq!(r.code, Some(EXIT_OK), "{r}");
+    s.assert_no_password(&r);
+    let basic = base64_of(&format!("{}:{pw}", s.server.user()));
+    assert!(
+        !r.all().contains(&basic),
+        "the Authorization header was logged"
+    );
     s.ok("a", &["sync"]);
     assert!(s.read_task("a", "t2").unwrap().contains("from b"));
 
@@ -464,4 +476,31 @@ fn watch_waits_for_a_keyring_that_does_not_answer_yet() {
     assert!(child.try_wait().unwrap().is_none(), "watch exited:\n{text}");
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// Standard base64 (RFC 4648, with padding), to look for a logged basic-auth header.
+fn base64_of(text: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n =
+            chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn base64_matches_rfc_4648() {
+    assert_eq!(base64_of("f"), "Zg==");
+    assert_eq!(base64_of("fo"), "Zm8=");
+    assert_eq!(base64_of("foo"), "Zm9v");
+    assert_eq!(base64_of("deltasync:pw"), "ZGVsdGFzeW5jOnB3");
 }
