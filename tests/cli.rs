@@ -1,39 +1,24 @@
 //! The `deltasync` binary on two workspaces sharing a local-folder remote.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use serde_json::{Value, json};
+use support::{EXIT_ATTENTION, EXIT_ERROR, Run, deltasync, write_renamed};
 
 struct Ws {
     dir: PathBuf,
 }
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_deltasync"));
-    c.env_remove("DELTASYNC_LOG");
-    c
-}
-
-fn run(dir: &Path, args: &[&str]) -> Output {
-    bin()
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("run deltasync")
+fn run(dir: &Path, args: &[&str]) -> Run {
+    Run::command(deltasync().arg("-C").arg(dir).args(args))
 }
 
 fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = run(dir, args);
-    assert!(
-        out.status.success(),
-        "deltasync {args:?} failed ({:?}):\n{}\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    run(dir, args)
+        .expect_ok(format_args!("deltasync {args:?}"))
+        .stdout
 }
 
 impl Ws {
@@ -41,12 +26,7 @@ impl Ws {
         self.dir.join(rel)
     }
     fn write(&self, rel: &str, v: &Value) {
-        let p = self.path(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        // App-style save: temp file, then rename.
-        let tmp = p.with_extension("json.tmp~");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(v).unwrap()).unwrap();
-        std::fs::rename(&tmp, &p).unwrap();
+        write_renamed(&self.path(rel), v);
     }
     fn read(&self, rel: &str) -> Option<Value> {
         Some(serde_json::from_slice(&std::fs::read(self.path(rel)).ok()?).unwrap())
@@ -55,17 +35,8 @@ impl Ws {
         ok(&self.dir, &["sync"])
     }
     fn sync_json(&self) -> (Option<i32>, Value) {
-        let out = run(&self.dir, &["sync", "--json"]);
-        (
-            out.status.code(),
-            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-                panic!(
-                    "{e}: {}\n{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                )
-            }),
-        )
+        let r = run(&self.dir, &["sync", "--json"]);
+        (r.code, r.json())
     }
 }
 
@@ -125,7 +96,11 @@ fn different_fields_merge_and_same_field_gives_a_receipt() {
     );
     a.sync();
     let (code, report) = b.sync_json();
-    assert_eq!(code, Some(5), "a conflict needs attention: {report}");
+    assert_eq!(
+        code,
+        Some(EXIT_ATTENTION),
+        "a conflict needs attention: {report}"
+    );
     assert_eq!(report["conflicts"].as_array().unwrap().len(), 1);
     a.sync();
     let (ta, tb) = (
@@ -182,9 +157,9 @@ fn half_written_file_is_reported_and_nothing_is_lost() {
     a.sync();
     b.sync();
     std::fs::write(a.path("tasks/t1.json"), b"{\n  \"title\": \"mi").unwrap();
-    let out = run(&a.dir, &["sync"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(5), "{stdout}");
+    let r = run(&a.dir, &["sync"]);
+    let stdout = &r.stdout;
+    assert_eq!(r.code, Some(EXIT_ATTENTION), "{stdout}");
     assert!(stdout.contains("t1.json"), "{stdout}");
     assert!(stdout.contains("line 2"), "names the position: {stdout}");
     b.sync();
@@ -231,9 +206,9 @@ fn diff_reports_both_directions() {
 #[test]
 fn unknown_collection_lists_the_valid_ones() {
     let (_t, a, _b) = two(&["tasks=dir:tasks", "projects=dir:projects"]);
-    let out = run(&a.dir, &["diff", "Foo"]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let r = run(&a.dir, &["diff", "Foo"]);
+    assert_eq!(r.code, Some(EXIT_ERROR));
+    let err = &r.stderr;
     assert!(
         err.contains("unknown collection 'Foo'; valid collections: projects, tasks"),
         "{err}"
@@ -243,10 +218,10 @@ fn unknown_collection_lists_the_valid_ones() {
 #[test]
 fn usage_errors_exit_2_and_missing_workspace_is_explained() {
     let tmp = tempfile::tempdir().unwrap();
-    assert_eq!(run(tmp.path(), &["frobnicate"]).status.code(), Some(2));
-    let out = run(tmp.path(), &["sync"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("deltasync init"));
+    assert_eq!(run(tmp.path(), &["frobnicate"]).code, Some(2));
+    let r = run(tmp.path(), &["sync"]);
+    assert_eq!(r.code, Some(EXIT_ERROR));
+    assert!(r.stderr.contains("deltasync init"));
 }
 
 #[test]
@@ -261,13 +236,9 @@ fn status_json() {
 
 #[test]
 fn demo_runs() {
-    let out = bin().args(["demo", "--entities", "50"]).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let r =
+        Run::command(deltasync().args(["demo", "--entities", "50"])).expect_ok("deltasync demo");
+    let stdout = &r.stdout;
     assert!(stdout.contains("no conflict"), "{stdout}");
     assert!(stdout.contains("kept in receipt"), "{stdout}");
     assert!(stdout.contains("bytes up"), "{stdout}");

@@ -15,14 +15,17 @@
 //! (`scripts/install-test-servers` installs it). Each wait has a deadline; watchers are killed
 //! when a test ends. The tests run one at a time (timing on a 2-core machine).
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use deltasync_testservers::{Kind, Server, start_or_skip};
 use serde_json::{Value, json};
+use support::{EXIT_ERROR, EXIT_OK, Run, deltasync};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -41,40 +44,23 @@ struct Dev {
 
 impl Dev {
     fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_deltasync"));
-        c.env_remove("DELTASYNC_LOG")
-            .env("DELTASYNC_PASSWORD", &self.password)
-            .env("NO_PROXY", "127.0.0.1,localhost")
+        let mut c = deltasync();
+        c.env("DELTASYNC_PASSWORD", &self.password)
             .arg("-C")
             .arg(&self.dir)
             .args(args);
-        for var in [
-            "http_proxy",
-            "https_proxy",
-            "all_proxy",
-            "HTTP_PROXY",
-            "HTTPS_PROXY",
-        ] {
-            c.env_remove(var);
-        }
         c
     }
 
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("running deltasync")
+    fn run(&self, args: &[&str]) -> Run {
+        Run::command(&mut self.command(args))
     }
 
+    /// Runs and expects exit code 0; returns standard output.
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{}: deltasync {args:?} failed ({:?}):\n{}\n{}",
-            self.name,
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        self.run(args)
+            .expect_ok(format_args!("{}: deltasync {args:?}", self.name))
+            .stdout
     }
 
     /// Starts `deltasync watch` (poll 500 ms), its log in a file.
@@ -161,11 +147,7 @@ impl Dev {
 
     /// An app-style save: a temp file, then a rename over the file.
     fn write_renamed(&self, rel: &str, v: &Value) {
-        let p = self.path(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        let tmp = p.with_extension("json.tmp~");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(v).unwrap()).unwrap();
-        std::fs::rename(&tmp, &p).unwrap();
+        support::write_renamed(&self.path(rel), v);
     }
 
     fn read(&self, rel: &str) -> Option<Value> {
@@ -374,8 +356,8 @@ fn an_edit_on_a_appears_on_b_and_back() {
     assert_eq!(json["watcher"]["record"]["pid"], json!(pid));
     assert!(json["watcher"]["record"]["last_push_ms"].is_u64(), "{json}");
     let second = p.a.run(&["watch"]);
-    assert_eq!(second.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.code, Some(EXIT_ERROR));
+    let err = &second.stderr;
     assert!(
         err.contains(&format!(
             "another watcher is running on this workspace (pid {pid}"
@@ -385,7 +367,7 @@ fn an_edit_on_a_appears_on_b_and_back() {
 
     // SIGTERM: exit 0, and status says so.
     let st = p.a.stop_watch();
-    assert_eq!(st.code(), Some(0), "{}", p.a.log_text());
+    assert_eq!(st.code(), Some(EXIT_OK), "{}", p.a.log_text());
     let status = p.a.ok(&["status"]);
     assert!(status.contains("watcher:  not running"), "{status}");
 }
@@ -442,7 +424,7 @@ fn sigterm_in_the_middle_of_a_burst_loses_nothing() {
     let status = p.a.wait_exit();
     assert_eq!(
         status.code(),
-        Some(0),
+        Some(EXIT_OK),
         "A's exit after SIGTERM\n{}",
         p.a.log_text()
     );

@@ -20,14 +20,17 @@
 //!
 //! Timings are printed (`--nocapture`); docs/servers.md records a run.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use deltasync_testservers::{Kind, Server, start_or_skip};
 use serde_json::{Value, json};
+use support::{EXIT_ATTENTION, EXIT_ERROR, EXIT_OK, EXIT_TEMPORARY, Run, deltasync};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -54,11 +57,6 @@ fn commits_for(kind: Kind) -> usize {
 /// How often a sync that exits 3 (temporary) is tried again.
 const TEMPORARY_RETRIES: usize = 5;
 
-const EXIT_OK: i32 = 0;
-const EXIT_ERROR: i32 = 1;
-const EXIT_TEMPORARY: i32 = 3;
-const EXIT_ATTENTION: i32 = 5;
-
 /// The classes the probe may honestly measure on each server (docs/servers.md, "Measured").
 fn expected_classes(kind: Kind) -> &'static [&'static str] {
     match kind {
@@ -80,45 +78,6 @@ fn class_is_stable(kind: Kind) -> bool {
     expected_classes(kind).len() == 1
 }
 
-/// What one `deltasync` run gave.
-struct Run {
-    code: Option<i32>,
-    /// The signal that ended the process, if one did.
-    signal: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn of(out: Output) -> Run {
-        use std::os::unix::process::ExitStatusExt;
-        Run {
-            code: out.status.code(),
-            signal: out.status.signal(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{self}"))
-    }
-}
-
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.signal {
-            Some(signal) => write!(f, "killed by signal {signal}")?,
-            None => write!(f, "exit {:?}", self.code)?,
-        }
-        write!(
-            f,
-            "\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.stdout, self.stderr
-        )
-    }
-}
-
 /// One workspace (device) on the server's remote.
 struct Dev {
     name: String,
@@ -127,46 +86,25 @@ struct Dev {
 }
 
 impl Dev {
+    /// `deltasync -C <dir> args…` with this device's password (and no proxy: all traffic
+    /// stays on 127.0.0.1).
     fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_deltasync"));
-        c.env_remove("DELTASYNC_LOG")
-            .env("DELTASYNC_PASSWORD", &self.password)
+        let mut c = deltasync();
+        c.env("DELTASYNC_PASSWORD", &self.password)
             .arg("-C")
             .arg(&self.dir)
             .args(args);
-        // All traffic stays on 127.0.0.1: no proxy in between.
-        for var in [
-            "http_proxy",
-            "https_proxy",
-            "all_proxy",
-            "HTTP_PROXY",
-            "HTTPS_PROXY",
-            "ALL_PROXY",
-        ] {
-            c.env_remove(var);
-        }
-        c.env("NO_PROXY", "127.0.0.1,localhost");
         c
     }
 
     fn run(&self, args: &[&str]) -> Run {
-        Run::of(
-            self.command(args)
-                .output()
-                .unwrap_or_else(|e| panic!("running deltasync {args:?}: {e}")),
-        )
+        Run::command(&mut self.command(args))
     }
 
     /// Runs and expects exit code 0.
     fn ok(&self, args: &[&str]) -> Run {
-        let r = self.run(args);
-        assert_eq!(
-            r.code,
-            Some(EXIT_OK),
-            "{}: deltasync {args:?} failed:\n{r}",
-            self.name
-        );
-        r
+        self.run(args)
+            .expect_ok(format_args!("{}: deltasync {args:?}", self.name))
     }
 
     /// `sync --json`, retried while it exits 3 (temporary); returns the last run, its report
@@ -204,11 +142,7 @@ impl Dev {
 
     /// An app-style save: a temp file, then a rename.
     fn write(&self, rel: &str, v: &Value) {
-        let p = self.path(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        let tmp = p.with_extension("json.tmp~");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(v).unwrap()).unwrap();
-        std::fs::rename(&tmp, &p).unwrap();
+        support::write_renamed(&self.path(rel), v);
     }
 
     fn read(&self, rel: &str) -> Option<Value> {
@@ -658,7 +592,7 @@ fn wrong_password_is_refused_without_showing_it(m: &Matrix, a: &Dev) {
             Some(EXIT_ERROR),
             "{k}: {what} with a wrong password:\n{r}"
         );
-        let text = format!("{}\n{}", r.stdout, r.stderr);
+        let text = r.all();
         assert!(
             text.contains(&url),
             "{k}: {what}: the error does not name {url}:\n{r}"

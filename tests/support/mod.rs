@@ -2,6 +2,7 @@
 //! with a clean environment, and what one run gave.
 #![allow(dead_code)] // Each test binary uses a different part.
 
+use std::path::Path;
 use std::process::{Command, Output};
 
 /// Exit codes (README, `src/main.rs` `exit`).
@@ -75,6 +76,13 @@ impl Run {
     pub fn all(&self) -> String {
         format!("{}\n{}", self.stdout, self.stderr)
     }
+
+    /// The run itself, after asserting that it exited 0; `what` (say the device and the
+    /// arguments) begins the panic message otherwise.
+    pub fn expect_ok(self, what: impl std::fmt::Display) -> Run {
+        assert_eq!(self.code, Some(EXIT_OK), "{what} failed:\n{self}");
+        self
+    }
 }
 
 impl std::fmt::Display for Run {
@@ -89,4 +97,13 @@ impl std::fmt::Display for Run {
             self.stdout, self.stderr
         )
     }
+}
+
+/// An app-style save of `v` as pretty JSON at `path`: a temp file next to it, then a rename
+/// over it (its folder made first if need be).
+pub fn write_renamed(path: &Path, v: &serde_json::Value) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let tmp = path.with_extension("json.tmp~");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(v).unwrap()).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
 }
