@@ -334,20 +334,36 @@ fn keyring_workspace(dir: &Path, url: &str, user: &str) {
     .unwrap();
 }
 
+/// A "bus" in `dir` that accepts connections and never says a word; its socket's path.
+fn silent_bus(dir: &Path) -> std::path::PathBuf {
+    let socket = dir.join("silent-bus");
+    let listener = UnixListener::bind(&socket).unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            held.push(conn);
+        }
+    });
+    socket
+}
+
+/// `deltasync -C dir command` with the session bus at `socket`.
+fn bus_command(dir: &Path, socket: &Path, command: &str) -> Command {
+    let mut c = deltasync();
+    c.arg("-C").arg(dir).arg(command).env(
+        "DBUS_SESSION_BUS_ADDRESS",
+        format!("unix:path={}", socket.display()),
+    );
+    c
+}
+
 #[test]
 fn no_keyring_on_the_bus_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     keyring_workspace(dir.path(), "https://cloud.example.org/dav", "me");
     let start = Instant::now();
     let r = Run::command(
-        deltasync()
-            .arg("-C")
-            .arg(dir.path())
-            .arg("sync")
-            .env(
-                "DBUS_SESSION_BUS_ADDRESS",
-                format!("unix:path={}", dir.path().join("no-bus").display()),
-            )
+        bus_command(dir.path(), &dir.path().join("no-bus"), "sync")
             .env("XDG_RUNTIME_DIR", dir.path())
             .stdin(Stdio::null()),
     );
@@ -364,25 +380,10 @@ fn no_keyring_on_the_bus_is_a_clear_error() {
 fn a_keyring_that_never_answers_times_out_as_temporary() {
     let dir = tempfile::tempdir().unwrap();
     keyring_workspace(dir.path(), "https://cloud.example.org/dav", "me");
-    // A "bus" that accepts connections and never says a word.
-    let socket = dir.path().join("silent-bus");
-    let listener = UnixListener::bind(&socket).unwrap();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for conn in listener.incoming() {
-            held.push(conn);
-        }
-    });
+    let socket = silent_bus(dir.path());
     let start = Instant::now();
     let r = Run::command(
-        deltasync()
-            .arg("-C")
-            .arg(dir.path())
-            .arg("sync")
-            .env(
-                "DBUS_SESSION_BUS_ADDRESS",
-                format!("unix:path={}", socket.display()),
-            )
+        bus_command(dir.path(), &socket, "sync")
             .env("DELTASYNC_KEYRING_TIMEOUT", "2")
             .stdin(Stdio::null()),
     );
@@ -435,23 +436,9 @@ fn keyring_needs_a_user_and_a_webdav_remote() {
 fn watch_waits_for_a_keyring_that_does_not_answer_yet() {
     let dir = tempfile::tempdir().unwrap();
     keyring_workspace(dir.path(), "https://cloud.example.org/dav", "me");
-    let socket = dir.path().join("silent-bus");
-    let listener = UnixListener::bind(&socket).unwrap();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for conn in listener.incoming() {
-            held.push(conn);
-        }
-    });
+    let socket = silent_bus(dir.path());
     let log = dir.path().join("watch.log");
-    let mut child = deltasync()
-        .arg("-C")
-        .arg(dir.path())
-        .arg("watch")
-        .env(
-            "DBUS_SESSION_BUS_ADDRESS",
-            format!("unix:path={}", socket.display()),
-        )
+    let mut child = bus_command(dir.path(), &socket, "watch")
         .env("DELTASYNC_KEYRING_TIMEOUT", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -4,16 +4,17 @@
 //!
 //! Timings are printed (`--nocapture`).
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use deltasync_testservers::{Kind, Server, start_or_skip};
 use serde_json::{Value, json};
+use support::{EXIT_OK, EXIT_TEMPORARY, Run, deltasync, write_renamed};
 
-const EXIT_OK: i32 = 0;
-const EXIT_TEMPORARY: i32 = 3;
 const EXIT_REFUSED: i32 = 4;
 
 /// A workspace (device), on a folder remote or a WebDAV one.
@@ -22,56 +23,13 @@ struct Dev {
     password: Option<String>,
 }
 
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-impl Run {
-    fn of(out: Output) -> Run {
-        Run {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{self}"))
-    }
-}
-
 impl Dev {
     fn run(&self, args: &[&str]) -> Run {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_deltasync"));
-        c.env_remove("DELTASYNC_LOG")
-            .arg("-C")
-            .arg(&self.dir)
-            .args(args)
-            .stdin(Stdio::null());
+        let mut c = deltasync();
+        c.arg("-C").arg(&self.dir).args(args).stdin(Stdio::null());
         if let Some(p) = &self.password {
             c.env("DELTASYNC_PASSWORD", p);
         }
-        for var in [
-            "http_proxy",
-            "https_proxy",
-            "all_proxy",
-            "HTTP_PROXY",
-            "HTTPS_PROXY",
-        ] {
-            c.env_remove(var);
-        }
-        c.env("NO_PROXY", "127.0.0.1,localhost");
         Run::of(c.output().expect("run deltasync"))
     }
 
@@ -94,11 +52,7 @@ impl Dev {
     }
 
     fn write(&self, id: &str, v: &Value) {
-        let p = self.dir.join("tasks").join(format!("{id}.json"));
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        let tmp = p.with_extension("json.tmp~");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(v).unwrap()).unwrap();
-        std::fs::rename(&tmp, &p).unwrap();
+        write_renamed(&self.dir.join("tasks").join(format!("{id}.json")), v);
     }
 
     fn read(&self, id: &str) -> Option<Value> {
