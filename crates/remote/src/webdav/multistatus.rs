@@ -46,7 +46,7 @@ pub(crate) fn parse(xml: &str) -> Result<Vec<Entry>, String> {
             .map_err(|e| format!("malformed XML: {e}"))?;
         let is_dav = matches!(ns, ResolveResult::Bound(n) if n.0.as_bytes() == DAV);
         match event {
-            Event::Start(e) => {
+            Event::Start(ref e) | Event::Empty(ref e) => {
                 let name = if is_dav {
                     e.local_name().as_ref().to_string()
                 } else {
@@ -55,24 +55,16 @@ pub(crate) fn parse(xml: &str) -> Result<Vec<Entry>, String> {
                 start(&name, &stack, &mut entry, &mut props, &mut status);
                 stack.push(name);
                 text.clear();
-            }
-            Event::Empty(e) => {
-                let name = if is_dav {
-                    e.local_name().as_ref().to_string()
-                } else {
-                    String::new()
-                };
-                start(&name, &stack, &mut entry, &mut props, &mut status);
-                stack.push(name);
-                text.clear();
-                end(
-                    &mut stack,
-                    &mut entry,
-                    &mut props,
-                    &mut status,
-                    &mut entries,
-                    "",
-                );
+                if matches!(event, Event::Empty(_)) {
+                    end(
+                        &mut stack,
+                        &mut entry,
+                        &mut props,
+                        &mut status,
+                        &mut entries,
+                        "",
+                    );
+                }
             }
             Event::Text(t) => text.push_str(&t.xml10_content()),
             Event::CData(t) => text.push_str(&t.xml10_content()),
