@@ -10,7 +10,8 @@
 //! `CI=true`, so a CI run never passes by skipping.
 //!
 //! [`SecretService`] starts a private, unlocked system keyring (a D-Bus of its own and
-//! gnome-keyring) for the tests of deltasync's keyring support.
+//! gnome-keyring) for the tests of deltasync's keyring support; [`FaultProxy`] puts network
+//! failures (resets before and after the server acts, 503s, cut answers) in front of a server.
 //!
 //! ```no_run
 //! use deltasync_testservers::{Kind, start_or_skip};
@@ -20,8 +21,10 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod fault_proxy;
 mod secret_service;
 
+pub use fault_proxy::{FaultProxy, FaultStats};
 pub use secret_service::{SecretService, SecretServiceError, start_secret_service_or_skip};
 
 use std::fmt;
