@@ -11,7 +11,6 @@ use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -321,16 +320,6 @@ impl SecretService {
     /// The keyring daemon's log.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("keyring.log")).unwrap_or_default()
-    }
-
-    /// The folder holding the keyring's files (`data/keyrings/`).
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Where gnome-keyring keeps its keyring files.
-    pub fn keyrings_dir(&self) -> PathBuf {
-        self.dir.path().join("data/keyrings")
     }
 }
 
