@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use deltasync_testservers::{FaultProxy, Kind, start_or_skip};
 use serde_json::{Value, json};
-use support::{EXIT_OK, EXIT_TEMPORARY, Run, deltasync, write_renamed};
+use support::{EXIT_OK, EXIT_TEMPORARY, Run, deltasync_in, write_renamed};
 
 /// The servers run one at a time (the machine may have 2 cores).
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -44,14 +44,7 @@ struct Dev {
 
 impl Dev {
     fn run(&self, args: &[&str]) -> Run {
-        Run::command(
-            deltasync()
-                .env("DELTASYNC_PASSWORD", &self.password)
-                .arg("-C")
-                .arg(&self.dir)
-                .args(args)
-                .stdin(Stdio::null()),
-        )
+        Run::command(deltasync_in(&self.dir, Some(&self.password), args).stdin(Stdio::null()))
     }
 
     /// `sync`, again while it exits 3; returns how many attempts exited 3, and panics on any

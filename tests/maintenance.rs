@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use deltasync_testservers::{Kind, Server, start_or_skip};
 use serde_json::{Value, json};
-use support::{EXIT_OK, EXIT_TEMPORARY, Run, deltasync, write_renamed};
+use support::{EXIT_OK, EXIT_TEMPORARY, Run, deltasync_in, write_renamed};
 
 const EXIT_REFUSED: i32 = 4;
 
@@ -25,12 +25,7 @@ struct Dev {
 
 impl Dev {
     fn run(&self, args: &[&str]) -> Run {
-        let mut c = deltasync();
-        c.arg("-C").arg(&self.dir).args(args).stdin(Stdio::null());
-        if let Some(p) = &self.password {
-            c.env("DELTASYNC_PASSWORD", p);
-        }
-        Run::of(c.output().expect("run deltasync"))
+        Run::command(deltasync_in(&self.dir, self.password.as_deref(), args).stdin(Stdio::null()))
     }
 
     /// Runs, retrying while it exits 3 (temporary: a racing device, a folded delta).

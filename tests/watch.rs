@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use deltasync_testservers::{Kind, Server, start_or_skip};
 use serde_json::{Value, json};
-use support::{EXIT_ERROR, EXIT_OK, Run, deltasync};
+use support::{EXIT_ERROR, EXIT_OK, Run, deltasync_in};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -44,12 +44,7 @@ struct Dev {
 
 impl Dev {
     fn command(&self, args: &[&str]) -> Command {
-        let mut c = deltasync();
-        c.env("DELTASYNC_PASSWORD", &self.password)
-            .arg("-C")
-            .arg(&self.dir)
-            .args(args);
-        c
+        deltasync_in(&self.dir, Some(&self.password), args)
     }
 
     fn run(&self, args: &[&str]) -> Run {

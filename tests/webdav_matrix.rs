@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use deltasync_testservers::{Kind, Server, start_or_skip};
 use serde_json::{Value, json};
-use support::{EXIT_ATTENTION, EXIT_ERROR, EXIT_OK, EXIT_TEMPORARY, Run, deltasync};
+use support::{EXIT_ATTENTION, EXIT_ERROR, EXIT_OK, EXIT_TEMPORARY, Run, deltasync_in};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -89,12 +89,7 @@ impl Dev {
     /// `deltasync -C <dir> args…` with this device's password (and no proxy: all traffic
     /// stays on 127.0.0.1).
     fn command(&self, args: &[&str]) -> Command {
-        let mut c = deltasync();
-        c.env("DELTASYNC_PASSWORD", &self.password)
-            .arg("-C")
-            .arg(&self.dir)
-            .args(args);
-        c
+        deltasync_in(&self.dir, Some(&self.password), args)
     }
 
     fn run(&self, args: &[&str]) -> Run {

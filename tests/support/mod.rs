@@ -35,6 +35,17 @@ pub fn deltasync() -> Command {
     c
 }
 
+/// `deltasync -C <dir> args…` ([`deltasync`]), with `password` as `DELTASYNC_PASSWORD` when
+/// given.
+pub fn deltasync_in(dir: &Path, password: Option<&str>, args: &[&str]) -> Command {
+    let mut c = deltasync();
+    if let Some(p) = password {
+        c.env("DELTASYNC_PASSWORD", p);
+    }
+    c.arg("-C").arg(dir).args(args);
+    c
+}
+
 /// What one `deltasync` run gave.
 pub struct Run {
     /// The exit code (`None` when a signal ended it).
