@@ -156,6 +156,12 @@ pub fn verify(dir: &Path, json: bool, sample: usize, deep: bool, tolerance: f64)
             if c.differing > 0 {
                 why.push(format!("{} of {} checked differ", c.differing, c.checked));
             }
+            if !c.behind.is_empty() {
+                why.push(format!(
+                    "{} newer on the remote than this device has applied",
+                    c.behind.len()
+                ));
+            }
             let verdict = if why.is_empty() {
                 "OK".to_string()
             } else {
@@ -173,6 +179,12 @@ pub fn verify(dir: &Path, json: bool, sample: usize, deep: bool, tolerance: f64)
             println!(
                 "  differs: {}/{} field '{}': remote {} local {}",
                 d.collection, d.id, d.field, d.remote, d.local
+            );
+        }
+        if report.local_head < report.remote_head {
+            println!(
+                "this device is behind: it synced up to commit {}, the remote is at {} (run `deltasync sync`)",
+                report.local_head, report.remote_head
             );
         }
         println!(

@@ -580,10 +580,39 @@ fn init(dir: &Path, args: InitArgs) -> Result<u8> {
     }
     config.validate()?;
     let opened = remote::open_with(&config, new_password.clone())?;
-    println!("Probing {} …", opened.remote.describe());
-    let report = opened.probe()?;
+    // A remote that another device initialised holds the verdict of its probe in meta.json:
+    // a joining device takes it instead of probing again (`deltasync doctor` does on demand).
+    let recorded = opened.recorded_verdict()?;
+    let summary = match &recorded {
+        Some(settings) => {
+            println!(
+                "Joining {}: taking the verdict its first device recorded (server.cas = \"{}\"{}); `deltasync doctor` probes again.",
+                opened.remote.describe(),
+                settings.cas,
+                if settings.nextcloud {
+                    ", Nextcloud"
+                } else {
+                    ""
+                }
+            );
+            opened.assume(settings)?;
+            config.server = Some(settings.clone());
+            None
+        }
+        None => {
+            println!("Probing {} …", opened.remote.describe());
+            let report = opened.probe()?;
+            for line in report.explain() {
+                println!("  {line}");
+            }
+            config.server = Some(remote::settings_of(&report));
+            // meta.json is rewritten by every commit, so it records the probe's verdict, not
+            // the whole report (`deltasync doctor` shows that).
+            Some(report.summary_json())
+        }
+    };
     if let (Some(entry), Some(password)) = (&keyring_entry, &new_password) {
-        // The probe got through: the server accepts this password.
+        // The probe, or the read of meta.json, got through: the server accepts this password.
         entry
             .set(password)
             .with_context(|| format!("storing the password of {}", entry.account()))?;
@@ -592,14 +621,8 @@ fn init(dir: &Path, args: InitArgs) -> Result<u8> {
             entry.account()
         );
     }
-    for line in report.explain() {
-        println!("  {line}");
-    }
-    config.server = Some(remote::settings_of(&report));
     let engine = Engine::with_remote(dir, config.clone(), opened.remote)?;
-    // meta.json is rewritten by every commit, so it records the probe's verdict, not the
-    // whole report (`deltasync doctor` shows that).
-    let created = engine.init_remote(Some(report.summary_json()))?;
+    let created = engine.init_remote(summary)?;
     config.save(dir)?;
     println!(
         "Initialised workspace {} (device '{}', id {}).",
@@ -733,13 +756,29 @@ fn doctor(dir: &Path, save: bool, json: bool) -> Result<u8> {
         }
     }
     if save {
-        config.server = Some(remote::settings_of(&report));
+        // A class seen once is never upgraded by a luckier probe: keep the weakest of this
+        // probe, the one recorded here and the one recorded on the remote.
+        let probed = remote::settings_of(&report);
+        let mut kept = probed.clone();
+        if let Some(old) = &config.server {
+            kept = kept.weaker(old);
+        }
+        if let Some(recorded) = opened.recorded_verdict()? {
+            kept = kept.weaker(&recorded);
+        }
+        config.server = Some(kept.clone());
         config.save(dir)?;
         if !json {
-            println!(
-                "Recorded in deltasync.toml: server.cas = \"{}\"",
-                report.class
-            );
+            if kept.cas != probed.cas {
+                println!(
+                    "Kept server.cas = \"{}\" in deltasync.toml: an earlier probe saw it, and a \
+                     luckier probe does not upgrade a class (edit [server] in deltasync.toml if \
+                     the server itself changed).",
+                    kept.cas
+                );
+            } else {
+                println!("Recorded in deltasync.toml: server.cas = \"{}\"", kept.cas);
+            }
         }
     }
     Ok(exit::OK)

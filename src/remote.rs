@@ -19,7 +19,9 @@ pub struct Opened {
 
 /// Whether `url` names a WebDAV remote (the only kind with a password).
 pub fn is_webdav(url: &str) -> bool {
-    url.starts_with("http://") || url.starts_with("https://") || url.starts_with("nextcloud://")
+    ["http://", "https://", "nextcloud://", "nextcloud+http://"]
+        .iter()
+        .any(|scheme| url.starts_with(scheme))
 }
 
 /// How long a keyring call may take: `DELTASYNC_KEYRING_TIMEOUT` seconds, else 60 s (an
@@ -131,6 +133,7 @@ fn open_inner(config: &Config, password: Option<Secret>) -> Result<Opened> {
     };
     if let Some(server) = &config.server {
         options.capabilities = Some(server.capabilities()?);
+        options.nextcloud = server.nextcloud;
     }
     let dav = Arc::new(WebDav::open(&config.remote, &options)?);
     Ok(Opened {
@@ -154,10 +157,39 @@ impl Opened {
     }
 }
 
+impl Opened {
+    /// The probe verdict recorded in the remote's meta.json by the device that initialised
+    /// it; `None` when the remote has no meta.json (or one without a verdict this version
+    /// knows). The read is authenticated: a refused password fails here.
+    pub fn recorded_verdict(&self) -> Result<Option<ServerSettings>> {
+        let answer = self
+            .remote
+            .get(deltasync_meta::META_FILE, None)
+            .with_context(|| format!("reading meta.json on {}", self.remote.describe()))?;
+        let deltasync_remote::GetResult::Found { body, .. } = answer else {
+            return Ok(None);
+        };
+        Ok(deltasync_meta::Meta::from_bytes(&body)
+            .ok()
+            .and_then(|m| m.server)
+            .as_ref()
+            .and_then(ServerSettings::from_recorded))
+    }
+
+    /// Takes `settings` (a recorded verdict) as the server's capabilities, without probing.
+    pub fn assume(&self, settings: &ServerSettings) -> Result<()> {
+        if let Some(dav) = &self.dav {
+            dav.set_capabilities(settings.capabilities()?);
+        }
+        Ok(())
+    }
+}
+
 /// The settings to record for a probe result.
 pub fn settings_of(report: &ProbeReport) -> ServerSettings {
     ServerSettings {
         cas: report.class.to_string(),
         weak_window_ms: report.weak_window_ms,
+        nextcloud: report.nextcloud,
     }
 }

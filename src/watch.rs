@@ -414,18 +414,11 @@ impl Watcher {
         Ok(crate::exit::OK)
     }
 
-    /// Asks the remote whether meta.json changed (a conditional GET: a 304 is one request
-    /// with no body, and nothing is parsed); if it did, brings the mirror up to date. Returns
-    /// whether other devices' commits wait to be written here.
+    /// Asks the remote whether meta.json changed (the engine's fetch: a conditional GET, so
+    /// a 304 is one request with no body and nothing is parsed, except where ETags can go stale
+    /// and the engine reads meta.json in full now and then); if it did, brings the mirror up to
+    /// date. Returns whether other devices' commits wait to be written here.
     fn poll(&mut self) -> Result<bool, deltasync_engine::EngineError> {
-        if let Some(etag) = self.engine.state().get("meta_etag")?
-            && let deltasync_store::MetaRead::NotModified = self
-                .engine
-                .store()
-                .read_meta(Some(&deltasync_remote::Etag(etag)))?
-        {
-            return Ok(false);
-        }
         let (_, _, applied) = self.engine.fetch()?;
         Ok(applied > 0)
     }

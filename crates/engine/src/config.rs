@@ -129,9 +129,50 @@ pub struct ServerSettings {
     /// For `weak-window`: how long after a write an If-Match fails, in ms.
     #[serde(default)]
     pub weak_window_ms: u64,
+    /// The server answered as Nextcloud does (`OC-ETag`, `OC-FileId`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nextcloud: bool,
 }
 
 impl ServerSettings {
+    /// The settings a verdict recorded in meta.json describes (`{"cas": …, "weakWindowMs": …,
+    /// "nextcloud": true}`, [`deltasync_remote::ProbeReport::summary_json`]); `None` when it
+    /// holds no class this version knows.
+    pub fn from_recorded(v: &serde_json::Value) -> Option<ServerSettings> {
+        let cas = v.get("cas")?.as_str()?.to_string();
+        let settings = ServerSettings {
+            cas,
+            weak_window_ms: v.get("weakWindowMs").and_then(|w| w.as_u64()).unwrap_or(0),
+            nextcloud: v
+                .get("nextcloud")
+                .and_then(|n| n.as_bool())
+                .unwrap_or(false),
+        };
+        settings.capabilities().ok().map(|_| settings)
+    }
+
+    /// The weaker of two verdicts (a class once seen is never upgraded by a luckier probe):
+    /// the lower class, the longer weak window, Nextcloud if either says so.
+    pub fn weaker(self, other: &ServerSettings) -> ServerSettings {
+        use deltasync_remote::CasClass;
+        let rank = |s: &ServerSettings| match s.capabilities().map(|c| c.cas) {
+            Ok(CasClass::Atomic) => 3,
+            Ok(CasClass::WeakWindow) => 2,
+            Ok(CasClass::NonAtomic) => 1,
+            _ => 0,
+        };
+        let cas = if rank(other) < rank(&self) {
+            other.cas.clone()
+        } else {
+            self.cas
+        };
+        ServerSettings {
+            cas,
+            weak_window_ms: self.weak_window_ms.max(other.weak_window_ms),
+            nextcloud: self.nextcloud || other.nextcloud,
+        }
+    }
+
     /// The capabilities these settings describe.
     pub fn capabilities(&self) -> Result<deltasync_remote::Capabilities, ConfigError> {
         use deltasync_remote::CasClass;

@@ -48,6 +48,6 @@ pub mod state;
 mod sync;
 
 pub use sync::{
-    CollectionReport, CollectionStatus, Engine, EngineError, STATE_DIR, Status, SyncOptions,
-    SyncReport,
+    CollectionReport, CollectionStatus, Engine, EngineError, STALE_ETAG_BOUND, STATE_DIR, Status,
+    SyncOptions, SyncReport,
 };

@@ -26,7 +26,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use deltasync_meta::{
-    DELTAS_DIR, Delta, DeltaRef, EntityRecord, FORMAT_VERSION, Meta, Snapshot, sha256_hex,
+    DELTAS_DIR, Delta, DeltaRef, EntityRecord, FORMAT_VERSION, Meta, Snapshot, content_hash,
+    sha256_hex,
 };
 use deltasync_remote::CasClass;
 use deltasync_store::{MetaRead, StoreError, now_ms};
@@ -238,7 +239,7 @@ impl Engine {
         } else {
             settle
         };
-        let mut backoff = self.store_backoff();
+        let mut retry = self.commit_retry();
         let mut report = CompactReport {
             dry_run: opts.dry_run,
             ..CompactReport::default()
@@ -333,7 +334,7 @@ impl Engine {
             next.snapshot = Some(snap_ref.clone());
             next.deltas.clear();
             next.entity_versions.clear();
-            match self.store().commit_meta(&next, &etag) {
+            match self.store().commit_meta(&mut next, &etag) {
                 Ok(new_etag) => {
                     let text = String::from_utf8(next.to_bytes()).unwrap_or_default();
                     let folded = &snapshot.folded;
@@ -346,7 +347,8 @@ impl Engine {
                         }
                         s.set("generation", &generation.to_string())?;
                         s.set("meta", &text)?;
-                        s.set("meta_etag", &new_etag.0)
+                        s.set("meta_etag", &new_etag.0)?;
+                        s.set(crate::sync::REREAD_META, "1")
                     })?;
                     report.snapshot = Some(snap_ref.name.clone());
                     report.snapshot_size = snap_ref.size;
@@ -361,8 +363,8 @@ impl Engine {
                     self.store().delete_quietly(&snap_ref.name);
                     self.store().delete_quietly(&archive);
                     report.retries += 1;
-                    if !backoff.wait() {
-                        return Err(EngineError::TooManyRetries(report.retries));
+                    if !retry.wait() {
+                        return Err(EngineError::TooManyRetries(retry.rounds()));
                     }
                 }
                 Err(e) => return Err(e.into()),
@@ -447,12 +449,14 @@ impl Engine {
 // ---------------------------------------------------------------------------------------
 // verify
 
-/// Options of [`Engine::verify`].
+/// Options of [`Engine::verify`]. Every entity is compared by version and content hash,
+/// whatever the options; they say how many differing entities are compared field by field to
+/// tell which fields differ.
 #[derive(Debug, Clone)]
 pub struct VerifyOptions {
-    /// Entities spot-checked per collection (ignored with `deep`).
+    /// Differing entities compared field by field per collection (ignored with `deep`).
     pub sample: usize,
-    /// Check every entity and every field.
+    /// Compare every differing entity field by field.
     pub deep: bool,
     /// Floating-point fields within this absolute difference are equal.
     pub tolerance: f64,
@@ -481,10 +485,12 @@ pub struct CollectionVerify {
     pub missing_locally: Vec<String>,
     /// Local files that could not be read.
     pub unreadable: Vec<String>,
-    /// Entities compared field by field.
+    /// Entities on both sides, each compared by content hash.
     pub checked: u64,
-    /// Of those, entities with a difference.
+    /// Of those, entities whose content differs.
     pub differing: u64,
+    /// Ids whose remote version this device has not applied yet (it is behind: sync).
+    pub behind: Vec<String>,
 }
 
 impl CollectionVerify {
@@ -494,6 +500,7 @@ impl CollectionVerify {
             && self.missing_locally.is_empty()
             && self.unreadable.is_empty()
             && self.differing == 0
+            && self.behind.is_empty()
     }
 }
 
@@ -525,6 +532,10 @@ pub struct VerifyReport {
     pub orphans: Vec<String>,
     /// Files read on the remote (snapshot and deltas) and their checksums verified.
     pub files_checked: u64,
+    /// The remote's head (seq of its last commit).
+    pub remote_head: u64,
+    /// The head this device last synced to; below `remote_head` when it is behind.
+    pub local_head: u64,
     /// Whether everything matches.
     pub ok: bool,
 }
@@ -628,9 +639,23 @@ impl Engine {
         progress: &dyn Progress,
     ) -> Result<VerifyReport, EngineError> {
         let remote = self.read_remote_state()?;
+        let local_head = self
+            .state()
+            .get("meta")?
+            .and_then(|m| Meta::from_bytes(m.as_bytes()).ok())
+            .map(|m| m.head)
+            .unwrap_or(0);
+        let mirror: BTreeMap<(String, String), u64> = self
+            .state()
+            .all_mirror()?
+            .into_iter()
+            .map(|(c, id, m)| ((c, id), m.version))
+            .collect();
         let mut report = VerifyReport {
             integrity: remote.problems.clone(),
             files_checked: remote.files,
+            remote_head: remote.meta.head,
+            local_head,
             ..VerifyReport::default()
         };
         // Deltas no meta refers to, in the current generation's folder.
@@ -650,12 +675,12 @@ impl Engine {
         let mut to_compare = Vec::new();
         for (name, cconf) in &self.config().collections {
             let scan = crate::collections::scan(self.root(), &cconf.kind())?;
-            let live: BTreeMap<&str, &Value> = remote
+            let live: BTreeMap<&str, &EntityRecord> = remote
                 .records
                 .range((name.clone(), String::new())..)
                 .take_while(|((c, _), _)| c == name)
                 .filter(|(_, r)| !r.is_deleted)
-                .map(|((_, id), r)| (id.as_str(), &r.data))
+                .map(|((_, id), r)| (id.as_str(), r))
                 .collect();
             let mut cv = CollectionVerify {
                 remote: live.len() as u64,
@@ -668,31 +693,45 @@ impl Engine {
                     cv.missing_remotely.push(id.clone());
                 }
             }
-            for id in live.keys() {
-                if !scan.entities.contains_key(*id) && !scan.held.contains(*id) {
-                    cv.missing_locally.push(id.to_string());
+            // Every entity: the version this device applied, and the content by hash.
+            let mut differing = Vec::new();
+            for (id, record) in &live {
+                let applied = mirror.get(&(name.clone(), id.to_string())).copied();
+                if applied.is_none_or(|v| v < record.version) {
+                    cv.behind.push(id.to_string());
+                }
+                let Some(local) = scan.entities.get(*id) else {
+                    if !scan.held.contains(*id) {
+                        cv.missing_locally.push(id.to_string());
+                    }
+                    continue;
+                };
+                cv.checked += 1;
+                if content_hash(&record.data) != content_hash(local) {
+                    differing.push(*id);
                 }
             }
-            let mut common: Vec<&str> = live
-                .keys()
-                .copied()
-                .filter(|id| scan.entities.contains_key(*id))
-                .collect();
-            if !opts.deep && common.len() > opts.sample {
-                fastrand::shuffle(&mut common);
-                common.truncate(opts.sample);
-                common.sort();
+            // Field by field: every differing entity with `deep`, else a sample of them (and
+            // with a tolerance, every one: a difference may be within it).
+            if !opts.deep && opts.tolerance == 0.0 {
+                cv.differing = differing.len() as u64;
+                if differing.len() > opts.sample {
+                    fastrand::shuffle(&mut differing);
+                    differing.truncate(opts.sample);
+                    differing.sort();
+                }
             }
-            for id in common {
+            for id in differing {
                 to_compare.push((
                     name.clone(),
                     id.to_string(),
-                    live[id].clone(),
+                    live[id].data.clone(),
                     scan.entities[id].clone(),
                 ));
             }
             report.collections.insert(name.clone(), cv);
         }
+        let count_here = opts.deep || opts.tolerance != 0.0;
         if opts.deep {
             progress.start("comparing entities", to_compare.len() as u64);
         }
@@ -703,8 +742,7 @@ impl Engine {
                 .collections
                 .get_mut(&collection)
                 .expect("inserted above");
-            cv.checked += 1;
-            if !diffs.is_empty() {
+            if count_here && !diffs.is_empty() {
                 cv.differing += 1;
             }
             for (field, rv, lv) in diffs {
@@ -723,7 +761,9 @@ impl Engine {
         if opts.deep {
             progress.finish();
         }
-        report.ok = report.integrity.is_empty() && report.collections.values().all(|c| c.ok());
+        report.ok = report.integrity.is_empty()
+            && report.local_head >= report.remote_head
+            && report.collections.values().all(|c| c.ok());
         Ok(report)
     }
 }

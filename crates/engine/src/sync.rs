@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use deltasync_lock::{Backoff, Lease, LeaseConfig, LeaseError};
 use deltasync_meta::{
@@ -220,7 +220,50 @@ struct Planned {
     states: BTreeMap<(String, String), crate::state::EntityState>,
 }
 
+/// State key: the time (ms) meta.json was last read with its body.
+const META_READ_MS: &str = "meta_read_ms";
+/// State key, set after each commit of ours: read meta.json with its body next time.
+pub(crate) const REREAD_META: &str = "reread_meta";
+
+/// Commit rounds a sync or compaction tries at least before giving up on a busy remote.
 const MAX_ROUNDS: u32 = 10;
+
+/// How long a sync keeps trying to commit on a network remote that other devices keep
+/// committing to: with 8 devices committing at once on Nextcloud (slow, non-atomic writes that
+/// answer 423), ten quick rounds were not enough for 11–14 % of syncs.
+const NETWORK_COMMIT_BUDGET: Duration = Duration::from_secs(120);
+
+/// How long a device may take a "not modified" answer on trust on a remote whose ETags can go
+/// stale ([`deltasync_remote::Capabilities::stale_etags`]): after that, and after each of its
+/// own commits, meta.json is read unconditionally. This bounds how long a device can miss a
+/// commit whose meta.json kept the ETag of the one it replaced.
+pub const STALE_ETAG_BOUND: Duration = Duration::from_secs(30);
+
+/// When a commit round lost to another device may be tried again: at least
+/// [`MAX_ROUNDS`] rounds, and on a network remote for [`NETWORK_COMMIT_BUDGET`], with jittered
+/// exponential backoff.
+pub(crate) struct CommitRetry {
+    backoff: Backoff,
+    rounds: u32,
+    started: Instant,
+    budget: Duration,
+}
+
+impl CommitRetry {
+    /// Waits before the next round; false when it is time to give up.
+    pub(crate) fn wait(&mut self) -> bool {
+        self.rounds += 1;
+        if self.rounds >= MAX_ROUNDS && self.started.elapsed() >= self.budget {
+            return false;
+        }
+        self.backoff.wait()
+    }
+
+    /// Rounds lost so far.
+    pub(crate) fn rounds(&self) -> u32 {
+        self.rounds
+    }
+}
 
 /// An entity written locally by a pull or merge: its id, the base to record once the write
 /// is done (`None`: no base), and what to push after it (`Some(None)`: a delete).
@@ -358,7 +401,24 @@ impl Engine {
         progress: &dyn crate::progress::Progress,
     ) -> Result<(Meta, Etag, usize), EngineError> {
         let cached = self.cached_meta()?;
-        let (meta, etag) = match self.store.read_meta(cached.as_ref().map(|(_, e)| e))? {
+        // On a remote whose ETags can go stale, a "not modified" is taken on trust only for a
+        // while, and not right after our own commit (a racing writer in the same second can
+        // leave meta.json with the ETag we were given).
+        let reread = self.store.remote().capabilities().stale_etags
+            && (self.state.get(REREAD_META)?.is_some()
+                || self
+                    .state
+                    .get(META_READ_MS)?
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .is_none_or(|t| {
+                        now_ms().saturating_sub(t) >= STALE_ETAG_BOUND.as_millis() as u64
+                    }));
+        let known = match &cached {
+            Some((_, e)) if !reread => Some(e),
+            _ => None,
+        };
+        let read_at = now_ms();
+        let (meta, etag) = match self.store.read_meta(known)? {
             MetaRead::NotModified => {
                 let (m, e) = cached.expect("not-modified only when an etag was sent");
                 // The meta we hold is current: a commit attempted since (a crash before or
@@ -443,7 +503,9 @@ impl Engine {
                 "meta",
                 std::str::from_utf8(&meta.to_bytes()).unwrap_or("{}"),
             )?;
-            s.set("meta_etag", &etag.0)
+            s.set("meta_etag", &etag.0)?;
+            s.set(META_READ_MS, &read_at.to_string())?;
+            s.unset(REREAD_META)
         })?;
         Ok((meta, etag, applied))
     }
@@ -501,7 +563,12 @@ impl Engine {
                     })?;
                 }
                 ("unconfirmed", true) => {
-                    if folded || p.meta_etag.as_deref() != Some(etag.0.as_str()) {
+                    // Confirmed once a meta written by someone else lists it: a new ETag, or
+                    // (the ETag can be reused on Nextcloud) commits on top of it.
+                    if folded
+                        || p.meta_etag.as_deref() != Some(etag.0.as_str())
+                        || meta.head > p.seq
+                    {
                         self.state.remove_pending(&p.delta_path)?;
                     }
                 }
@@ -713,12 +780,13 @@ impl Engine {
         progress: &dyn crate::progress::Progress,
     ) -> Result<SyncReport, EngineError> {
         let started = Instant::now();
-        let mut backoff = self.store_backoff();
+        let mut retry = self.commit_retry();
         let mut report = SyncReport {
             dry_run: opts.dry_run,
             ..SyncReport::default()
         };
-        for round in 0..MAX_ROUNDS {
+        let mut round = 0;
+        loop {
             let (meta, etag, _) = self.fetch_with(progress)?;
             if !meta.writable() && !opts.dry_run {
                 return Err(EngineError::ReadOnly(meta.min_writer));
@@ -763,29 +831,37 @@ impl Engine {
                 // pulls their work (and finds out about ours from the journal).
                 Err(EngineError::Store(StoreError::Conflict | StoreError::CommitUnknown)) => {
                     tracing::debug!(round, "someone committed first; pulling and trying again");
-                    if !backoff.wait() {
+                    if !retry.wait() {
                         return Err(EngineError::TooManyRetries(round + 1));
                     }
                 }
                 Err(e) => return Err(e),
             }
+            round += 1;
         }
-        Err(EngineError::TooManyRetries(MAX_ROUNDS))
     }
 
-    pub(crate) fn store_backoff(&self) -> Backoff {
-        if self.store.remote().describe().starts_with("http") {
-            Backoff::new(
-                std::time::Duration::from_millis(50),
-                std::time::Duration::from_secs(2),
-                MAX_ROUNDS,
+    pub(crate) fn commit_retry(&self) -> CommitRetry {
+        let (backoff, budget) = if self.store.remote().describe().starts_with("http") {
+            (
+                Backoff::new(Duration::from_millis(50), Duration::from_secs(4), u32::MAX),
+                NETWORK_COMMIT_BUDGET,
             )
         } else {
-            Backoff::new(
-                std::time::Duration::from_millis(1),
-                std::time::Duration::from_millis(50),
-                MAX_ROUNDS,
+            (
+                Backoff::new(
+                    Duration::from_millis(1),
+                    Duration::from_millis(50),
+                    MAX_ROUNDS,
+                ),
+                Duration::ZERO,
             )
+        };
+        CommitRetry {
+            backoff,
+            rounds: 0,
+            started: Instant::now(),
+            budget,
         }
     }
 
@@ -1171,7 +1247,7 @@ impl Engine {
         let dev = next.devices.entry(self.device_id.clone()).or_default();
         dev.name = self.config.device.clone();
         dev.last_commit = time;
-        match self.store.commit_meta(&next, etag) {
+        match self.store.commit_meta(&mut next, etag) {
             Ok(new_etag) => {
                 pending.state = "unconfirmed".into();
                 pending.meta_etag = Some(new_etag.0.clone());
@@ -1184,7 +1260,8 @@ impl Engine {
                     s.unset("supersedes")?;
                     s.unset(FORCED)?;
                     s.set("meta", &meta_text)?;
-                    s.set("meta_etag", &new_etag.0)
+                    s.set("meta_etag", &new_etag.0)?;
+                    s.set(REREAD_META, "1")
                 })?;
                 Ok(seq)
             }

@@ -247,6 +247,43 @@ fn verify_is_read_only_and_names_differences() {
     assert!(!v.integrity.is_empty());
 }
 
+/// The quick check compares every entity (by version and content hash), not a sample: a
+/// device that missed one edit among many is never told OK (issue: `verify` said OK while
+/// `verify --deep` said MISMATCH).
+#[test]
+fn quick_verify_finds_one_stale_entity_among_many() {
+    let (_remote, mut a, mut b) = pair();
+    for i in 0..60 {
+        a.write(
+            &format!("t{i}"),
+            &json!({"n": i, "nested": {"capital": "Bonn"}}),
+        );
+    }
+    a.sync();
+    b.sync();
+    b.write("t37", &json!({"n": 37, "nested": {"capital": "Berlin"}}));
+    b.sync();
+    // `a` has not synced since: its t37 is old, and it has not applied b's commit.
+    let quick = VerifyOptions {
+        sample: 1,
+        ..Default::default()
+    };
+    let v = a.engine.verify(&quick, &NoProgress).unwrap();
+    assert!(!v.ok, "{v:?}");
+    let c = &v.collections["tasks"];
+    assert_eq!(c.checked, 60);
+    assert_eq!(c.differing, 1);
+    assert_eq!(c.behind, vec!["t37".to_string()]);
+    assert!(v.local_head < v.remote_head, "{v:?}");
+    assert_eq!(v.differences.len(), 1, "{:?}", v.differences);
+    assert_eq!(v.differences[0].field, "nested.capital");
+    // After a sync, all agree.
+    a.sync();
+    let v = a.engine.verify(&quick, &NoProgress).unwrap();
+    assert!(v.ok, "{v:?}");
+    assert_eq!(v.collections["tasks"].checked, 60);
+}
+
 #[test]
 fn update_merges_with_a_concurrent_edit_of_another_field() {
     let (_remote, mut a, mut b) = pair();

@@ -80,13 +80,26 @@ fn free_step() -> impl Strategy<Value = Step> {
 }
 
 fn faults() -> impl Strategy<Value = Faults> {
-    (0u8..4, any::<bool>(), any::<bool>()).prop_map(|(stale, transient, lost)| Faults {
-        stale_if_match_succeeds: [0.0, 0.0, 0.3, 1.0][stale as usize],
-        ignore_preconditions: false,
-        transient_error_rate: if transient { 0.1 } else { 0.0 },
-        lost_response_rate: if lost { 0.1 } else { 0.0 },
-        truncate_body_rate: if transient { 0.05 } else { 0.0 },
-    })
+    (0u8..4, any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
+        |(stale, transient, lost, reuse)| Faults {
+            stale_if_match_succeeds: [0.0, 0.0, 0.3, 1.0][stale as usize],
+            ignore_preconditions: false,
+            transient_error_rate: if transient { 0.1 } else { 0.0 },
+            lost_response_rate: if lost { 0.1 } else { 0.0 },
+            truncate_body_rate: if transient { 0.05 } else { 0.0 },
+            // Nextcloud: a same-second rewrite keeps its ETag.
+            reuse_etag_within_second: reuse,
+        },
+    )
+}
+
+/// What the server is, not what goes wrong now and then: a server that reuses ETags within a
+/// second keeps doing so when the injected failures stop.
+fn nature(faults: &Faults) -> Faults {
+    Faults {
+        reuse_etag_within_second: faults.reuse_etag_within_second,
+        ..Faults::default()
+    }
 }
 
 /// The shared remote, counting the writes of meta.json: a race window is one write.
@@ -100,16 +113,14 @@ impl MetaLog {
     fn writes(&self) -> usize {
         self.writes.load(Ordering::SeqCst)
     }
-}
 
-impl Remote for MetaLog {
-    fn get(&self, path: &str, inm: Option<&Etag>) -> Result<GetResult, RemoteError> {
-        self.inner.get(path, inm)
-    }
-    fn put(&self, path: &str, body: &[u8], mode: &PutMode) -> Result<Option<Etag>, RemoteError> {
-        let r = self.inner.put(path, body, mode);
+    /// Counts a write of meta.json, applied or not, whatever the answer said (lost responses).
+    fn logged(
+        &self,
+        path: &str,
+        r: Result<Option<Etag>, RemoteError>,
+    ) -> Result<Option<Etag>, RemoteError> {
         if path == "meta.json" {
-            // Applied or not, whatever the answer said (lost responses).
             let now = self.inner.files().remove(path).unwrap_or_default();
             let mut last = self.last.lock().unwrap();
             if *last != now {
@@ -118,6 +129,24 @@ impl Remote for MetaLog {
             }
         }
         r
+    }
+}
+
+impl Remote for MetaLog {
+    fn get(&self, path: &str, inm: Option<&Etag>) -> Result<GetResult, RemoteError> {
+        self.inner.get(path, inm)
+    }
+    fn put(&self, path: &str, body: &[u8], mode: &PutMode) -> Result<Option<Etag>, RemoteError> {
+        self.logged(path, self.inner.put(path, body, mode))
+    }
+    fn put_with_mtime(
+        &self,
+        path: &str,
+        body: &[u8],
+        mode: &PutMode,
+        mtime: u64,
+    ) -> Result<Option<Etag>, RemoteError> {
+        self.logged(path, self.inner.put_with_mtime(path, body, mode, mtime))
     }
     fn head(&self, path: &str) -> Result<Option<ObjectInfo>, RemoteError> {
         self.inner.head(path)
@@ -165,7 +194,7 @@ impl Views {
     /// not what is under test).
     fn freeze(&mut self, dev: usize) {
         let f = self.remote.faults();
-        self.remote.set_faults(Faults::default());
+        self.remote.set_faults(nature(&f));
         self.views[dev].freeze();
         self.remote.set_faults(f);
         self.frozen_at[dev] = Some(self.log.writes());
@@ -257,7 +286,7 @@ fn run(
                     // Only the non-atomic If-Match, no lost answers or errors, while racing.
                     remote.set_faults(Faults {
                         stale_if_match_succeeds: faults.stale_if_match_succeeds,
-                        ..Faults::default()
+                        ..nature(&faults)
                     });
                 }
                 views.freeze(racer);
@@ -273,13 +302,24 @@ fn run(
             Step::Freeze { dev } => views.freeze(dev),
         }
     }
-    remote.set_faults(Faults::default());
+    remote.set_faults(nature(&faults));
     // A race whose sync step never came did not happen.
     views.thaw_all();
     let mut quiet = false;
     for _ in 0..8 {
         let mut committed = false;
         for d in devs.iter_mut() {
+            if faults.reuse_etag_within_second {
+                // Where ETags can go stale, convergence is promised once the bound has passed
+                // (a device trusts a "not modified" for that long): let it pass.
+                let earlier = deltasync_store::now_ms()
+                    - deltasync_engine::STALE_ETAG_BOUND.as_millis() as u64
+                    - 1;
+                d.engine
+                    .state()
+                    .set("meta_read_ms", &earlier.to_string())
+                    .unwrap();
+            }
             let r = d
                 .try_sync()
                 .map_err(|e| TestCaseError::fail(format!("quiescence sync failed: {e}")))?;

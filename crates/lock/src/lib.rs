@@ -12,9 +12,9 @@
 //!
 //! let remote = MemoryRemote::new();
 //! let first = remote.put("meta.json", b"1", &PutMode::CreateOnly).unwrap().unwrap();
-//! let second = cas_write(&remote, "meta.json", b"2", Some(&first), &mut Backoff::quick()).unwrap();
+//! let second = cas_write(&remote, "meta.json", b"2", Some(&first), None, &mut Backoff::quick()).unwrap();
 //! // A writer still holding the first etag loses.
-//! let err = cas_write(&remote, "meta.json", b"3", Some(&first), &mut Backoff::quick()).unwrap_err();
+//! let err = cas_write(&remote, "meta.json", b"3", Some(&first), None, &mut Backoff::quick()).unwrap_err();
 //! assert!(matches!(err, CasError::Conflict));
 //! assert_ne!(Some(second), None);
 //! ```
@@ -125,17 +125,21 @@ pub enum CasError {
     Remote(#[from] RemoteError),
 }
 
-/// Writes `body` to `path` if its ETag is still `expected` (`None`: only if it does not exist).
+/// Writes `body` to `path` if its ETag is still `expected` (`None`: only if it does not exist),
+/// with the modification time `mtime` (Unix seconds) where the backend takes one
+/// ([`Remote::put_with_mtime`]).
 ///
 /// A temporary failure is retried, but a PUT whose response was lost may have been applied: so
 /// before each retry the file is read back. If it holds exactly `body`, the write happened and
 /// its ETag is returned; if it holds something else, someone else wrote and the answer is
-/// [`CasError::Conflict`].
+/// [`CasError::Conflict`]. A write refused because another writer held the file's lock (423)
+/// wrote nothing: that is a conflict too.
 pub fn cas_write(
     remote: &dyn Remote,
     path: &str,
     body: &[u8],
     expected: Option<&Etag>,
+    mtime: Option<u64>,
     backoff: &mut Backoff,
 ) -> Result<Etag, CasError> {
     let mode = match expected {
@@ -152,14 +156,18 @@ pub fn cas_write(
         }
     };
     loop {
-        match remote.put(path, body, &mode) {
+        let put = match mtime {
+            Some(mtime) => remote.put_with_mtime(path, body, &mode, mtime),
+            None => remote.put(path, body, &mode),
+        };
+        match put {
             Ok(Some(etag)) => return Ok(etag),
             Ok(None) => {
                 // Written, but the server gave no ETag: learn it by reading back. If the file
                 // already holds something else, our write happened and was overwritten.
                 return read_back(remote, path, body, backoff)?.ok_or(CasError::Unknown);
             }
-            Err(e) if e.is_precondition_failed() => return Err(lost(uncertain)),
+            Err(e) if e.is_precondition_failed() || e.is_locked() => return Err(lost(uncertain)),
             Err(e) if e.is_temporary() => {
                 tracing::debug!(error = %e, path, "commit write failed temporarily");
                 uncertain = true;
@@ -220,14 +228,14 @@ mod tests {
     #[test]
     fn stale_etag_conflicts() {
         let r = MemoryRemote::new();
-        let e1 = cas_write(&r, "m", b"a", None, &mut Backoff::quick()).unwrap();
-        let _e2 = cas_write(&r, "m", b"b", Some(&e1), &mut Backoff::quick()).unwrap();
+        let e1 = cas_write(&r, "m", b"a", None, None, &mut Backoff::quick()).unwrap();
+        let _e2 = cas_write(&r, "m", b"b", Some(&e1), None, &mut Backoff::quick()).unwrap();
         assert!(matches!(
-            cas_write(&r, "m", b"c", Some(&e1), &mut Backoff::quick()),
+            cas_write(&r, "m", b"c", Some(&e1), None, &mut Backoff::quick()),
             Err(CasError::Conflict)
         ));
         assert!(matches!(
-            cas_write(&r, "m", b"c", None, &mut Backoff::quick()),
+            cas_write(&r, "m", b"c", None, None, &mut Backoff::quick()),
             Err(CasError::Conflict)
         ));
     }
@@ -235,13 +243,13 @@ mod tests {
     #[test]
     fn lost_response_is_resolved_by_reading_back() {
         let r = MemoryRemote::with_seed(7);
-        let e1 = cas_write(&r, "m", b"a", None, &mut Backoff::quick()).unwrap();
+        let e1 = cas_write(&r, "m", b"a", None, None, &mut Backoff::quick()).unwrap();
         r.set_faults(Faults {
             lost_response_rate: 1.0,
             ..Faults::default()
         });
         // Every PUT is applied but answered with an error: the read-back must find our body.
-        let got = cas_write(&r, "m", b"b", Some(&e1), &mut Backoff::quick());
+        let got = cas_write(&r, "m", b"b", Some(&e1), None, &mut Backoff::quick());
         r.set_faults(Faults::default());
         let etag = got.unwrap();
         match r.get("m", None).unwrap() {

@@ -176,6 +176,13 @@ pub struct Meta {
     /// What the remote's probe found (`doctor`), as recorded at `init`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<serde_json::Value>,
+    /// The modification time (Unix seconds) this meta.json was written with, on servers that
+    /// take one from the client (Nextcloud's `X-OC-MTime`). Each writer uses a value strictly
+    /// greater than the one it replaces ([`Meta::next_mtime`]): Nextcloud keeps a file's ETag
+    /// while its mtime in seconds is unchanged, so equal mtimes would mean equal ETags for
+    /// different commits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtime: Option<u64>,
 }
 
 impl Meta {
@@ -192,6 +199,16 @@ impl Meta {
             last_sync_timestamp: 0,
             devices: BTreeMap::new(),
             server: None,
+            mtime: None,
+        }
+    }
+
+    /// The mtime (Unix seconds) for the meta.json that replaces this one: `now_s`, or one more
+    /// than this meta's own [`Meta::mtime`] if that is not below it.
+    pub fn next_mtime(&self, now_s: u64) -> u64 {
+        match self.mtime {
+            Some(m) if m >= now_s => m + 1,
+            _ => now_s,
         }
     }
 
@@ -493,6 +510,24 @@ mod tests {
         let err = Meta::from_bytes(&m.to_bytes()).unwrap_err();
         assert!(matches!(err, FormatError::TooNew { .. }), "{err}");
         assert!(err.to_string().contains("upgrade"));
+    }
+
+    #[test]
+    fn mtimes_strictly_increase() {
+        let mut m = Meta::new(1);
+        assert_eq!(m.next_mtime(100), 100);
+        m.mtime = Some(100);
+        assert_eq!(m.next_mtime(100), 101, "same second: one more");
+        m.mtime = Some(105);
+        assert_eq!(m.next_mtime(100), 106, "a clock behind the last writer's");
+        assert_eq!(m.next_mtime(200), 200);
+        let back = Meta::from_bytes(&m.to_bytes()).unwrap();
+        assert_eq!(back.mtime, Some(105));
+        assert!(
+            !String::from_utf8(Meta::new(1).to_bytes())
+                .unwrap()
+                .contains("mtime")
+        );
     }
 
     #[test]

@@ -187,6 +187,18 @@ impl<R: Remote> Remote for Counting<R> {
         self.inner.put(path, body, mode)
     }
 
+    fn put_with_mtime(
+        &self,
+        path: &str,
+        body: &[u8],
+        mode: &PutMode,
+        mtime: u64,
+    ) -> Result<Option<Etag>, RemoteError> {
+        self.counters.request(Op::Put);
+        self.counters.up(body.len());
+        self.inner.put_with_mtime(path, body, mode, mtime)
+    }
+
     fn head(&self, path: &str) -> Result<Option<ObjectInfo>, RemoteError> {
         self.counters.request(Op::Head);
         self.inner.head(path)

@@ -167,6 +167,11 @@ pub struct Capabilities {
     /// Milliseconds to wait after a write before an If-Match on it can succeed (Apache's weak
     /// ETag window); 0 elsewhere.
     pub weak_window_ms: u64,
+    /// Whether a file can keep its ETag while its content changes (Nextcloud and wsgidav
+    /// within one second, nginx): a `NotModified` answer is then no proof that nothing
+    /// changed, and readers must read unconditionally now and then. True for every WebDAV
+    /// server, whatever its probe said; false for folders and the in-memory remote.
+    pub stale_etags: bool,
 }
 
 impl Default for Capabilities {
@@ -176,6 +181,7 @@ impl Default for Capabilities {
             conditional_get: true,
             recursive_delete: true,
             weak_window_ms: 0,
+            stale_etags: false,
         }
     }
 }
@@ -204,6 +210,13 @@ pub enum RemoteError {
         /// The HTTP status.
         status: u16,
     },
+    /// A write refused because another request holds the file's lock (HTTP 423): nothing was
+    /// written. Temporary.
+    #[error("{what}: the file is locked by another writer (HTTP 423); try again")]
+    Locked {
+        /// What was being done (method and path).
+        what: String,
+    },
     /// A failure that may pass: timeout, connection reset, 423, 429, 5xx.
     #[error("{what}: temporary failure: {detail}")]
     Transient {
@@ -230,14 +243,24 @@ pub enum RemoteError {
         source: std::io::Error,
     },
     /// The remote URL is not understood.
-    #[error("unsupported remote '{0}': use a folder path, file://, http(s):// or nextcloud://")]
+    #[error(
+        "unsupported remote '{0}': use a folder path, file://, http(s)://, nextcloud:// or nextcloud+http://"
+    )]
     UnsupportedUrl(String),
 }
 
 impl RemoteError {
     /// Whether retrying the same operation later can succeed.
     pub fn is_temporary(&self) -> bool {
-        matches!(self, RemoteError::Transient { .. })
+        matches!(
+            self,
+            RemoteError::Transient { .. } | RemoteError::Locked { .. }
+        )
+    }
+
+    /// Whether a write was refused because the file was locked (423): nothing was written.
+    pub fn is_locked(&self) -> bool {
+        matches!(self, RemoteError::Locked { .. })
     }
 
     /// Whether this is a failed precondition (412).
@@ -255,6 +278,20 @@ pub trait Remote: Send + Sync {
     /// Writes a file in the given mode, creating parent folders; returns the new ETag if the
     /// backend has one.
     fn put(&self, path: &str, body: &[u8], mode: &PutMode) -> Result<Option<Etag>, RemoteError>;
+
+    /// [`Remote::put`], giving the file the modification time `mtime` (Unix seconds) where the
+    /// backend takes one from the client (Nextcloud's `X-OC-MTime`, which decides whether its
+    /// ETag changes); others ignore it. The default ignores it.
+    fn put_with_mtime(
+        &self,
+        path: &str,
+        body: &[u8],
+        mode: &PutMode,
+        mtime: u64,
+    ) -> Result<Option<Etag>, RemoteError> {
+        let _ = mtime;
+        self.put(path, body, mode)
+    }
 
     /// Size and ETag of a file; `None` when missing.
     fn head(&self, path: &str) -> Result<Option<ObjectInfo>, RemoteError>;
@@ -279,6 +316,15 @@ impl<R: Remote + ?Sized> Remote for Arc<R> {
     fn put(&self, path: &str, body: &[u8], mode: &PutMode) -> Result<Option<Etag>, RemoteError> {
         (**self).put(path, body, mode)
     }
+    fn put_with_mtime(
+        &self,
+        path: &str,
+        body: &[u8],
+        mode: &PutMode,
+        mtime: u64,
+    ) -> Result<Option<Etag>, RemoteError> {
+        (**self).put_with_mtime(path, body, mode, mtime)
+    }
     fn head(&self, path: &str) -> Result<Option<ObjectInfo>, RemoteError> {
         (**self).head(path)
     }
@@ -297,12 +343,15 @@ impl<R: Remote + ?Sized> Remote for Arc<R> {
 }
 
 /// Opens a remote from a URL or path: a folder path or `file://…` gives [`LocalFolder`];
-/// `http(s)://…` and `nextcloud://user@host/path` give [`WebDav`] (credentials from `options`).
+/// `http(s)://…`, `nextcloud://user@host/path` and `nextcloud+http://user@host/path` give
+/// [`WebDav`] (credentials from `options`).
 pub fn open(url: &str, options: &WebDavOptions) -> Result<Arc<dyn Remote>, RemoteError> {
     if let Some(rest) = url.strip_prefix("file://") {
         return Ok(Arc::new(LocalFolder::new(rest)?));
     }
-    if url.starts_with("http://") || url.starts_with("https://") || url.starts_with("nextcloud://")
+    if ["http://", "https://", "nextcloud://", "nextcloud+http://"]
+        .iter()
+        .any(|scheme| url.starts_with(scheme))
     {
         return Ok(Arc::new(WebDav::open(url, options)?));
     }

@@ -409,6 +409,7 @@ impl Remote for LocalFolder {
             conditional_get: true,
             recursive_delete: true,
             weak_window_ms: 0,
+            stale_etags: false,
         }
     }
 

@@ -32,6 +32,11 @@ pub struct Faults {
     pub lost_response_rate: f64,
     /// Probability that a `get` returns a truncated body (with the file's real ETag).
     pub truncate_body_rate: f64,
+    /// A rewrite keeps the file's ETag when its modification time in whole seconds is
+    /// unchanged — the time given to [`Remote::put_with_mtime`], else the current second —
+    /// as Nextcloud's file cache does: a conditional GET then answers "not modified" over
+    /// changed content, and a stale If-Match succeeds.
+    pub reuse_etag_within_second: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -39,6 +44,8 @@ struct File {
     body: Vec<u8>,
     etag: Etag,
     modified_ms: u64,
+    /// The modification time in whole seconds (for [`Faults::reuse_etag_within_second`]).
+    mtime_s: u64,
 }
 
 #[derive(Debug)]
@@ -129,7 +136,7 @@ impl MemoryRemote {
             panic!("MemoryRemote::raw_put: {e}");
         }
         assert!(!path.is_empty(), "MemoryRemote::raw_put: empty path");
-        self.state().write(path, bytes)
+        self.state().write(path, bytes, None)
     }
 
     /// Deletes a file or folder unconditionally, bypassing faults and statistics; returns
@@ -204,15 +211,23 @@ impl State {
         rate > 0.0 && self.rng.f64() < rate
     }
 
-    fn write(&mut self, path: &str, body: &[u8]) -> Etag {
+    fn write(&mut self, path: &str, body: &[u8], mtime_s: Option<u64>) -> Etag {
         self.writes += 1;
-        let etag = Etag(format!("m{}", self.writes));
+        let now = now_ms();
+        let mtime_s = mtime_s.unwrap_or(now / 1000);
+        let etag = match self.files.get(path) {
+            Some(old) if self.faults.reuse_etag_within_second && old.mtime_s == mtime_s => {
+                old.etag.clone()
+            }
+            _ => Etag(format!("m{}", self.writes)),
+        };
         self.files.insert(
             path.to_string(),
             File {
                 body: body.to_vec(),
                 etag: etag.clone(),
-                modified_ms: now_ms(),
+                modified_ms: now,
+                mtime_s,
             },
         );
         etag
@@ -265,55 +280,17 @@ impl Remote for MemoryRemote {
     }
 
     fn put(&self, path: &str, body: &[u8], mode: &PutMode) -> Result<Option<Etag>, RemoteError> {
-        self.shared.counters.up(body.len());
-        let mut state = self.begin(Op::Put, path, false)?;
-        if let Some(file) = state.file_ancestor(path) {
-            return Err(RemoteError::Permanent {
-                what: format!("PUT {path}"),
-                detail: format!("'{file}' is a file, not a folder"),
-            });
-        }
-        if state.is_dir(path) {
-            return Err(RemoteError::Permanent {
-                what: format!("PUT {path}"),
-                detail: "the path is a folder".into(),
-            });
-        }
-        let failed = || RemoteError::PreconditionFailed {
-            path: path.to_string(),
-        };
-        if !state.faults.ignore_preconditions {
-            match mode {
-                PutMode::CreateOnly => {
-                    if state.files.contains_key(path) {
-                        return Err(failed());
-                    }
-                }
-                PutMode::UpdateIfMatch(expected) => match state.files.get(path) {
-                    None => return Err(failed()),
-                    Some(file) if file.etag == *expected => {}
-                    Some(_) => {
-                        let rate = state.faults.stale_if_match_succeeds;
-                        if !state.draw(rate) {
-                            return Err(failed());
-                        }
-                        tracing::debug!(path, "memory remote: injected stale If-Match success");
-                    }
-                },
-                PutMode::Overwrite => {}
-            }
-        }
-        let etag = state.write(path, body);
-        let rate = state.faults.lost_response_rate;
-        if state.draw(rate) {
-            tracing::debug!(path, "memory remote: injected lost response");
-            return Err(transient(
-                Op::Put,
-                path,
-                "injected lost response (the write was applied)",
-            ));
-        }
-        Ok(Some(etag))
+        self.put_inner(path, body, mode, None)
+    }
+
+    fn put_with_mtime(
+        &self,
+        path: &str,
+        body: &[u8],
+        mode: &PutMode,
+        mtime: u64,
+    ) -> Result<Option<Etag>, RemoteError> {
+        self.put_inner(path, body, mode, Some(mtime))
     }
 
     fn head(&self, path: &str) -> Result<Option<ObjectInfo>, RemoteError> {
@@ -389,7 +366,7 @@ impl Remote for MemoryRemote {
         let faults = &state.faults;
         let cas = if faults.ignore_preconditions {
             CasClass::None
-        } else if faults.stale_if_match_succeeds > 0.0 {
+        } else if faults.stale_if_match_succeeds > 0.0 || faults.reuse_etag_within_second {
             CasClass::NonAtomic
         } else {
             CasClass::Atomic
@@ -399,6 +376,7 @@ impl Remote for MemoryRemote {
             conditional_get: true,
             recursive_delete: true,
             weak_window_ms: 0,
+            stale_etags: faults.reuse_etag_within_second,
         }
     }
 
@@ -408,6 +386,64 @@ impl Remote for MemoryRemote {
 }
 
 impl MemoryRemote {
+    fn put_inner(
+        &self,
+        path: &str,
+        body: &[u8],
+        mode: &PutMode,
+        mtime: Option<u64>,
+    ) -> Result<Option<Etag>, RemoteError> {
+        self.shared.counters.up(body.len());
+        let mut state = self.begin(Op::Put, path, false)?;
+        if let Some(file) = state.file_ancestor(path) {
+            return Err(RemoteError::Permanent {
+                what: format!("PUT {path}"),
+                detail: format!("'{file}' is a file, not a folder"),
+            });
+        }
+        if state.is_dir(path) {
+            return Err(RemoteError::Permanent {
+                what: format!("PUT {path}"),
+                detail: "the path is a folder".into(),
+            });
+        }
+        let failed = || RemoteError::PreconditionFailed {
+            path: path.to_string(),
+        };
+        if !state.faults.ignore_preconditions {
+            match mode {
+                PutMode::CreateOnly => {
+                    if state.files.contains_key(path) {
+                        return Err(failed());
+                    }
+                }
+                PutMode::UpdateIfMatch(expected) => match state.files.get(path) {
+                    None => return Err(failed()),
+                    Some(file) if file.etag == *expected => {}
+                    Some(_) => {
+                        let rate = state.faults.stale_if_match_succeeds;
+                        if !state.draw(rate) {
+                            return Err(failed());
+                        }
+                        tracing::debug!(path, "memory remote: injected stale If-Match success");
+                    }
+                },
+                PutMode::Overwrite => {}
+            }
+        }
+        let etag = state.write(path, body, mtime);
+        let rate = state.faults.lost_response_rate;
+        if state.draw(rate) {
+            tracing::debug!(path, "memory remote: injected lost response");
+            return Err(transient(
+                Op::Put,
+                path,
+                "injected lost response (the write was applied)",
+            ));
+        }
+        Ok(Some(etag))
+    }
+
     fn get_inner(
         &self,
         path: &str,

@@ -24,6 +24,7 @@ mod secret;
 mod target;
 
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::Method;
@@ -64,6 +65,9 @@ pub struct WebDavOptions {
     /// Capabilities to assume instead of the safe default (`NonAtomic`) until probed, e.g.
     /// from a stored `doctor` result.
     pub capabilities: Option<Capabilities>,
+    /// The server is known to be Nextcloud (recorded by an earlier probe), before any answer
+    /// says so.
+    pub nextcloud: bool,
 }
 
 impl Default for WebDavOptions {
@@ -78,6 +82,7 @@ impl Default for WebDavOptions {
             retry_base_delay: Duration::from_millis(250),
             max_retry_after: Duration::from_secs(30),
             capabilities: None,
+            nextcloud: false,
         }
     }
 }
@@ -135,6 +140,9 @@ pub struct WebDav {
     client: Client,
     options: WebDavOptions,
     capabilities: RwLock<Capabilities>,
+    /// Known to be Nextcloud (or ownCloud): from the URL, or from an answer's `OC-ETag` /
+    /// `OC-FileId` header.
+    nextcloud: AtomicBool,
 }
 
 /// A failed attempt: the error, and how long the server asked us to wait.
@@ -162,6 +170,7 @@ fn unprobed_capabilities() -> Capabilities {
         conditional_get: true,
         recursive_delete: true,
         weak_window_ms: 0,
+        stale_etags: true,
     }
 }
 
@@ -198,6 +207,7 @@ impl WebDav {
                     .clone()
                     .unwrap_or_else(unprobed_capabilities),
             ),
+            nextcloud: AtomicBool::new(target.nextcloud || options.nextcloud),
             target,
             user,
             password: options.password.clone(),
@@ -216,9 +226,21 @@ impl WebDav {
         self.user.as_deref()
     }
 
-    /// Whether this is a Nextcloud server (a `nextcloud://` URL or a `/remote.php/` path).
+    /// Whether this is a Nextcloud (or ownCloud) server: a `nextcloud://` URL, a
+    /// `/remote.php/` path, or — whatever the URL — an answer that carried Nextcloud's own
+    /// `OC-ETag` or `OC-FileId` header.
     pub fn is_nextcloud(&self) -> bool {
-        self.target.nextcloud
+        self.nextcloud.load(Ordering::Relaxed)
+    }
+
+    /// Notes a Nextcloud answer.
+    fn note_answer(&self, resp: &Response) {
+        let h = resp.headers();
+        if (h.contains_key("oc-etag") || h.contains_key("oc-fileid"))
+            && !self.nextcloud.swap(true, Ordering::Relaxed)
+        {
+            tracing::debug!(url = %self.target.base, "the server answers as Nextcloud does");
+        }
     }
 
     /// Replaces the capabilities this remote reports (e.g. from a stored probe result).
@@ -289,7 +311,7 @@ impl WebDav {
         mode: &PutMode,
     ) -> Result<RawPut, RemoteError> {
         check_file_path(path)?;
-        let resp = self.put_response(path, body, mode)?;
+        let resp = self.put_response(path, body, mode, None)?;
         Ok(RawPut {
             etag: etag_header(resp.headers()).map(str::to_string),
         })
@@ -307,7 +329,9 @@ impl WebDav {
 
     /// Sends one request; maps transport failures to errors, whatever the status.
     fn send_raw(&self, what: &str, req: RequestBuilder) -> Result<Response, RemoteError> {
-        req.send().map_err(|e| self.transport_error(what, &e))
+        let resp = req.send().map_err(|e| self.transport_error(what, &e))?;
+        self.note_answer(&resp);
+        Ok(resp)
     }
 
     /// Sends one request; maps transport failures and transient statuses to a [`Failure`].
@@ -454,11 +478,16 @@ impl WebDav {
         }
     }
 
+    /// One PUT (and, for want of its folder, MKCOL and the PUT again). Every PUT carries
+    /// `X-OC-MTime` — `mtime`, or now — which Nextcloud and ownCloud take as the file's
+    /// modification time (and so as what decides whether its ETag changes); other servers
+    /// ignore it.
     fn put_response(
         &self,
         path: &str,
         body: &[u8],
         mode: &PutMode,
+        mtime: Option<u64>,
     ) -> Result<Response, RemoteError> {
         let url = self.target.url(path);
         let what = format!("PUT {url}");
@@ -479,13 +508,13 @@ impl WebDav {
                 PutMode::UpdateIfMatch(etag) => req.header("If-Match", etag.quoted()),
                 PutMode::Overwrite => req,
             };
-            if self.target.nextcloud {
-                let now = SystemTime::now()
+            let mtime = mtime.unwrap_or_else(|| {
+                SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .unwrap_or_default()
-                    .as_secs();
-                req = req.header("X-OC-MTime", now.to_string());
-            }
+                    .as_secs()
+            });
+            req = req.header("X-OC-MTime", mtime.to_string());
             self.send_raw(&what, req)
         };
         let resp = send()?;
@@ -509,10 +538,42 @@ impl WebDav {
             // The folder exists now although our MKCOL created nothing: another writer
             // created it between our PUT and our MKCOL. Send the PUT once more.
             if code != 500 {
-                return check_put(self, &what, path, send()?);
+                let resp = send()?;
+                return self.check_create(&what, path, mode, resp);
             }
         }
-        check_put(self, &what, path, resp)
+        self.check_create(&what, path, mode, resp)
+    }
+
+    /// [`check_put`], and for a create-only PUT answered 404 (or, on Nextcloud, 403) although
+    /// its folder exists: Nextcloud says so right after php-fpm restarts (its file cache is
+    /// not warm) and to racing creators. A file there now is a lost race (412); otherwise it
+    /// is worth another try.
+    fn check_create(
+        &self,
+        what: &str,
+        path: &str,
+        mode: &PutMode,
+        resp: Response,
+    ) -> Result<Response, RemoteError> {
+        let code = resp.status().as_u16();
+        let odd = code == 404 || (code == 403 && self.is_nextcloud());
+        if !odd || *mode != PutMode::CreateOnly {
+            return check_put(self, what, path, resp);
+        }
+        if self.head(path)?.is_some() {
+            return Err(RemoteError::PreconditionFailed {
+                path: path.to_string(),
+            });
+        }
+        Err(RemoteError::Transient {
+            what: what.to_string(),
+            detail: format!(
+                "HTTP {} although the folder exists (a server whose file cache lags, as \
+                 Nextcloud's does right after a restart)",
+                resp.status()
+            ),
+        })
     }
 
     /// Makes sure the collection holding `url` exists; `true` if something was created.
@@ -586,6 +647,33 @@ impl WebDav {
         })
     }
 
+    /// [`Remote::put`] with an optional `X-OC-MTime`.
+    fn put_at(
+        &self,
+        path: &str,
+        body: &[u8],
+        mode: &PutMode,
+        mtime: Option<u64>,
+    ) -> Result<Option<Etag>, RemoteError> {
+        check_file_path(path)?;
+        if matches!(mode, PutMode::UpdateIfMatch(_))
+            && self.capabilities().cas == CasClass::NonAtomic
+            && self.head(path)?.is_none()
+        {
+            // Servers not proven atomic may ignore If-Match on a missing file and create it
+            // (wsgidav does): refuse that case here. Only existence is checked, not the ETag,
+            // so what the server itself does with If-Match stays visible (to the probe too).
+            return Err(RemoteError::PreconditionFailed {
+                path: path.to_string(),
+            });
+        }
+        let resp = self.put_response(path, body, mode, mtime)?;
+        match etag_header(resp.headers()) {
+            Some(raw) => Ok(Some(Etag::normalise(raw))),
+            None => self.etag_after_put(path, body.len()),
+        }
+    }
+
     /// The ETag of a file just written, when the PUT answer had none: HEAD, then PROPFIND.
     /// Taken only if the size is what we wrote (otherwise someone else wrote meanwhile, and
     /// their ETag must not pass for ours).
@@ -620,6 +708,10 @@ fn check_put(
         412 => Err(RemoteError::PreconditionFailed {
             path: path.to_string(),
         }),
+        // Another request holds the file's lock (Nextcloud, rclone): nothing was written.
+        423 => Err(RemoteError::Locked {
+            what: what.to_string(),
+        }),
         _ => Err(dav.status_error(what, resp)),
     }
 }
@@ -652,23 +744,17 @@ impl Remote for WebDav {
     }
 
     fn put(&self, path: &str, body: &[u8], mode: &PutMode) -> Result<Option<Etag>, RemoteError> {
-        check_file_path(path)?;
-        if matches!(mode, PutMode::UpdateIfMatch(_))
-            && self.capabilities().cas == CasClass::NonAtomic
-            && self.head(path)?.is_none()
-        {
-            // Servers not proven atomic may ignore If-Match on a missing file and create it
-            // (wsgidav does): refuse that case here. Only existence is checked, not the ETag,
-            // so what the server itself does with If-Match stays visible (to the probe too).
-            return Err(RemoteError::PreconditionFailed {
-                path: path.to_string(),
-            });
-        }
-        let resp = self.put_response(path, body, mode)?;
-        match etag_header(resp.headers()) {
-            Some(raw) => Ok(Some(Etag::normalise(raw))),
-            None => self.etag_after_put(path, body.len()),
-        }
+        self.put_at(path, body, mode, None)
+    }
+
+    fn put_with_mtime(
+        &self,
+        path: &str,
+        body: &[u8],
+        mode: &PutMode,
+        mtime: u64,
+    ) -> Result<Option<Etag>, RemoteError> {
+        self.put_at(path, body, mode, Some(mtime))
     }
 
     fn head(&self, path: &str) -> Result<Option<ObjectInfo>, RemoteError> {
@@ -770,9 +856,12 @@ impl Remote for WebDav {
         let what = format!("DELETE {url}");
         let delete = |url: &str| {
             self.with_retries(true, || {
+                // Nextcloud would keep every deleted file in the user's trash bin: folded
+                // deltas and probe files are litter, not something to restore.
                 let req = self
                     .request(Method::DELETE, url)
-                    .header("Depth", "infinity");
+                    .header("Depth", "infinity")
+                    .header("X-NC-Skip-Trashbin", "true");
                 self.send(&what, req)
             })
         };
@@ -792,10 +881,15 @@ impl Remote for WebDav {
     }
 
     fn capabilities(&self) -> Capabilities {
-        self.capabilities
+        let mut caps = self
+            .capabilities
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .clone();
+        // Whatever a probe saw: a same-second rewrite can keep its ETag on many servers, and
+        // a probe that happened not to see it proves nothing.
+        caps.stale_etags = true;
+        caps
     }
 
     fn describe(&self) -> String {

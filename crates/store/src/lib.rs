@@ -203,11 +203,13 @@ impl Store {
         });
         meta.server = server;
         meta.last_sync_timestamp = now;
+        meta.mtime = Some(now / 1000);
         match cas_write(
             self.remote.as_ref(),
             META_FILE,
             &meta.to_bytes(),
             None,
+            meta.mtime,
             &mut self.backoff.clone(),
         ) {
             Ok(_) => Ok(true),
@@ -312,8 +314,13 @@ impl Store {
         })
     }
 
-    /// Commits `meta` if meta.json's etag is still `expected`.
-    pub fn commit_meta(&self, meta: &Meta, expected: &Etag) -> Result<Etag, StoreError> {
+    /// Commits `meta` if meta.json's etag is still `expected`. `meta` is the meta.json it
+    /// replaces with the changes of this commit; its [`Meta::mtime`] is set here to one
+    /// strictly greater than the replaced one's ([`Meta::next_mtime`]) and written with it, so
+    /// that no two commits share an ETag on Nextcloud, whatever the clocks say. Keep the
+    /// updated `meta` as the copy of what was written.
+    pub fn commit_meta(&self, meta: &mut Meta, expected: &Etag) -> Result<Etag, StoreError> {
+        meta.mtime = Some(meta.next_mtime(now_ms() / 1000));
         let bytes = meta.to_bytes();
         let window = self.remote.capabilities().weak_window_ms;
         let mut backoff = self.backoff.clone();
@@ -323,6 +330,7 @@ impl Store {
                 META_FILE,
                 &bytes,
                 Some(expected),
+                meta.mtime,
                 &mut backoff,
             ) {
                 // A server with a weak-ETag window refuses every If-Match right after a
@@ -435,13 +443,13 @@ mod tests {
             MetaRead::NotModified
         ));
         meta.head = 1;
-        let e2 = s.commit_meta(&meta, &etag).unwrap();
+        let e2 = s.commit_meta(&mut meta, &etag).unwrap();
         meta.head = 2;
         assert!(matches!(
-            s.commit_meta(&meta, &etag),
+            s.commit_meta(&mut meta, &etag),
             Err(StoreError::Conflict)
         ));
-        s.commit_meta(&meta, &e2).unwrap();
+        s.commit_meta(&mut meta, &e2).unwrap();
     }
 
     #[test]

@@ -210,6 +210,17 @@ impl Remote for CrashingRemote {
     ) -> Result<Option<deltasync_remote::Etag>, deltasync_remote::RemoteError> {
         self.run(format!("PUT {path}"), || self.inner.put(path, body, mode))
     }
+    fn put_with_mtime(
+        &self,
+        path: &str,
+        body: &[u8],
+        mode: &deltasync_remote::PutMode,
+        mtime: u64,
+    ) -> Result<Option<deltasync_remote::Etag>, deltasync_remote::RemoteError> {
+        self.run(format!("PUT {path}"), || {
+            self.inner.put_with_mtime(path, body, mode, mtime)
+        })
+    }
     fn head(
         &self,
         path: &str,
@@ -298,6 +309,15 @@ impl Remote for RacingView {
         mode: &deltasync_remote::PutMode,
     ) -> Result<Option<deltasync_remote::Etag>, deltasync_remote::RemoteError> {
         self.inner.put(path, body, mode)
+    }
+    fn put_with_mtime(
+        &self,
+        path: &str,
+        body: &[u8],
+        mode: &deltasync_remote::PutMode,
+        mtime: u64,
+    ) -> Result<Option<deltasync_remote::Etag>, deltasync_remote::RemoteError> {
+        self.inner.put_with_mtime(path, body, mode, mtime)
     }
     fn head(
         &self,

@@ -63,11 +63,16 @@ pub(crate) fn is_loopback(host: &Host<&str>) -> bool {
 }
 
 impl Target {
-    /// Parses `http(s)://[user@]host[:port]/path` or `nextcloud://user@host[:port]/path`.
+    /// Parses `http(s)://[user@]host[:port]/path`, `nextcloud://user@host[:port]/path`
+    /// (https) or `nextcloud+http://user@host[:port]/path` (plain http, for a Nextcloud on
+    /// this machine or, with insecure http allowed, on the LAN).
     pub fn parse(url: &str, allow_insecure_http: bool) -> Result<Target, RemoteError> {
-        let (text, nextcloud) = match url.strip_prefix("nextcloud://") {
-            Some(rest) => (format!("https://{rest}"), true),
-            None => (url.to_string(), false),
+        let (text, nextcloud) = if let Some(rest) = url.strip_prefix("nextcloud://") {
+            (format!("https://{rest}"), true)
+        } else if let Some(rest) = url.strip_prefix("nextcloud+http://") {
+            (format!("http://{rest}"), true)
+        } else {
+            (url.to_string(), false)
         };
         let mut parsed =
             Url::parse(&text).map_err(|e| bad(url, format!("not a valid URL: {e}")))?;
@@ -89,8 +94,9 @@ impl Target {
         if parsed.scheme() == "http" && !allow_insecure_http && !is_loopback(&host_ref(&host)) {
             return Err(bad(
                 url,
-                "plain http:// to another machine would send the password unencrypted: use \
-                 https://, or allow insecure http explicitly",
+                "plain http to another machine would send the password unencrypted: use \
+                 https:// (or nextcloud://), or allow insecure http explicitly (auth.allow_insecure_http \
+                 = true in deltasync.toml)",
             ));
         }
         let user = match parsed.username() {
@@ -210,6 +216,17 @@ mod tests {
         );
         assert_eq!(t.user.as_deref(), Some("a@b.c"));
         assert!(Target::parse("nextcloud://cloud.example.org/x", false).is_err());
+        // Plain http for a Nextcloud on the LAN: only when allowed, or on this machine.
+        let lan = "nextcloud+http://alice@192.0.2.7:8080/Apps/deltasync";
+        let err = Target::parse(lan, false).unwrap_err().to_string();
+        assert!(err.contains("allow_insecure_http"), "{err}");
+        let t = Target::parse(lan, true).unwrap();
+        assert_eq!(
+            t.base.as_str(),
+            "http://192.0.2.7:8080/remote.php/dav/files/alice/Apps/deltasync/"
+        );
+        assert!(t.nextcloud);
+        assert!(Target::parse("nextcloud+http://alice@127.0.0.1:8080/x", false).is_ok());
     }
 
     #[test]
