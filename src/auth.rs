@@ -3,10 +3,11 @@
 
 use std::io::{BufRead as _, IsTerminal as _};
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use deltasync_engine::config::Config;
-use deltasync_remote::{Keyring, RemoteError, Secret, SecretError};
+use deltasync_remote::{AppPassword, Keyring, LoginFlow, RemoteError, Secret, SecretError};
 
 use crate::{exit, load, remote};
 
@@ -63,15 +64,30 @@ fn webdav_config(dir: &Path) -> Result<Config> {
     Ok(config)
 }
 
-/// `deltasync login`: asks for the password (or reads it from standard input), checks it with
-/// the server, stores it in the system keyring and sets `auth.keyring` in deltasync.toml.
-pub fn login(dir: &Path, user: Option<String>, password_stdin: bool) -> Result<u8> {
+/// How often `login` asks Nextcloud whether access was granted, and for how long.
+const LOGIN_FLOW_POLL: Duration = Duration::from_secs(2);
+const LOGIN_FLOW_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+
+/// `deltasync login`: on Nextcloud (unless `by_hand`), Login Flow v2 — the person grants
+/// access in the browser and Nextcloud hands over a new app password; elsewhere, asks for the
+/// password (or reads it from standard input). The password is checked with the server, stored
+/// in the system keyring, and deltasync.toml set to read it from there (`auth.keyring`).
+pub fn login(dir: &Path, user: Option<String>, by_hand: bool, password_stdin: bool) -> Result<u8> {
     let mut config = webdav_config(dir)?;
     if user.is_some() {
         config.auth.user = user;
     }
+    let password = if LoginFlow::start_is_possible(&config.remote) && !by_hand {
+        let granted = login_flow(&config)?;
+        if config.auth.user.as_deref() != Some(granted.login_name.as_str()) {
+            config.auth.user = Some(granted.login_name.clone());
+        }
+        granted.app_password
+    } else {
+        let keyring = remote::keyring_of(&config)?;
+        read_password(keyring.account(), password_stdin)?
+    };
     let keyring = remote::keyring_of(&config)?;
-    let password = read_password(keyring.account(), password_stdin)?;
     check_password(&config, &password)?;
     keyring
         .set(&password)
@@ -97,6 +113,30 @@ pub fn login(dir: &Path, user: Option<String>, password_stdin: bool) -> Result<u
         None => println!("deltasync.toml reads it from there (auth.keyring = true)."),
     }
     Ok(exit::OK)
+}
+
+/// Runs Login Flow v2: prints the page to open, waits until access is granted there.
+fn login_flow(config: &Config) -> Result<AppPassword> {
+    let flow = LoginFlow::start(&config.remote, config.auth.allow_insecure_http)
+        .context("starting Nextcloud's Login Flow")?;
+    println!("Open this page in a browser, log in to Nextcloud and grant deltasync access:");
+    println!();
+    println!("    {}", flow.login_url);
+    println!();
+    println!(
+        "Waiting for access to be granted (up to {} minutes; `deltasync login --manual` takes an app password typed by hand instead) …",
+        LOGIN_FLOW_TIMEOUT.as_secs() / 60
+    );
+    // The URL must reach a person (or a test) reading a pipe before the wait begins.
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    let granted = flow
+        .wait(LOGIN_FLOW_POLL, LOGIN_FLOW_TIMEOUT)
+        .context("waiting for Nextcloud to grant access")?;
+    println!(
+        "Access granted: Nextcloud made an app password for {} on {}.",
+        granted.login_name, granted.server
+    );
+    Ok(granted)
 }
 
 /// `deltasync logout`: removes the remote's password from the system keyring.

@@ -83,6 +83,10 @@ enum Command {
         /// Read the password from standard input instead of asking.
         #[arg(long)]
         password_stdin: bool,
+        /// On Nextcloud: type an app password instead of granting one in the browser (Login
+        /// Flow v2, the default there).
+        #[arg(long, conflicts_with = "password_stdin")]
+        manual: bool,
     },
     /// Remove the WebDAV password from the system keyring.
     Logout,
@@ -415,7 +419,8 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Login {
             user,
             password_stdin,
-        } => auth::login(&dir, user, password_stdin),
+            manual,
+        } => auth::login(&dir, user, password_stdin || manual, password_stdin),
         Command::Logout => auth::logout(&dir),
         Command::Status { json } => {
             // status sends no request: it needs no password (the keyring may be locked).

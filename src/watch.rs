@@ -178,6 +178,7 @@ pub fn run(dir: &Path, opts: Options) -> Result<u8> {
         backoff: error_backoff(),
         opts,
         saved_at: None,
+        refused: None,
     };
     w.save_record();
     tracing::info!(
@@ -258,6 +259,9 @@ struct Watcher {
     opts: Options,
     /// When the record was last written.
     saved_at: Option<Instant>,
+    /// The server refused the password: stop, rather than send it again and again (Nextcloud
+    /// slows every request from this machine down after failed logins).
+    refused: Option<String>,
 }
 
 /// What the loop has to do, and when.
@@ -364,6 +368,15 @@ impl Watcher {
                 deadline = Instant::now();
             }
             let timeout = deadline.saturating_duration_since(Instant::now());
+            if let Some(why) = self.refused.take() {
+                tracing::error!(
+                    error = %why,
+                    "the server refused the password: stopping instead of sending it again; fix it (deltasync login, or the variable or command that gives it) and start the watch again"
+                );
+                self.record.stopped_ms = Some(now_ms());
+                self.save_record();
+                return Ok(crate::exit::ERROR);
+            }
             let msg = match self.rx.recv_timeout(timeout) {
                 Ok(m) => m,
                 Err(RecvTimeoutError::Timeout) => continue,
@@ -513,6 +526,11 @@ impl Watcher {
     }
 
     fn failed(&mut self, e: &anyhow::Error, temporary: bool, due: &mut Due) {
+        // RemoteError::Auth, whether from the poll or from a child sync's message.
+        let refused = !temporary && format!("{e:#}").contains("access denied for user");
+        if refused {
+            self.refused = Some(format!("{e:#}"));
+        }
         let delay = self
             .backoff
             .next_delay()

@@ -49,6 +49,7 @@ pub use local::LocalFolder;
 pub use memory::{Faults, MemoryRemote};
 pub use path::{PathError, check_path};
 pub use probe::{ProbeReport, probe, probe_webdav};
+pub use webdav::{AppPassword, LoginFlow};
 pub use webdav::{DEFAULT_KEYRING_TIMEOUT, KEYRING_SERVICE, Keyring};
 pub use webdav::{PASSWORD_ENV, Secret, SecretError};
 pub use webdav::{WebDav, WebDavOptions};

@@ -19,6 +19,7 @@
 //! [`WebDavOptions::capabilities`] says otherwise.
 
 mod keyring;
+mod login_flow;
 mod multistatus;
 mod secret;
 mod target;
@@ -32,6 +33,7 @@ use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::header::{HeaderMap, HeaderValue};
 
 pub use keyring::{DEFAULT_KEYRING_TIMEOUT, KEYRING_SERVICE, Keyring};
+pub use login_flow::{AppPassword, LoginFlow};
 pub use secret::{PASSWORD_ENV, Secret, SecretError};
 use target::Target;
 

@@ -139,6 +139,14 @@ impl Target {
         })
     }
 
+    /// For a Nextcloud URL: the server's own root (what comes before `remote.php/`, ending
+    /// with `/`), where `status.php` and the Login Flow live.
+    pub fn nextcloud_root(&self) -> Option<String> {
+        let base = self.base.as_str();
+        let at = base.find("/remote.php/")?;
+        Some(base[..=at].to_string())
+    }
+
     /// The URL of a file (or folder, without a trailing `/`) at the relative `path`.
     pub fn url(&self, path: &str) -> String {
         let mut s = self.base.as_str().to_string();
@@ -226,7 +234,10 @@ mod tests {
             "http://192.0.2.7:8080/remote.php/dav/files/alice/Apps/deltasync/"
         );
         assert!(t.nextcloud);
+        assert_eq!(t.nextcloud_root().unwrap(), "http://192.0.2.7:8080/");
         assert!(Target::parse("nextcloud+http://alice@127.0.0.1:8080/x", false).is_ok());
+        let sub = Target::parse("https://h.example/cloud/remote.php/dav/files/a/x", false).unwrap();
+        assert_eq!(sub.nextcloud_root().unwrap(), "https://h.example/cloud/");
     }
 
     #[test]
