@@ -12,6 +12,9 @@
 //! [`SecretService`] starts a private, unlocked system keyring (a D-Bus of its own and
 //! gnome-keyring) for the tests of deltasync's keyring support; [`FaultProxy`] puts network
 //! failures (resets before and after the server acts, 503s, cut answers) in front of a server.
+//! [`Nextcloud`] is an in-process stand-in for Nextcloud 34's WebDAV (no registry ships
+//! Nextcloud) that reproduces what was measured on a real one: same-second ETag reuse,
+//! non-atomic `If-Match` with 423 Locked, trash bin, versions, Login Flow v2.
 //!
 //! ```no_run
 //! use deltasync_testservers::{Kind, start_or_skip};
@@ -22,9 +25,11 @@
 #![forbid(unsafe_code)]
 
 mod fault_proxy;
+mod nextcloud;
 mod secret_service;
 
 pub use fault_proxy::{FaultProxy, FaultStats};
+pub use nextcloud::{Nextcloud, NextcloudOptions, NextcloudStats};
 pub use secret_service::{SecretService, SecretServiceError, start_secret_service_or_skip};
 
 use std::fmt;
