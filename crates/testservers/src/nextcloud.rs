@@ -55,7 +55,8 @@
 //! 7. MKCOL: 201; 405 if it exists; 409 if the parent is missing. A PUT into a missing folder:
 //!    409; a PUT onto a folder: 409. MOVE with `Destination` (an absolute URL or path) and
 //!    `Overwrite: T|F` (412 when `F` and the target exists): 201, or 204 when it overwrote.
-//!    A GET of a folder answers 501 (HEAD 200 with its ETag); COPY, PROPPATCH, LOCK: 501.
+//!    A GET of a folder answers 501, a HEAD of one an empty 200 without ETag (as sabre/dav
+//!    does); COPY, PROPPATCH, LOCK: 501.
 //! 8. **Auth**: basic auth with the user and its password or any app password issued by Login
 //!    Flow v2; otherwise 401 with `WWW-Authenticate: Basic realm="Nextcloud"`. Wrong
 //!    credentials are answered only after `failed_login_delay` (brute-force throttling); a

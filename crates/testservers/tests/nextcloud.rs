@@ -672,6 +672,11 @@ fn mkcol_move_and_missing_parents() {
     assert_eq!(status(&dav(&nc, &c, "MKCOL", "a").send().unwrap()), 201);
     assert_eq!(status(&dav(&nc, &c, "MKCOL", "a").send().unwrap()), 405);
     assert_eq!(status(&dav(&nc, &c, "MKCOL", "x/y").send().unwrap()), 409);
+    // A folder has no GET; its HEAD is an empty 200 without an ETag, as sabre/dav answers.
+    let r = dav(&nc, &c, "HEAD", "a/").send().unwrap();
+    assert_eq!(status(&r), 200);
+    assert!(header(&r, "ETag").is_empty());
+    assert_eq!(status(&dav(&nc, &c, "GET", "a/").send().unwrap()), 501);
     assert_eq!(status(&put(&nc, &c, "x/y.json", "{}")), 409);
     let r = put(&nc, &c, "a/f.json", "f");
     let id = header(&r, "OC-FileId");
@@ -710,7 +715,7 @@ fn mkcol_move_and_missing_parents() {
         "f"
     );
     let s = nc.stats();
-    assert_eq!(s.requests, 13);
+    assert_eq!(s.requests, 15);
     assert_eq!(s.by_status.values().sum::<u64>(), s.requests);
 }
 

@@ -305,13 +305,17 @@ fn get(sh: &Shared, req: &Req, rel: &str, head: bool) -> Reply {
         return locked(rel);
     }
     if e.dir {
+        // sabre/dav: nobody handles a GET of a folder (501); a HEAD turns that into an empty
+        // 200 without ETag or length of its own.
         if head {
-            return sh.file_headers(Reply::new(200), &e);
+            return Reply::new(200)
+                .body("text/plain", "")
+                .header("X-Sabre-Real-Status", "501");
         }
         return Reply::sabre(
             501,
             "Sabre\\DAV\\Exception\\NotImplemented",
-            "GET is only implemented on File objects",
+            "There was no plugin in the system that was willing to handle this GET method. Enable the Browser plugin to get a better result here.",
         );
     }
     match preconditions(req, Some(&e), true) {
