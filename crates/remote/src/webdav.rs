@@ -772,8 +772,12 @@ impl Remote for WebDav {
                     let size = header(h, "content-length").and_then(|v| v.parse().ok());
                     let is_dir = header(h, "content-type")
                         .is_some_and(|t| t.starts_with("httpd/unix-directory"));
-                    if etag.is_none() && size.is_none() && !is_dir {
-                        // No ETag and no length: probably a folder (sabre/dav); ask PROPFIND.
+                    // sabre/dav (and so Nextcloud) answers HEAD on a folder with the 200 of a
+                    // GET that failed, saying so in X-Sabre-Real-Status.
+                    let failed_get = header(h, "x-sabre-real-status")
+                        .is_some_and(|status| !status.starts_with('2'));
+                    if failed_get || (etag.is_none() && size.is_none() && !is_dir) {
+                        // No ETag and no length: probably a folder; ask PROPFIND.
                         return Ok(Head::AskPropfind);
                     }
                     Ok(Head::Found(ObjectInfo {
