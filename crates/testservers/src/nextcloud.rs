@@ -41,7 +41,8 @@
 //!    Whether a PUT answers 201 (created) or 204 is decided at its check, so two racing creators
 //!    that both win both answer 201.
 //! 4. [`Nextcloud::cold_cache`]`(n)`: the next `n` PUTs answer 404 and store nothing (measured
-//!    right after php-fpm restarted: a PUT of a fresh delta got 404).
+//!    right after php-fpm restarted: a PUT of a fresh delta got 404). Only PUTs that get past
+//!    auth and the parent check count: a PUT into a missing folder still answers 409.
 //! 5. **Trash bin.** DELETE (a file, or a folder with its contents) moves it into the trash bin
 //!    (`files_trashbin/files/<name>.d<time>` beside the data folder, not under it; listed by
 //!    [`Nextcloud::trash`] with the original relative path) unless the request has
@@ -301,7 +302,8 @@ impl Nextcloud {
         self.shared.state().stats.clone()
     }
 
-    /// Makes the next `n` PUTs answer 404 and store nothing, as right after php-fpm restarted.
+    /// Makes the next `n` PUTs answer 404 and store nothing, as right after php-fpm restarted
+    /// (a PUT into a missing folder answers 409 as ever and does not count).
     pub fn cold_cache(&self, n: usize) {
         self.shared.state().cold = n;
     }

@@ -373,6 +373,15 @@ fn cold_cache_puts_answer_404_and_store_nothing() {
     assert!(!nc.data_dir().join("d2.json").exists());
     assert_eq!(status(&put(&nc, &c, "d1.json", "x")), 201);
     assert!(nc.data_dir().join("d1.json").exists());
+    // A PUT into a missing folder is a 409 as ever, and does not use up the cold cache.
+    nc.cold_cache(1);
+    assert_eq!(status(&put(&nc, &c, "deltas/d3.json", "x")), 409);
+    assert_eq!(
+        status(&dav(&nc, &c, "MKCOL", "deltas").send().unwrap()),
+        201
+    );
+    assert_eq!(status(&put(&nc, &c, "deltas/d3.json", "x")), 404);
+    assert_eq!(status(&put(&nc, &c, "deltas/d3.json", "x")), 201);
 }
 
 #[test]

@@ -362,15 +362,17 @@ fn put(sh: &Shared, req: &Req, rel: &str) -> Reply {
     // 1. The precondition, against the cache.
     let created = {
         let mut st = sh.state();
-        if st.cold > 0 {
-            st.cold -= 1;
-            return not_found(rel);
-        }
         if rel.is_empty() {
             return conflict("PUT is not allowed on non-files.");
         }
         if !sh.is_dir(&mut st, parent_of(rel)) {
             return conflict("Parent node does not exist");
+        }
+        // A cold file cache: only a PUT that could otherwise store counts (a missing parent
+        // is a 409 all the same).
+        if st.cold > 0 {
+            st.cold -= 1;
+            return not_found(rel);
         }
         let e = sh.lookup(&mut st, rel);
         if e.as_ref().is_some_and(|e| e.dir) {
