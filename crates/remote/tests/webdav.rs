@@ -374,3 +374,69 @@ fn untrusted_certificate_is_a_permanent_explained_error() {
     assert!(!msg.contains("tls-test-password"), "{msg}");
     eprintln!("untrusted certificate: {msg}");
 }
+
+/// The Nextcloud stand-in (`deltasync_testservers::Nextcloud`, built from what was measured on
+/// Nextcloud 34): the probe calls it non-atomic and Nextcloud, the conformance suite passes
+/// with what the probe found, nothing lands in the trash bin, an explicit mtime gives a fresh
+/// ETag where the same second would reuse it, and a PUT of a new file that a cold file cache
+/// answers 404 is temporary, not an error.
+#[test]
+fn nextcloud_stand_in() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let nc = deltasync_testservers::Nextcloud::start().unwrap();
+    let url = format!("{}deltasync tëst/", nc.url());
+    let dav = WebDav::open(
+        &url,
+        &WebDavOptions::with_credentials(nc.user(), Secret::new(nc.password())),
+    )
+    .unwrap();
+    let report = dav.probe().unwrap();
+    for line in report.explain() {
+        eprintln!("    {line}");
+    }
+    assert_eq!(report.class, CasClass::NonAtomic, "{report:?}");
+    assert!(report.nextcloud && dav.is_nextcloud());
+    assert_eq!(report.summary_json()["nextcloud"], true);
+    assert!(nc.trash().is_empty(), "the probe left {:?}", nc.trash());
+    let suite = conformance::run(&dav).unwrap();
+    eprintln!("    conformance: {} passed", suite.passed.len());
+
+    // Same second, no mtime given: the ETag is reused (what the stand-in reproduces)...
+    let e1 = dav
+        .put("m.json", b"{\"v\":1}", &PutMode::Overwrite)
+        .unwrap()
+        .unwrap();
+    let e2 = dav
+        .put("m.json", b"{\"v\":22}", &PutMode::Overwrite)
+        .unwrap()
+        .unwrap();
+    // ...unless the two PUTs straddled a second; an mtime above the last always gives a new one.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let e3 = dav
+        .put_with_mtime("m.json", b"{\"v\":333}", &PutMode::Overwrite, now + 5)
+        .unwrap()
+        .unwrap();
+    assert_ne!(e3, e2);
+    eprintln!("    same-second rewrite kept the ETag: {}", e1 == e2);
+    assert!(matches!(
+        dav.get("m.json", Some(&e2)).unwrap(),
+        GetResult::Found { .. }
+    ));
+
+    // Into an existing folder: 404, MKCOL says it exists, 404 again: temporary.
+    dav.put("deltas/first.json", b"{}", &PutMode::CreateOnly)
+        .unwrap();
+    nc.cold_cache(2);
+    let e = dav
+        .put("deltas/new.json", b"{}", &PutMode::CreateOnly)
+        .unwrap_err();
+    assert!(e.is_temporary(), "{e:?}");
+    dav.put("deltas/new.json", b"{}", &PutMode::CreateOnly)
+        .unwrap();
+    dav.delete("deltas").unwrap();
+    dav.delete("m.json").unwrap();
+    assert!(nc.trash().is_empty(), "{:?}", nc.trash());
+}
