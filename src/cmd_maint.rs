@@ -122,6 +122,43 @@ pub fn compact(
     Ok(exit::OK)
 }
 
+/// `repair`.
+pub fn repair(dir: &Path, dry_run: bool, json: bool) -> Result<u8> {
+    let mut engine = open(dir)?;
+    let report = engine.repair(dry_run)?;
+    if json {
+        output::json(&report)?;
+        return Ok(exit::OK);
+    }
+    let remote = if report.remote_empty {
+        "the remote is empty (no meta.json)".to_string()
+    } else {
+        format!("the remote is at commit {}", report.remote_head)
+    };
+    println!(
+        "This device synced up to commit {}; {remote}.",
+        report.local_head
+    );
+    let (push, merge, pull) = if dry_run {
+        ("would push", "would merge", "would pull")
+    } else {
+        ("pushed", "merged", "pulled")
+    };
+    println!(
+        "{push} {} entit(ies) the remote lacks, {merge} {} that differ, {pull} {} this device lacks; {} are the same. Nothing is deleted on either side.",
+        report.push, report.merge, report.pull, report.same
+    );
+    if let Some(sync) = &report.sync {
+        output::sync_report(sync);
+        println!(
+            "Run `deltasync sync` (or `deltasync repair`) on the other devices that had data the remote lost."
+        );
+    } else {
+        println!("Run `deltasync repair` to do it.");
+    }
+    Ok(exit::OK)
+}
+
 /// `verify`.
 pub fn verify(dir: &Path, json: bool, sample: usize, deep: bool, tolerance: f64) -> Result<u8> {
     let engine = open(dir)?;

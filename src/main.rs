@@ -141,6 +141,17 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Put this device's data back on a remote that lost commits it had applied (emptied,
+    /// initialised again, or restored from an older copy): push what the remote lacks, merge
+    /// what both have, pull the rest; nothing is deleted on either side.
+    Repair {
+        /// Say how many entities would be pushed, merged and pulled; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Fold the deltas into a new snapshot, archive them in archive/, remove old orphans.
     Compact {
         /// Say what would be done; change nothing.
@@ -371,7 +382,11 @@ pub(crate) fn error_chain(e: &anyhow::Error) -> String {
 
 pub(crate) fn exit_code_of(e: &anyhow::Error) -> u8 {
     match e.downcast_ref::<EngineError>() {
-        Some(EngineError::MassDelete { .. } | EngineError::ReadOnly(_)) => exit::REFUSED,
+        Some(
+            EngineError::MassDelete { .. }
+            | EngineError::ReadOnly(_)
+            | EngineError::RemoteBehind { .. },
+        ) => exit::REFUSED,
         Some(err) if err.is_temporary() => exit::TEMPORARY,
         _ if auth::is_temporary(e) => exit::TEMPORARY,
         _ => exit::ERROR,
@@ -457,6 +472,7 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Command::Doctor { save, json } => doctor(&dir, save, json),
         Command::Unlock { force } => unlock(&dir, force),
+        Command::Repair { dry_run, json } => cmd_maint::repair(&dir, dry_run, json),
         Command::Compact {
             dry_run,
             tombstone_days,

@@ -44,6 +44,7 @@ pub mod merge;
 pub mod planner;
 pub mod progress;
 pub mod records;
+pub mod repair;
 pub mod state;
 mod sync;
 

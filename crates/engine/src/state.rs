@@ -392,6 +392,21 @@ impl State {
         Ok(())
     }
 
+    /// Forgets everything this device knew of the remote — bases, mirror, applied deltas, the
+    /// commit journal and the cached meta.json — keeping conflict receipts and the device id,
+    /// so that the next sync meets the remote as a first sync does: local entities it lacks
+    /// are pushed, the ones on both sides merged, the others pulled (`repair`).
+    pub fn forget_remote(&self) -> Result<(), StateError> {
+        self.conn.execute_batch(
+            "DELETE FROM entities;
+             DELETE FROM applied_deltas;
+             DELETE FROM journal;
+             DELETE FROM kv WHERE key IN ('meta', 'meta_etag', 'generation', 'supersedes', \
+               'force_push', 'meta_read_ms', 'reread_meta', 'recommitted');",
+        )?;
+        Ok(())
+    }
+
     /// Every mirrored record (collection, id, record), for snapshots and verification.
     pub fn all_mirror(&self) -> Result<Vec<(String, String, MirrorRecord)>, StateError> {
         let mut stmt = self.conn.prepare(

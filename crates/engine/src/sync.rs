@@ -101,6 +101,19 @@ pub enum EngineError {
         /// Id.
         id: String,
     },
+    /// The remote has lost commits this device applied: emptied, initialised again, or put
+    /// back from an older copy. Nothing was changed; `repair` puts this device's data back.
+    #[error(
+        "the remote {remote} is behind this device: {detail}. Nothing was changed, here or there. \
+         `deltasync repair --dry-run` shows what putting this device's data back on it would do; \
+         `deltasync repair` does it (on every device that has data the remote lost)"
+    )]
+    RemoteBehind {
+        /// The remote.
+        remote: String,
+        /// What was found.
+        detail: String,
+    },
     /// A past state cannot be rebuilt: commits are missing from the archives.
     #[error("{0}")]
     History(String),
@@ -418,7 +431,18 @@ impl Engine {
             _ => None,
         };
         let read_at = now_ms();
-        let (meta, etag) = match self.store.read_meta(known)? {
+        let answer = match self.store.read_meta(known) {
+            // This device synced there: the remote was emptied, not never initialised.
+            Err(StoreError::NotInitialised) if cached.is_some() => {
+                let head = cached.as_ref().map(|(m, _)| m.head).unwrap_or(0);
+                return Err(self.remote_behind(format!(
+                    "it has no meta.json, although this device synced there up to commit {head} \
+                     (the remote was emptied or moved)"
+                )));
+            }
+            other => other?,
+        };
+        let (meta, etag) = match answer {
             MetaRead::NotModified => {
                 let (m, e) = cached.expect("not-modified only when an etag was sent");
                 // The meta we hold is current: a commit attempted since (a crash before or
@@ -448,6 +472,9 @@ impl Engine {
             .as_ref()
             .map(|(_, s)| s.folded.as_slice())
             .unwrap_or(&[]);
+        let cached_meta = cached.map(|(m, _)| m);
+        self.check_not_behind(&meta, cached_meta.as_ref(), known_generation)?;
+        self.check_history(&meta, cached_meta.as_ref(), known_generation)?;
         self.reconcile_journal(&meta, &etag, folded)?;
         let mut applied = 0;
         if let Some((generation, snapshot)) = &snapshot {
@@ -508,6 +535,75 @@ impl Engine {
             s.unset(REREAD_META)
         })?;
         Ok((meta, etag, applied))
+    }
+
+    /// Refuses a remote that is behind what this device applied: a lower head, or an older
+    /// snapshot generation (emptied and initialised again, or put back from an older copy).
+    fn check_not_behind(
+        &self,
+        meta: &Meta,
+        cached: Option<&Meta>,
+        known_generation: Option<u64>,
+    ) -> Result<(), EngineError> {
+        let Some(cached) = cached else {
+            return Ok(());
+        };
+        if meta.head < cached.head {
+            return Err(self.remote_behind(format!(
+                "it is at commit {}, and this device has applied commits up to commit {} (the \
+                 remote was emptied and initialised again, or put back from an older copy)",
+                meta.head, cached.head
+            )));
+        }
+        let generation = meta.snapshot.as_ref().map(|s| s.generation);
+        if let (Some(now), Some(known)) = (generation, known_generation)
+            && now < known
+        {
+            return Err(self.remote_behind(format!(
+                "its snapshot is generation {now}, and this device has read generation {known} \
+                 (the remote was put back from an older copy)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuses a remote whose history differs from what this device applied: a delta at a seq
+    /// this device has passed, which it never applied (put back from an older copy that others
+    /// have committed on top of since). Only within one snapshot generation, below the newest
+    /// commit this device saw, and not at the seq of a commit of ours still in the journal (a
+    /// racing writer may have won those).
+    fn check_history(
+        &self,
+        meta: &Meta,
+        cached: Option<&Meta>,
+        known_generation: Option<u64>,
+    ) -> Result<(), EngineError> {
+        let Some(cached) = cached else {
+            return Ok(());
+        };
+        if meta.snapshot.as_ref().map(|s| s.generation) != known_generation {
+            return Ok(());
+        }
+        let ours: BTreeSet<u64> = self.state.pending()?.iter().map(|p| p.seq).collect();
+        for d in &meta.deltas {
+            // Below the head this device saw: a racing writer on a server whose If-Match is not
+            // atomic can only take the seq of the newest commit, which readers may have seen.
+            if d.seq < cached.head && !ours.contains(&d.seq) && !self.state.is_applied(&d.path)? {
+                return Err(self.remote_behind(format!(
+                    "its commit {} ({}) is not the one this device applied at that point (the \
+                     remote was put back from an older copy, and others have committed since)",
+                    d.seq, d.path
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn remote_behind(&self, detail: String) -> EngineError {
+        EngineError::RemoteBehind {
+            remote: self.store.remote().describe(),
+            detail,
+        }
     }
 
     /// Confirms, finishes or undoes the commits recorded in the journal against `meta`.
