@@ -185,7 +185,11 @@ pub fn is_temporary(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         matches!(
             c.downcast_ref::<SecretError>(),
-            Some(SecretError::KeyringLocked { .. } | SecretError::KeyringTimeout { .. })
+            Some(
+                SecretError::KeyringLocked { .. }
+                    | SecretError::KeyringTimeout { .. }
+                    | SecretError::CommandTimeout { .. }
+            )
         )
     })
 }

@@ -1,7 +1,16 @@
 //! Passwords that never show up in a log, an error or a `Debug` print.
 
 use std::fmt;
+use std::io::Read as _;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a `password_command` may run before it is stopped (a `sleep`, a prompt nobody
+/// answers): [`Secret::from_command`].
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The most a password command may print (a password is a line, not a file).
+const MAX_COMMAND_OUTPUT: u64 = 64 * 1024;
 
 /// The environment variable deltasync reads a WebDAV password from by default.
 pub const PASSWORD_ENV: &str = "DELTASYNC_PASSWORD";
@@ -40,35 +49,75 @@ impl Secret {
 
     /// Runs `command` with `sh -c` (a `password_command` such as `pass show nextcloud` or
     /// `secret-tool lookup service nextcloud`) and takes what it prints, less one trailing
-    /// newline. Its stdin and stderr are this process's (so a pinentry can ask); its output is
-    /// never repeated in an error, and errors name only the command's first word.
+    /// newline; stopped after [`DEFAULT_COMMAND_TIMEOUT`]. See [`Secret::from_command_within`].
     pub fn from_command(command: &str) -> Result<Secret, SecretError> {
+        Self::from_command_within(command, DEFAULT_COMMAND_TIMEOUT)
+    }
+
+    /// [`Secret::from_command`], stopping the command (its whole process group) after
+    /// `timeout`. Its stdin is this process's (a pinentry asks on the terminal); what it prints
+    /// to stderr is dropped, since it may repeat the password or the command line; neither its
+    /// output nor the command line is ever in an error, which names only its first word.
+    pub fn from_command_within(command: &str, timeout: Duration) -> Result<Secret, SecretError> {
+        use std::os::unix::process::CommandExt as _;
         let program = command
             .split_whitespace()
             .next()
             .unwrap_or_default()
             .to_string();
-        let output = Command::new("sh")
+        let mut child = Command::new("sh")
             .arg("-c")
             .arg(command)
             .stdin(Stdio::inherit())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::null())
             .stdout(Stdio::piped())
-            .output()
+            .process_group(0)
+            .spawn()
             .map_err(|source| SecretError::CommandSpawn {
                 program: program.clone(),
                 source,
             })?;
-        if !output.status.success() {
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let reader = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let _ = stdout.take(MAX_COMMAND_OUTPUT + 1).read_to_end(&mut out);
+            out
+        });
+        let started = Instant::now();
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if started.elapsed() < timeout => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                _ => {
+                    // The group: `sh -c "sleep 1000"` forks, and the sleep holds stdout.
+                    let _ = Command::new("kill")
+                        .args(["-KILL", "--", &format!("-{}", child.id())])
+                        .status();
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(SecretError::CommandTimeout {
+                        program,
+                        secs: timeout.as_secs_f64(),
+                    });
+                }
+            }
+        };
+        let stdout = reader.join().unwrap_or_default();
+        // First: a command cut off after 64 KiB dies of a broken pipe.
+        if stdout.len() as u64 > MAX_COMMAND_OUTPUT {
+            return Err(SecretError::CommandTooLong { program });
+        }
+        if !status.success() {
             return Err(SecretError::CommandFailed {
                 program,
-                status: output.status.to_string(),
+                status: status.to_string(),
             });
         }
-        let mut value =
-            String::from_utf8(output.stdout).map_err(|_| SecretError::CommandNotUnicode {
-                program: program.clone(),
-            })?;
+        let mut value = String::from_utf8(stdout).map_err(|_| SecretError::CommandNotUnicode {
+            program: program.clone(),
+        })?;
         if value.ends_with('\n') {
             value.pop();
             if value.ends_with('\r') {
@@ -131,6 +180,22 @@ pub enum SecretError {
         program: String,
         /// How it exited.
         status: String,
+    },
+    /// The password command did not finish in time; it was stopped.
+    #[error(
+        "the password command '{program}' did not finish within {secs} s and was stopped (is it waiting for input?)"
+    )]
+    CommandTimeout {
+        /// The command's first word.
+        program: String,
+        /// How long deltasync waited.
+        secs: f64,
+    },
+    /// The password command printed more than a password can be.
+    #[error("the password command '{program}' printed more than 64 KiB: that is not a password")]
+    CommandTooLong {
+        /// The command's first word.
+        program: String,
     },
     /// The password command printed nothing.
     #[error("the password command '{program}' printed nothing")]
@@ -222,6 +287,28 @@ mod tests {
         assert!(matches!(
             Secret::from_command("true"),
             Err(SecretError::CommandEmpty { .. })
+        ));
+    }
+
+    /// Issue: `password_command = "sleep 1000"` blocked forever.
+    #[test]
+    fn a_password_command_that_hangs_is_stopped() {
+        let started = Instant::now();
+        let e = Secret::from_command_within("sleep 1000", Duration::from_millis(300)).unwrap_err();
+        assert!(matches!(e, SecretError::CommandTimeout { .. }), "{e}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(e.to_string().contains("'sleep'"), "{e}");
+        // The command's own stderr (which may repeat the command or the password) is dropped,
+        // and a huge output is refused.
+        let e = Secret::from_command("echo 'sekrit' >&2; exit 1").unwrap_err();
+        assert!(!format!("{e} {e:?}").contains("sekrit"));
+        assert!(matches!(
+            Secret::from_command("head -c 100000 /dev/zero | tr '\\0' x"),
+            Err(SecretError::CommandTooLong { .. })
         ));
     }
 
