@@ -1,0 +1,248 @@
+use super::*;
+
+/// Editor and temporary files, never entities.
+pub(super) fn is_ignored(name: &str) -> bool {
+    name.starts_with('.')
+        || name.ends_with('~')
+        || name.ends_with(".tmp")
+        || name.ends_with(".swp")
+        || name.ends_with(".swx")
+        || (name.len() > 1 && name.starts_with('#') && name.ends_with('#'))
+        || name.contains(".json.tmp-")
+        || name.contains(".deltasync-tmp-")
+}
+
+pub(super) fn scan(dir: &Path) -> Result<Scan, CollectionError> {
+    let mut out = Scan {
+        entities: BTreeMap::new(),
+        problems: Vec::new(),
+        held: BTreeSet::new(),
+        whole_collection_held: false,
+        fingerprint: Fingerprint::Dir {
+            files: BTreeMap::new(),
+            held: BTreeSet::new(),
+        },
+    };
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(_) if dir.is_file() => {
+            return Err(CollectionError::NotADirectory {
+                path: dir.to_owned(),
+            });
+        }
+        Err(e) => return Err(io_err("list", dir, e)),
+    };
+    let mut files = BTreeMap::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| io_err("list", dir, e))?;
+        let path = entry.path();
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            let lossy = entry.file_name().to_string_lossy().into_owned();
+            if !is_ignored(&lossy) && lossy.ends_with(".json") {
+                out.problems.push(problem(
+                    &path,
+                    "file name is not valid UTF-8; ignored".into(),
+                    None,
+                ));
+            }
+            continue;
+        };
+        if is_ignored(&name) {
+            continue;
+        }
+        let Some(stem) = name.strip_suffix(".json") else {
+            continue;
+        };
+        let id = match ids::decode_stem(stem) {
+            Ok(id) => id,
+            Err(e) => {
+                out.problems
+                    .push(problem(&path, format!("{e}; ignored"), None));
+                continue;
+            }
+        };
+        let (stamp, bytes) = match read_file(&path) {
+            Ok(Some(read)) => read,
+            // Removed between the listing and the read: the app deleted it.
+            Ok(None) => continue,
+            Err(e) => {
+                out.problems.push(problem(
+                    &path,
+                    format!("cannot read: {e}; entity held"),
+                    Some(vec![id.clone()]),
+                ));
+                out.held.insert(id);
+                continue;
+            }
+        };
+        match serde_json::from_slice::<Value>(split_bom(&bytes).1) {
+            Ok(Value::Object(map)) => {
+                out.entities.insert(id.clone(), Value::Object(map));
+                files.insert(id, stamp);
+            }
+            Ok(other) => {
+                out.problems.push(problem(
+                    &path,
+                    format!(
+                        "holds a JSON {}, not an object; entity held",
+                        type_name(&other)
+                    ),
+                    Some(vec![id.clone()]),
+                ));
+                out.held.insert(id);
+            }
+            Err(e) => {
+                out.problems
+                    .push(json_problem(&path, &e, Some(vec![id.clone()])));
+                out.held.insert(id);
+            }
+        }
+    }
+    out.problems.sort_by(|a, b| a.file.cmp(&b.file));
+    out.fingerprint = Fingerprint::Dir {
+        files,
+        held: out.held.clone(),
+    };
+    Ok(out)
+}
+
+fn problem(file: &Path, message: String, ids: Option<Vec<String>>) -> ScanProblem {
+    ScanProblem {
+        file: file.to_owned(),
+        message,
+        ids,
+        line: None,
+        column: None,
+    }
+}
+
+/// The new file text for `value`, in the style of the file it replaces, if any.
+fn render_file(value: &Value, old: Option<&[u8]>) -> Vec<u8> {
+    if let Some(old) = old {
+        let (bom, body) = split_bom(old);
+        if let Ok(old_value @ Value::Object(_)) = serde_json::from_slice::<Value>(body) {
+            let style = style::Style::detect(body);
+            let value = style::align_order(value.clone(), &old_value);
+            let mut text = String::from_utf8_lossy(bom).into_owned();
+            style::render(&value, &style, "", &mut text);
+            let trimmed = body.trim_ascii_end();
+            if trimmed.len() < body.len() {
+                text.push_str(style.newline);
+            }
+            return text.into_bytes();
+        }
+    }
+    let mut text = String::new();
+    style::render(value, &style::Style::default(), "", &mut text);
+    text.push('\n');
+    text.into_bytes()
+}
+
+pub(super) fn apply(
+    dir: &Path,
+    writes: &[Write],
+    expected: &Fingerprint,
+) -> Result<ApplyReport, CollectionError> {
+    let Fingerprint::Dir { files, held } = expected else {
+        return Err(CollectionError::WrongFingerprint {
+            path: dir.to_owned(),
+        });
+    };
+    check_batch(dir, writes)?;
+    let mut paths = Vec::with_capacity(writes.len());
+    for w in writes {
+        let path = ids::entity_path(dir, w.id()).map_err(|source| CollectionError::Id {
+            path: dir.to_owned(),
+            id: w.id().to_owned(),
+            source,
+        })?;
+        paths.push(path);
+    }
+    let mut report = ApplyReport {
+        written: Vec::new(),
+        deleted: Vec::new(),
+        skipped: Vec::new(),
+        fingerprint: expected.clone(),
+    };
+    let mut new_files = files.clone();
+    let mut touched = false;
+    let mut dir_ready = false;
+    for (w, path) in writes.iter().zip(&paths) {
+        let id = w.id();
+        if held.contains(id) {
+            tracing::debug!(id, "held entity not written");
+            report.skipped.push(id.to_owned());
+            continue;
+        }
+        let current = read_file(path).map_err(|e| io_err("read", path, e))?;
+        let exp = files.get(id);
+        let unchanged = current.as_ref().map(|(s, _)| s) == exp;
+        match w {
+            Write::Delete { .. } => {
+                if current.is_none() {
+                    new_files.remove(id);
+                    report.deleted.push(id.to_owned());
+                } else if !unchanged {
+                    tracing::debug!(id, "file changed since the scan; delete deferred");
+                    report.skipped.push(id.to_owned());
+                } else {
+                    // Unavoidable tiny window between this check and the removal.
+                    match fs::remove_file(path) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(io_err("remove", path, e)),
+                    }
+                    touched = true;
+                    new_files.remove(id);
+                    report.deleted.push(id.to_owned());
+                }
+            }
+            Write::Put { value, .. } => {
+                if !unchanged {
+                    tracing::debug!(id, "file changed since the scan; write deferred");
+                    report.skipped.push(id.to_owned());
+                    continue;
+                }
+                let bytes = render_file(value, current.as_ref().map(|(_, b)| b.as_slice()));
+                if let Some((stamp, old)) = &current
+                    && *old == bytes
+                {
+                    new_files.insert(id.to_owned(), stamp.clone());
+                    report.written.push(id.to_owned());
+                    continue;
+                }
+                if !dir_ready {
+                    fs::create_dir_all(dir).map_err(|e| io_err("create folder", dir, e))?;
+                    dir_ready = true;
+                }
+                let perms = fs::metadata(path).ok().map(|m| m.permissions());
+                let stem = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or("entity");
+                let tmp = atomic::write_temp(dir, stem, &bytes, perms)?;
+                let installed = atomic::install(&tmp, path, current.is_none(), || {
+                    let now = read_file(path).map_err(|e| io_err("read", path, e))?;
+                    Ok(now.as_ref().map(|(s, _)| s) == exp)
+                })?;
+                if installed {
+                    touched = true;
+                    new_files.insert(id.to_owned(), stamp_written(path, &bytes)?);
+                    report.written.push(id.to_owned());
+                } else {
+                    tracing::debug!(id, "file changed while writing; write deferred");
+                    report.skipped.push(id.to_owned());
+                }
+            }
+        }
+    }
+    if touched {
+        atomic::sync_dir(dir);
+    }
+    report.fingerprint = Fingerprint::Dir {
+        files: new_files,
+        held: held.clone(),
+    };
+    Ok(report)
+}

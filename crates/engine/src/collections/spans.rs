@@ -1,0 +1,159 @@
+/// A byte range `[start, end)` in the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Span {
+    pub start: usize,
+    pub end: usize,
+}
+
+/// An object member: its key (with quotes) and its value.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Member {
+    pub key: Span,
+    pub value: Span,
+}
+
+pub(super) fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r') {
+        i += 1;
+    }
+    i
+}
+
+/// `b[i]` is `"`; the index after the closing quote.
+fn string_end(b: &[u8], mut i: usize) -> Option<usize> {
+    i += 1;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// The end of the value starting at `b[i]`.
+pub(super) fn value_end(b: &[u8], i: usize) -> Option<usize> {
+    match *b.get(i)? {
+        b'"' => string_end(b, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            while j < b.len() {
+                match b[j] {
+                    b'"' => {
+                        j = string_end(b, j)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+            None
+        }
+        _ => {
+            let mut j = i;
+            while j < b.len() && !matches!(b[j], b',' | b']' | b'}' | b' ' | b'\t' | b'\n' | b'\r')
+            {
+                j += 1;
+            }
+            (j > i).then_some(j)
+        }
+    }
+}
+
+/// The root value of a document.
+pub(super) fn root(b: &[u8]) -> Option<Span> {
+    let start = skip_ws(b, 0);
+    let end = value_end(b, start)?;
+    Some(Span { start, end })
+}
+
+/// The elements of the array at `span`.
+pub(super) fn array_items(b: &[u8], span: Span) -> Option<Vec<Span>> {
+    if b.get(span.start) != Some(&b'[') {
+        return None;
+    }
+    let mut items = Vec::new();
+    let mut i = skip_ws(b, span.start + 1);
+    if b.get(i) == Some(&b']') {
+        return Some(items);
+    }
+    loop {
+        let end = value_end(b, i)?;
+        items.push(Span { start: i, end });
+        i = skip_ws(b, end);
+        match b.get(i)? {
+            b',' => i = skip_ws(b, i + 1),
+            b']' => return Some(items),
+            _ => return None,
+        }
+    }
+}
+
+/// The members of the object at `span`.
+pub(super) fn object_members(b: &[u8], span: Span) -> Option<Vec<Member>> {
+    if b.get(span.start) != Some(&b'{') {
+        return None;
+    }
+    let mut members = Vec::new();
+    let mut i = skip_ws(b, span.start + 1);
+    if b.get(i) == Some(&b'}') {
+        return Some(members);
+    }
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_end = string_end(b, i)?;
+        let colon = skip_ws(b, key_end);
+        if b.get(colon) != Some(&b':') {
+            return None;
+        }
+        let vstart = skip_ws(b, colon + 1);
+        let vend = value_end(b, vstart)?;
+        members.push(Member {
+            key: Span {
+                start: i,
+                end: key_end,
+            },
+            value: Span {
+                start: vstart,
+                end: vend,
+            },
+        });
+        i = skip_ws(b, vend);
+        match b.get(i)? {
+            b',' => i = skip_ws(b, i + 1),
+            b'}' => return Some(members),
+            _ => return None,
+        }
+    }
+}
+
+/// The key of a member, unescaped.
+pub(super) fn key_text(b: &[u8], key: Span) -> Option<String> {
+    serde_json::from_slice(&b[key.start..key.end]).ok()
+}
+
+/// The white space at the start of the line holding `pos`, if only white space precedes
+/// `pos` on that line; otherwise the line's leading white space all the same.
+pub(super) fn line_indent(b: &[u8], pos: usize) -> String {
+    let line_start = b[..pos]
+        .iter()
+        .rposition(|&c| c == b'\n')
+        .map_or(0, |p| p + 1);
+    let indent_end = line_start
+        + b[line_start..pos]
+            .iter()
+            .take_while(|&&c| c == b' ' || c == b'\t')
+            .count();
+    String::from_utf8_lossy(&b[line_start..indent_end]).into_owned()
+}
