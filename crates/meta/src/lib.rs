@@ -6,7 +6,9 @@
 //! ([`ConflictReceipt`]). `docs/format.md` is the normative description; the golden files
 //! in `testdata/` freeze it.
 //!
-//! All maps are `BTreeMap`s so that what is written is deterministic.
+//! All maps are `BTreeMap`s so that what is written is deterministic. Fields of meta.json that
+//! this version does not know (a newer writer's optional fields) are kept in
+//! [`Meta::unknown`] and written back when meta.json is rewritten.
 //!
 //! ```
 //! use deltasync_meta::{Meta, sha256_hex};
@@ -26,7 +28,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 mod hlc;
+mod unknown;
 pub use hlc::Hlc;
+pub use unknown::Extra;
+use unknown::{Kept, KeptRef};
 
 /// The format version this library writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -146,8 +151,10 @@ pub struct DeviceInfo {
 
 /// `meta.json`: the commit point. Its size grows with the changes since the last compaction,
 /// never with the number of entities.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+///
+/// Fields a newer writer added are kept in [`Meta::unknown`] and written back by
+/// [`Meta::to_bytes`].
+#[derive(Debug, Clone, PartialEq)]
 pub struct Meta {
     /// Format version of this file.
     pub format: u32,
@@ -156,33 +163,214 @@ pub struct Meta {
     /// Minimum format version a writer must understand to commit.
     pub min_writer: u32,
     /// The snapshot, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<SnapshotRef>,
     /// The commit sequence number ("globalUpdateCount" in the seed design).
-    #[serde(rename = "globalUpdateCount")]
     pub head: u64,
     /// Deltas committed since the snapshot, in seq order.
-    #[serde(default)]
     pub deltas: Vec<DeltaRef>,
     /// Versions of the entities changed since the snapshot.
-    #[serde(default)]
     pub entity_versions: VersionMap,
     /// Time of the last commit, ms since the Unix epoch.
-    #[serde(default)]
     pub last_sync_timestamp: u64,
     /// Devices that committed, by device id.
-    #[serde(default)]
     pub devices: BTreeMap<String, DeviceInfo>,
     /// What the remote's probe found (`doctor`), as recorded at `init`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<serde_json::Value>,
     /// The modification time (Unix seconds) this meta.json was written with, on servers that
     /// take one from the client (Nextcloud's `X-OC-MTime`). Each writer uses a value strictly
     /// greater than the one it replaces ([`Meta::next_mtime`]): Nextcloud keeps a file's ETag
     /// while its mtime in seconds is unchanged, so equal mtimes would mean equal ETags for
     /// different commits.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtime: Option<u64>,
+    /// The fields of meta.json this version does not know (a newer writer's optional fields),
+    /// written back when this meta is.
+    pub unknown: UnknownFields,
+}
+
+/// The fields of a meta.json that this version does not know, kept so that rewriting the file
+/// writes them back unchanged (`docs/format.md`: a writer may add optional fields without
+/// raising `minReader`). Each object's unknown fields are written after its known ones,
+/// sorted by name. Those of an entry (the snapshot, a delta, a device) belong to that entry:
+/// they are written back while meta has an entry of that name, and dropped with it.
+///
+/// No key of these maps is a field this version knows: a name that is would be written twice.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UnknownFields {
+    /// Unknown fields of meta.json itself.
+    pub meta: Extra,
+    /// Unknown fields of the `snapshot` entry, with the snapshot `name` they were read with:
+    /// they describe that file, and are written back only while `snapshot` names it.
+    pub snapshot: Option<(String, Extra)>,
+    /// Unknown fields of entries of `deltas`, by the entry's `path`.
+    pub deltas: BTreeMap<String, Extra>,
+    /// Unknown fields of entries of `devices`, by device id.
+    pub devices: BTreeMap<String, Extra>,
+}
+
+impl UnknownFields {
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.meta.is_empty()
+            && self.snapshot.is_none()
+            && self.deltas.is_empty()
+            && self.devices.is_empty()
+    }
+}
+
+/// meta.json as it is read: the entries with their unknown fields.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MetaIn {
+    format: u32,
+    min_reader: u32,
+    min_writer: u32,
+    #[serde(default)]
+    snapshot: Option<Kept<SnapshotRef>>,
+    #[serde(rename = "globalUpdateCount")]
+    head: u64,
+    #[serde(default)]
+    deltas: Vec<Kept<DeltaRef>>,
+    #[serde(default)]
+    entity_versions: VersionMap,
+    #[serde(default)]
+    last_sync_timestamp: u64,
+    #[serde(default)]
+    devices: BTreeMap<String, Kept<DeviceInfo>>,
+    #[serde(default)]
+    server: Option<serde_json::Value>,
+    #[serde(default)]
+    mtime: Option<u64>,
+}
+
+/// meta.json as it is written: every entry followed by its unknown fields, then meta's own.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MetaOut<'a> {
+    format: u32,
+    min_reader: u32,
+    min_writer: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snapshot: Option<KeptRef<'a, SnapshotRef>>,
+    #[serde(rename = "globalUpdateCount")]
+    head: u64,
+    deltas: Vec<KeptRef<'a, DeltaRef>>,
+    entity_versions: &'a VersionMap,
+    last_sync_timestamp: u64,
+    devices: BTreeMap<&'a str, KeptRef<'a, DeviceInfo>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server: Option<&'a serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mtime: Option<u64>,
+    #[serde(flatten)]
+    unknown: &'a Extra,
+}
+
+impl Serialize for Meta {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Meta {
+            format,
+            min_reader,
+            min_writer,
+            snapshot,
+            head,
+            deltas,
+            entity_versions,
+            last_sync_timestamp,
+            devices,
+            server,
+            mtime,
+            unknown,
+        } = self;
+        let snapshot = snapshot.as_ref().map(|s| KeptRef {
+            value: s,
+            extra: match &unknown.snapshot {
+                Some((name, extra)) if *name == s.name => extra,
+                _ => &unknown::NONE,
+            },
+        });
+        let deltas = deltas
+            .iter()
+            .map(|d| KeptRef {
+                value: d,
+                extra: unknown.deltas.get(&d.path).unwrap_or(&unknown::NONE),
+            })
+            .collect();
+        let devices = devices
+            .iter()
+            .map(|(id, d)| {
+                let extra = unknown.devices.get(id).unwrap_or(&unknown::NONE);
+                (id.as_str(), KeptRef { value: d, extra })
+            })
+            .collect();
+        MetaOut {
+            format: *format,
+            min_reader: *min_reader,
+            min_writer: *min_writer,
+            snapshot,
+            head: *head,
+            deltas,
+            entity_versions,
+            last_sync_timestamp: *last_sync_timestamp,
+            devices,
+            server: server.as_ref(),
+            mtime: *mtime,
+            unknown: &unknown.meta,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Meta {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let Kept {
+            value: m,
+            extra: meta,
+        } = Kept::<MetaIn>::deserialize(deserializer)?;
+        let mut unknown = UnknownFields {
+            meta,
+            ..UnknownFields::default()
+        };
+        let snapshot = m.snapshot.map(|Kept { value, extra }| {
+            if !extra.is_empty() {
+                unknown.snapshot = Some((value.name.clone(), extra));
+            }
+            value
+        });
+        let deltas = m
+            .deltas
+            .into_iter()
+            .map(|Kept { value, extra }| {
+                if !extra.is_empty() {
+                    unknown.deltas.insert(value.path.clone(), extra);
+                }
+                value
+            })
+            .collect();
+        let devices = m
+            .devices
+            .into_iter()
+            .map(|(id, Kept { value, extra })| {
+                if !extra.is_empty() {
+                    unknown.devices.insert(id.clone(), extra);
+                }
+                (id, value)
+            })
+            .collect();
+        Ok(Meta {
+            format: m.format,
+            min_reader: m.min_reader,
+            min_writer: m.min_writer,
+            snapshot,
+            head: m.head,
+            deltas,
+            entity_versions: m.entity_versions,
+            last_sync_timestamp: m.last_sync_timestamp,
+            devices,
+            server: m.server,
+            mtime: m.mtime,
+            unknown,
+        })
+    }
 }
 
 impl Meta {
@@ -200,6 +388,7 @@ impl Meta {
             devices: BTreeMap::new(),
             server: None,
             mtime: None,
+            unknown: UnknownFields::default(),
         }
     }
 
