@@ -227,14 +227,16 @@ impl Engine {
         if let Some(r) = &meta.snapshot {
             files.push((
                 r.name.clone(),
-                self.store().read_bytes_verified(&r.name, &r.sha256)?,
+                self.store()
+                    .read_bytes_verified(&r.name, &r.sha256, r.size)?,
             ));
             progress.advance(1);
         }
         for d in &meta.deltas {
             files.push((
                 d.path.clone(),
-                self.store().read_bytes_verified(&d.path, &d.sha256)?,
+                self.store()
+                    .read_bytes_verified(&d.path, &d.sha256, d.size)?,
             ));
             progress.advance(1);
         }

@@ -296,7 +296,8 @@ impl Engine {
                     Some(b) => b,
                     None => {
                         report.downloaded += 1;
-                        self.store().read_bytes_verified(&d.path, &d.sha256)?
+                        self.store()
+                            .read_bytes_verified(&d.path, &d.sha256, d.size)?
                     }
                 };
                 deltas.push((d.clone(), bytes));

@@ -98,7 +98,9 @@ pub fn retry_transient<T>(
 ) -> Result<T, RemoteError> {
     loop {
         match op() {
-            Err(e) if e.is_temporary() => {
+            // A timeout has taken its whole deadline already: retried, a slow server would hold
+            // a sync for many deadlines. The next sync tries again.
+            Err(e) if e.is_temporary() && !e.is_timeout() => {
                 tracing::debug!(error = %e, "temporary failure, retrying");
                 if !backoff.wait() {
                     return Err(e);

@@ -181,6 +181,18 @@ impl<R: Remote> Remote for Counting<R> {
         answer
     }
 
+    fn get_max(
+        &self,
+        path: &str,
+        if_none_match: Option<&Etag>,
+        max_len: u64,
+    ) -> Result<GetResult, RemoteError> {
+        self.counters.request(Op::Get);
+        let answer = self.inner.get_max(path, if_none_match, max_len);
+        self.counters.get_answer(&answer);
+        answer
+    }
+
     fn put(&self, path: &str, body: &[u8], mode: &PutMode) -> Result<Option<Etag>, RemoteError> {
         self.counters.request(Op::Put);
         self.counters.up(body.len());

@@ -218,7 +218,16 @@ pub enum RemoteError {
         /// What was being done (method and path).
         what: String,
     },
-    /// A failure that may pass: timeout, connection reset, 423, 429, 5xx.
+    /// A request that did not finish within its deadline (connect, or the whole answer).
+    /// Temporary, but not retried at once: it has already taken the whole deadline.
+    #[error("{what}: {detail}")]
+    TimedOut {
+        /// What was being done (method and path).
+        what: String,
+        /// What happened, with the deadlines.
+        detail: String,
+    },
+    /// A failure that may pass: connection reset, 423, 429, 5xx.
     #[error("{what}: temporary failure: {detail}")]
     Transient {
         /// What was being done (method and path).
@@ -233,6 +242,18 @@ pub enum RemoteError {
         what: String,
         /// What happened.
         detail: String,
+    },
+    /// A file is larger than the format allows it to be (a meta.json over its limit, a delta or
+    /// snapshot larger than meta.json says): damaged, or a server sending something else.
+    #[error(
+        "{path} is larger than it can be ({limit} bytes at most): the remote is damaged or the \
+         server answers with something else"
+    )]
+    TooLarge {
+        /// The remote path.
+        path: String,
+        /// The most it may hold.
+        limit: u64,
     },
     /// A local I/O error (local-folder backend).
     #[error("{path}: {source}")]
@@ -255,8 +276,16 @@ impl RemoteError {
     pub fn is_temporary(&self) -> bool {
         matches!(
             self,
-            RemoteError::Transient { .. } | RemoteError::Locked { .. }
+            RemoteError::Transient { .. }
+                | RemoteError::Locked { .. }
+                | RemoteError::TimedOut { .. }
         )
+    }
+
+    /// Whether a request ran out of its deadline: temporary, but a retry at once would take
+    /// the whole deadline again.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, RemoteError::TimedOut { .. })
     }
 
     /// Whether a write was refused because the file was locked (423): nothing was written.
@@ -275,6 +304,27 @@ impl RemoteError {
 pub trait Remote: Send + Sync {
     /// Reads a file. With `if_none_match` equal to its current ETag: `NotModified`, no body.
     fn get(&self, path: &str, if_none_match: Option<&Etag>) -> Result<GetResult, RemoteError>;
+
+    /// [`Remote::get`] of a file that cannot be larger than `max_len` bytes: a larger one is
+    /// [`RemoteError::TooLarge`], and backends that stream (WebDAV) stop reading there instead
+    /// of holding whatever a broken or hostile server sends. The default reads, then checks.
+    fn get_max(
+        &self,
+        path: &str,
+        if_none_match: Option<&Etag>,
+        max_len: u64,
+    ) -> Result<GetResult, RemoteError> {
+        let answer = self.get(path, if_none_match)?;
+        if let GetResult::Found { body, .. } = &answer
+            && body.len() as u64 > max_len
+        {
+            return Err(RemoteError::TooLarge {
+                path: path.to_string(),
+                limit: max_len,
+            });
+        }
+        Ok(answer)
+    }
 
     /// Writes a file in the given mode, creating parent folders; returns the new ETag if the
     /// backend has one.
@@ -313,6 +363,14 @@ pub trait Remote: Send + Sync {
 impl<R: Remote + ?Sized> Remote for Arc<R> {
     fn get(&self, path: &str, if_none_match: Option<&Etag>) -> Result<GetResult, RemoteError> {
         (**self).get(path, if_none_match)
+    }
+    fn get_max(
+        &self,
+        path: &str,
+        if_none_match: Option<&Etag>,
+        max_len: u64,
+    ) -> Result<GetResult, RemoteError> {
+        (**self).get_max(path, if_none_match, max_len)
     }
     fn put(&self, path: &str, body: &[u8], mode: &PutMode) -> Result<Option<Etag>, RemoteError> {
         (**self).put(path, body, mode)

@@ -305,6 +305,22 @@ impl Remote for LocalFolder {
         })
     }
 
+    fn get_max(
+        &self,
+        path: &str,
+        if_none_match: Option<&Etag>,
+        max_len: u64,
+    ) -> Result<GetResult, RemoteError> {
+        let local = self.resolve(path, false)?;
+        if std::fs::metadata(&local).is_ok_and(|m| m.is_file() && m.len() > max_len) {
+            return Err(RemoteError::TooLarge {
+                path: path.to_string(),
+                limit: max_len,
+            });
+        }
+        self.get(path, if_none_match)
+    }
+
     fn put(&self, path: &str, body: &[u8], mode: &PutMode) -> Result<Option<Etag>, RemoteError> {
         // A folder removed between creating it and writing into it (a compaction deleting a
         // folded generation's folder while a slow writer creates a delta there): again.

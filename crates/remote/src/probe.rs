@@ -392,6 +392,10 @@ fn clone_error(e: &RemoteError) -> RemoteError {
             RemoteError::PreconditionFailed { path: path.clone() }
         }
         RemoteError::Locked { what } => RemoteError::Locked { what: what.clone() },
+        RemoteError::TimedOut { what, detail } => RemoteError::TimedOut {
+            what: what.clone(),
+            detail: detail.clone(),
+        },
         other => RemoteError::Permanent {
             what: "probe".into(),
             detail: other.to_string(),

@@ -383,13 +383,17 @@ impl WebDav {
                 detail,
             };
         }
-        let detail = if e.is_timeout() {
-            format!(
-                "timed out (connect {} s, request {} s): {detail}",
-                self.options.connect_timeout.as_secs(),
-                self.options.timeout.as_secs()
-            )
-        } else if e.is_connect() {
+        if e.is_timeout() {
+            return RemoteError::TimedOut {
+                what: what.to_string(),
+                detail: format!(
+                    "timed out (connect {} s, request {} s): {detail}",
+                    self.options.connect_timeout.as_secs(),
+                    self.options.timeout.as_secs()
+                ),
+            };
+        }
+        let detail = if e.is_connect() {
             format!("cannot connect: {detail}")
         } else {
             detail
@@ -720,10 +724,21 @@ fn check_put(
 
 impl Remote for WebDav {
     fn get(&self, path: &str, if_none_match: Option<&Etag>) -> Result<GetResult, RemoteError> {
+        self.get_max(path, if_none_match, u64::MAX)
+    }
+
+    fn get_max(
+        &self,
+        path: &str,
+        if_none_match: Option<&Etag>,
+        max_len: u64,
+    ) -> Result<GetResult, RemoteError> {
+        use std::io::Read as _;
         check_file_path(path)?;
         let url = self.target.url(path);
         let what = format!("GET {url}");
         self.with_retries(true, || {
+            let started = std::time::Instant::now();
             let mut req = self.request(Method::GET, &url);
             if let Some(etag) = if_none_match {
                 req = req.header("If-None-Match", etag.quoted());
@@ -732,10 +747,43 @@ impl Remote for WebDav {
             match resp.status().as_u16() {
                 200 => {
                     let etag = etag_header(resp.headers()).map(Etag::normalise);
-                    let body = resp
-                        .bytes()
-                        .map_err(|e| self.transport_error(&what, &e))?
-                        .to_vec();
+                    let too_large = || RemoteError::TooLarge {
+                        path: path.to_string(),
+                        limit: max_len,
+                    };
+                    if resp.content_length().is_some_and(|n| n > max_len) {
+                        return Err(too_large().into());
+                    }
+                    // Streamed, cut one byte past the limit (an endless or huge answer is never
+                    // held in memory), and within the request's deadline (a server trickling
+                    // its answer byte by byte does not hold a sync for hours).
+                    let mut body = Vec::new();
+                    let mut chunk = vec![0u8; 64 * 1024];
+                    let mut resp = resp;
+                    loop {
+                        let n = resp.read(&mut chunk).map_err(|e| RemoteError::Transient {
+                            what: what.clone(),
+                            detail: format!("reading the answer: {e}"),
+                        })?;
+                        if n == 0 {
+                            break;
+                        }
+                        body.extend_from_slice(&chunk[..n]);
+                        if body.len() as u64 > max_len {
+                            return Err(too_large().into());
+                        }
+                        if started.elapsed() > self.options.timeout {
+                            return Err(RemoteError::TimedOut {
+                                what: what.clone(),
+                                detail: format!(
+                                    "the answer took longer than {} s (a server sending too \
+                                     slowly)",
+                                    self.options.timeout.as_secs()
+                                ),
+                            }
+                            .into());
+                        }
+                    }
                     Ok(GetResult::Found { body, etag })
                 }
                 304 => Ok(GetResult::NotModified),

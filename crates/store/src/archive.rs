@@ -64,15 +64,35 @@ pub fn write_zip(members: &[(String, Vec<u8>)]) -> std::io::Result<Vec<u8>> {
     Ok(w.finish().map_err(std::io::Error::other)?.into_inner())
 }
 
-/// Reads every member of a zip: (name, bytes), in archive order.
+/// How much a zip may inflate to, in all: JSON deltas deflate to a fifth or a tenth, so 32
+/// times the archive plus 64 MiB is room enough; a zip bomb is refused while it inflates,
+/// before anything is checked against a checksum.
+pub fn max_inflated(compressed: usize) -> u64 {
+    (compressed as u64)
+        .saturating_mul(32)
+        .saturating_add(64 << 20)
+}
+
+/// Reads every member of a zip: (name, bytes), in archive order, refusing one that inflates
+/// past [`max_inflated`] in all.
 pub fn read_zip(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
     let mut z = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| e.to_string())?;
-    let mut out = Vec::with_capacity(z.len());
+    let mut out = Vec::with_capacity(z.len().min(1 << 16));
+    let mut left = max_inflated(bytes.len());
     for i in 0..z.len() {
-        let mut f = z.by_index(i).map_err(|e| e.to_string())?;
+        let f = z.by_index(i).map_err(|e| e.to_string())?;
         let name = f.name().map_err(|e| e.to_string())?.to_string();
+        if f.size() > left {
+            return Err(format!("{name} inflates to more than the archive can hold"));
+        }
         let mut buf = Vec::new();
-        f.read_to_end(&mut buf).map_err(|e| e.to_string())?;
+        f.take(left + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| e.to_string())?;
+        if buf.len() as u64 > left {
+            return Err(format!("{name} inflates to more than the archive can hold"));
+        }
+        left -= buf.len() as u64;
         out.push((name, buf));
     }
     Ok(out)
@@ -165,7 +185,7 @@ impl Store {
 
     /// Reads an archive of folded deltas, verifying every delta against the index.
     pub fn read_archive(&self, path: &str) -> Result<FoldedArchive, StoreError> {
-        let body = match self.retry(|| self.remote.get(path, None))? {
+        let body = match self.retry(|| self.remote.get_max(path, None, crate::MAX_FILE_BYTES))? {
             GetResult::Found { body, .. } => body,
             _ => return Err(StoreError::Missing(path.to_string())),
         };
@@ -204,15 +224,20 @@ impl Store {
 
     /// Reads a file's bytes as they are (an archive for a backup).
     pub fn read_file(&self, path: &str) -> Result<Vec<u8>, StoreError> {
-        match self.retry(|| self.remote.get(path, None))? {
+        match self.retry(|| self.remote.get_max(path, None, crate::MAX_FILE_BYTES))? {
             GetResult::Found { body, .. } => Ok(body),
             _ => Err(StoreError::Missing(path.to_string())),
         }
     }
 
     /// Reads a file's bytes, verified against `sha256` (a delta's bytes for an archive).
-    pub fn read_bytes_verified(&self, path: &str, sha256: &str) -> Result<Vec<u8>, StoreError> {
-        self.read_verified(path, sha256)
+    pub fn read_bytes_verified(
+        &self,
+        path: &str,
+        sha256: &str,
+        size: u64,
+    ) -> Result<Vec<u8>, StoreError> {
+        self.read_verified(path, sha256, size)
     }
 }
 

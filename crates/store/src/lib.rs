@@ -131,6 +131,15 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// The most a meta.json may hold (it lists the deltas since the last compaction and the
+/// versions they changed: a few MB for tens of thousands of them). A larger answer is refused
+/// before it is read into memory.
+pub const MAX_META_BYTES: u64 = 64 << 20;
+
+/// The most any other file read without a size from meta.json may hold (archives, backups,
+/// a first `data.json`).
+pub const MAX_FILE_BYTES: u64 = 1 << 30;
+
 /// The path of a delta of generation `generation` with a unique `name`.
 pub fn delta_path(generation: u64, name: &str) -> String {
     format!("{DELTAS_DIR}/g{generation}/{name}.json")
@@ -172,7 +181,9 @@ impl Store {
     /// Creates an empty layout (data.json and meta.json at head 0) if the remote has no
     /// meta.json; returns whether it did. `server` is the probe result to record.
     pub fn init(&self, server: Option<serde_json::Value>) -> Result<bool, StoreError> {
-        if let GetResult::Found { .. } = self.retry(|| self.remote.get(META_FILE, None))? {
+        if let GetResult::Found { .. } =
+            self.retry(|| self.remote.get_max(META_FILE, None, MAX_META_BYTES))?
+        {
             return Ok(false);
         }
         let now = now_ms();
@@ -185,7 +196,7 @@ impl Store {
             Err(e) if e.is_precondition_failed() => {}
             Err(e) => return Err(e.into()),
         }
-        let data = match self.retry(|| self.remote.get(DATA_FILE, None))? {
+        let data = match self.retry(|| self.remote.get_max(DATA_FILE, None, MAX_FILE_BYTES))? {
             GetResult::Found { body, .. } => body,
             _ => return Err(StoreError::Missing(DATA_FILE.into())),
         };
@@ -220,7 +231,7 @@ impl Store {
 
     /// Reads meta.json, conditionally on the etag we hold.
     pub fn read_meta(&self, known: Option<&Etag>) -> Result<MetaRead, StoreError> {
-        match self.retry(|| self.remote.get(META_FILE, known))? {
+        match self.retry(|| self.remote.get_max(META_FILE, known, MAX_META_BYTES))? {
             GetResult::NotModified => Ok(MetaRead::NotModified),
             GetResult::NotFound => Err(StoreError::NotInitialised),
             GetResult::Found { body, etag } => {
@@ -238,8 +249,10 @@ impl Store {
         }
     }
 
-    fn read_verified(&self, path: &str, sha256: &str) -> Result<Vec<u8>, StoreError> {
-        let body = match self.retry(|| self.remote.get(path, None))? {
+    /// Reads a file meta.json describes — `size` bytes with this `sha256` — reading no more
+    /// than that.
+    fn read_verified(&self, path: &str, sha256: &str, size: u64) -> Result<Vec<u8>, StoreError> {
+        let body = match self.retry(|| self.remote.get_max(path, None, size))? {
             GetResult::Found { body, .. } => body,
             _ => return Err(StoreError::Missing(path.to_string())),
         };
@@ -252,7 +265,7 @@ impl Store {
 
     /// Reads and verifies the snapshot meta refers to.
     pub fn read_snapshot(&self, r: &SnapshotRef) -> Result<(Snapshot, u64), StoreError> {
-        let body = self.read_verified(&r.name, &r.sha256)?;
+        let body = self.read_verified(&r.name, &r.sha256, r.size)?;
         let snap = Snapshot::from_bytes(&body).map_err(|source| StoreError::Format {
             path: r.name.clone(),
             source,
@@ -262,7 +275,7 @@ impl Store {
 
     /// Reads and verifies a delta meta refers to.
     pub fn read_delta(&self, r: &DeltaRef) -> Result<Delta, StoreError> {
-        let body = self.read_verified(&r.path, &r.sha256)?;
+        let body = self.read_verified(&r.path, &r.sha256, r.size)?;
         Delta::from_bytes(&body).map_err(|source| StoreError::Format {
             path: r.path.clone(),
             source,
@@ -284,7 +297,7 @@ impl Store {
             Ok(_) => {}
             // A lost response to our own create: the file is there; check it is ours.
             Err(e) if e.is_precondition_failed() => {
-                self.read_verified(&path, &sha256_hex(&bytes))?;
+                self.read_verified(&path, &sha256_hex(&bytes), bytes.len() as u64)?;
             }
             Err(e) => return Err(e.into()),
         }
@@ -342,7 +355,9 @@ impl Store {
                 Ok(etag) if self.remote.capabilities().cas == CasClass::None => {
                     // The server ignores If-Match: read back that meta holds our bytes. If not,
                     // someone overwrote it (the lease was not honoured): the next fetch decides.
-                    return match self.retry(|| self.remote.get(META_FILE, None))? {
+                    return match self
+                        .retry(|| self.remote.get_max(META_FILE, None, MAX_META_BYTES))?
+                    {
                         GetResult::Found { body, .. } if body == bytes => Ok(etag),
                         _ => Err(StoreError::CommitUnknown),
                     };

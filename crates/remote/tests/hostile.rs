@@ -1,0 +1,121 @@
+//! The WebDAV backend against hostile servers on 127.0.0.1: an endless or huge answer is cut
+//! at the size the caller allows, and a server that trickles its answer one byte a second
+//! meets the request's deadline, not a sync that runs for twenty minutes.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use deltasync_remote::{Remote, RemoteError, Secret, WebDav, WebDavOptions};
+
+/// A server answering every request with `answer(stream)`, for at most 30 s.
+fn serve(answer: fn(&mut TcpStream)) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                let _ = conn.read(&mut buf);
+                answer(&mut conn);
+            });
+            if started.elapsed() > Duration::from_secs(30) {
+                break;
+            }
+        }
+    });
+    format!("http://{addr}/dav/")
+}
+
+fn dav(url: &str, timeout: Duration) -> WebDav {
+    WebDav::open(
+        url,
+        &WebDavOptions {
+            timeout,
+            retries: 0,
+            ..WebDavOptions::with_credentials("u", Secret::new("p"))
+        },
+    )
+    .unwrap()
+}
+
+/// Chunks of 64 KiB, without end (until the client hangs up, or 1 GiB).
+fn endless_chunked(s: &mut TcpStream) {
+    let _ = s.write_all(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+    );
+    let chunk = vec![b' '; 64 * 1024];
+    for _ in 0..(1 << 14) {
+        if s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .is_err()
+            || s.write_all(&chunk).is_err()
+            || s.write_all(b"\r\n").is_err()
+        {
+            return;
+        }
+    }
+}
+
+fn huge_length(s: &mut TcpStream) {
+    let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10000000000\r\n\r\n{");
+    std::thread::sleep(Duration::from_secs(2));
+}
+
+fn one_byte_a_second(s: &mut TcpStream) {
+    let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
+    for _ in 0..1000 {
+        if s.write_all(b" ").is_err() {
+            return;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn an_endless_answer_is_cut_at_the_limit() {
+    let url = serve(endless_chunked);
+    let started = Instant::now();
+    let e = dav(&url, Duration::from_secs(20))
+        .get_max("meta.json", None, 1 << 20)
+        .unwrap_err();
+    assert!(matches!(e, RemoteError::TooLarge { .. }), "{e}");
+    assert!(!e.is_temporary());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_huge_declared_length_is_refused_before_reading() {
+    let url = serve(huge_length);
+    let started = Instant::now();
+    let e = dav(&url, Duration::from_secs(20))
+        .get_max("meta.json", None, 64 << 20)
+        .unwrap_err();
+    assert!(matches!(e, RemoteError::TooLarge { .. }), "{e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_trickling_answer_meets_the_request_deadline() {
+    let url = serve(one_byte_a_second);
+    let started = Instant::now();
+    let e = dav(&url, Duration::from_secs(3))
+        .get("meta.json", None)
+        .unwrap_err();
+    assert!(e.is_temporary(), "{e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "a 3 s deadline took {:?}: {e}",
+        started.elapsed()
+    );
+}
