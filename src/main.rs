@@ -325,6 +325,7 @@ enum Take {
 }
 
 fn main() -> ExitCode {
+    quiet_on_closed_pipe();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -344,6 +345,25 @@ fn main() -> ExitCode {
             ExitCode::from(exit_code_of(&e))
         }
     }
+}
+
+/// `deltasync log | head`: when the reader of standard output goes away, stop quietly (exit
+/// 0), as Unix tools do, instead of panicking with "failed printing to stdout: Broken pipe".
+/// Nothing is in flight then: output is printed after the work is done.
+fn quiet_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if text.starts_with("failed printing to stdout") && text.contains("Broken pipe") {
+            std::process::exit(exit::OK.into());
+        }
+        default(info);
+    }));
 }
 
 /// Logs to stderr, filtered by `DELTASYNC_LOG`; by default warnings, and for the long-running
@@ -385,7 +405,11 @@ pub(crate) fn exit_code_of(e: &anyhow::Error) -> u8 {
         Some(
             EngineError::MassDelete { .. }
             | EngineError::ReadOnly(_)
-            | EngineError::RemoteBehind { .. },
+            | EngineError::RemoteBehind { .. }
+            | EngineError::Store(deltasync_store::StoreError::Format {
+                source: deltasync_meta::FormatError::TooNew { .. },
+                ..
+            }),
         ) => exit::REFUSED,
         Some(err) if err.is_temporary() => exit::TEMPORARY,
         _ if auth::is_temporary(e) => exit::TEMPORARY,
@@ -394,12 +418,16 @@ pub(crate) fn exit_code_of(e: &anyhow::Error) -> u8 {
 }
 
 fn load(dir: &Path) -> Result<Config> {
-    Config::load(dir).with_context(|| {
-        format!(
-            "{} is not a deltasync workspace (run `deltasync init` there first)",
-            dir.display()
-        )
-    })
+    let file = dir.join(deltasync_engine::config::CONFIG_FILE);
+    if !file.exists() {
+        bail!(
+            "{} is not a deltasync workspace: it has no {} (run `deltasync init` there first)",
+            dir.display(),
+            deltasync_engine::config::CONFIG_FILE
+        );
+    }
+    // It is one: say what is wrong with its configuration (the file, line and column).
+    Config::load(dir).context("the workspace's configuration is not valid; fix it and try again")
 }
 
 fn open(dir: &Path) -> Result<Engine> {

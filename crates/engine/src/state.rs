@@ -10,7 +10,7 @@
 //! steps of one sync. Besides: the applied deltas, the meta etag, the device id and clock, the
 //! conflict receipts, per-collection sync statistics and the pending-commit journal.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use deltasync_meta::{ConflictReceipt, Hlc};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -28,6 +28,15 @@ pub enum StateError {
     /// The state folder could not be created.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The state database cannot be opened or used: a read-only workspace, a full disk, or a
+    /// damaged file.
+    #[error("{path}: {detail}")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        detail: String,
+    },
 }
 
 /// The base and mirror of one entity.
@@ -147,6 +156,34 @@ CREATE TABLE IF NOT EXISTS sync_state (
 CREATE TABLE IF NOT EXISTS journal (delta_path TEXT PRIMARY KEY, json TEXT NOT NULL);
 "#;
 
+/// What to tell about a state database that cannot be opened.
+fn open_error(path: &Path, e: rusqlite::Error) -> StateError {
+    use rusqlite::ErrorCode;
+    let code = e.sqlite_error_code();
+    let detail = match code {
+        Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly | ErrorCode::PermissionDenied) => {
+            format!(
+                "cannot be opened for writing ({e}): deltasync needs to write its local state \
+                 there; is the workspace read-only, or owned by another user?"
+            )
+        }
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => format!(
+            "is damaged ({e}). Your files are not affected: move the .deltasync folder away and \
+             run `deltasync sync` — the device then starts over from the remote, merging its \
+             files with it, and keeps every edit"
+        ),
+        Some(ErrorCode::DiskFull) => format!("the disk is full ({e})"),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            format!("is in use by another deltasync process ({e}); try again when it has finished")
+        }
+        _ => e.to_string(),
+    };
+    StateError::Open {
+        path: path.to_path_buf(),
+        detail,
+    }
+}
+
 fn hash_of(content: &Option<serde_json::Value>) -> Option<String> {
     content.as_ref().map(deltasync_meta::content_hash)
 }
@@ -154,13 +191,24 @@ fn hash_of(content: &Option<serde_json::Value>) -> Option<String> {
 impl State {
     /// Opens (creating) the database in `dir` (the workspace's `.deltasync/`).
     pub fn open(dir: &Path) -> Result<Self, StateError> {
-        std::fs::create_dir_all(dir)?;
-        let conn = Connection::open(dir.join("state.db"))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.execute_batch(SCHEMA)?;
-        Ok(State { conn })
+        let path = dir.join("state.db");
+        let open = || -> Result<Connection, rusqlite::Error> {
+            let conn = Connection::open(&path)?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            conn.busy_timeout(std::time::Duration::from_secs(10))?;
+            conn.execute_batch(SCHEMA)?;
+            Ok(conn)
+        };
+        let opened = std::fs::create_dir_all(dir)
+            .map_err(|e| StateError::Open {
+                path: path.clone(),
+                detail: format!(
+                    "cannot create its folder ({e}): is the workspace writable by this user?"
+                ),
+            })
+            .and_then(|()| open().map_err(|e| open_error(&path, e)))?;
+        Ok(State { conn: opened })
     }
 
     /// An in-memory database (tests).

@@ -40,6 +40,44 @@ impl LocalFolder {
     /// Opens the folder `root`, creating it (and its parents) if missing.
     pub fn new(root: impl Into<PathBuf>) -> Result<Self, RemoteError> {
         let root = root.into();
+        let text = root.to_string_lossy();
+        let refuse = |detail: String| RemoteError::Permanent {
+            what: format!("remote '{text}'"),
+            detail,
+        };
+        if text.trim().is_empty() {
+            return Err(refuse(
+                "no remote given: name a folder (e.g. ~/Sync/deltasync) or a URL (https://…, \
+                 nextcloud://user@host/folder)"
+                    .into(),
+            ));
+        }
+        // `https//host/x`, `nextcloud:/host`: a URL with a typo, not a folder to create here.
+        let first = text.split('/').next().unwrap_or_default();
+        let scheme_like = [
+            "http",
+            "https",
+            "nextcloud",
+            "nextcloud+http",
+            "file",
+            "webdav",
+        ]
+        .iter()
+        .any(|s| first.eq_ignore_ascii_case(s) || first.eq_ignore_ascii_case(&format!("{s}:")));
+        if scheme_like && !text.contains("://") {
+            return Err(refuse(
+                "this looks like a URL with a typo (a scheme needs '://', as in \
+                 https://host/folder); a folder of that name is not created"
+                    .into(),
+            ));
+        }
+        if root.exists() && !root.is_dir() {
+            return Err(refuse(
+                "it is a file, not a folder: give the folder that holds (or will hold) the \
+                 remote's meta.json"
+                    .into(),
+            ));
+        }
         fs::create_dir_all(&root).map_err(io_err(&root))?;
         Ok(LocalFolder { root })
     }
