@@ -13,7 +13,8 @@
 //! over a save the app made after the scan:
 //!
 //! - dir: each file is written atomically (a temporary `.<stem>.deltasync-tmp-<rand>` in the same
-//!   folder, fsync, rename). Just before the rename (or the delete) the file is checked against
+//!   folder, fsync, rename; such temporary files older than [`STALE_TEMP_AGE`], left by a
+//!   process killed while writing, are removed by the next scan). Just before the rename (or the delete) the file is checked against
 //!   the fingerprint (size, mtime and content hash); a file the app changed, created or removed
 //!   meanwhile is left alone and its id returned in [`ApplyReport::skipped`], for the caller to
 //!   retry next round. A new file is linked into place only if no file has appeared there.
@@ -32,9 +33,19 @@
 //!
 //! When the pointer's target (or the whole document) does not exist, the collection is empty,
 //! and the first write creates it: the missing objects along the pointer are added, and the
-//! collection itself is created as an **array** when the collection's `id_field` is not the
-//! default `id` (an id field was evidently chosen for an array), as a **map** otherwise. A
-//! `null` at the pointer is an empty collection too.
+//! collection itself is created as an **array** when the configuration names an id field
+//! (`create_as_array`: `@id`, `@uid`…), as a **map** otherwise. A `null` at the pointer is an
+//! empty collection too.
+//!
+//! Symbolic links: in a `dir` collection a link to a file is followed for reading, and writes go
+//! to the file it points to (the link stays; the file may be outside the collection); a delete
+//! removes the link, never its target. A link whose target is missing (or a loop) is held, like
+//! any unreadable file. A `file` collection's document may be a link the same way.
+//!
+//! One entity that cannot be stored or synced never stops the others: an entity read here that
+//! is nested deeper than [`MAX_ENTITY_DEPTH`] is held, and [`apply`] refuses a write it cannot
+//! carry out ([`Refusal`]: an id that cannot be a file name, a value that is not an object or is
+//! too deep) on its own, listing it in [`ApplyReport::refused`], and writes the rest.
 //!
 //! Nothing here prints; problems are returned as values and errors as [`CollectionError`].
 
@@ -42,15 +53,21 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Read as _, Write as _};
 use std::path::{Component, Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use deltasync_meta::sha256_hex;
 use serde_json::{Map, Value};
 
 use crate::ids::{self, IdError};
 
+pub use limits::{MAX_ENTITY_DEPTH, Refusal};
+
 /// The id field used when none is configured; see [`CollectionKind::File`].
 pub const DEFAULT_ID_FIELD: &str = "id";
+
+/// How old a temporary file of ours must be before a scan takes it for the remains of an
+/// interrupted write and removes it (a write in progress takes milliseconds).
+pub const STALE_TEMP_AGE: Duration = Duration::from_secs(60);
 
 /// Where and how an app keeps one collection. Paths are relative to the workspace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +87,10 @@ pub enum CollectionKind {
         /// The id field of the objects when the collection is an array (numbers are accepted
         /// and read as their string form); [`DEFAULT_ID_FIELD`] unless configured.
         id_field: String,
+        /// Whether the collection, while it does not exist yet, is created as an array of
+        /// objects carrying `id_field` (true when an id field is configured) rather than as a
+        /// map. An existing collection keeps its shape either way.
+        create_as_array: bool,
     },
 }
 
@@ -166,9 +187,13 @@ pub struct ApplyReport {
     pub written: Vec<String>,
     /// Ids removed by a `Delete` (or found already absent), in the order of the writes.
     pub deleted: Vec<String>,
-    /// Ids left alone because the app changed their file after the scan, or because they are
-    /// held: the caller retries them next round; nothing was lost.
+    /// Ids left alone because the app changed their file after the scan, because they are
+    /// held, or because their write was refused (then also in `refused`): the caller records
+    /// nothing for them and retries them next round; nothing was lost.
     pub skipped: Vec<String>,
+    /// Writes refused on their own, with the reason: these entities cannot be stored here as
+    /// they are (their ids are in `skipped` too). Retrying does not help; report them.
+    pub refused: Vec<Refusal>,
     /// The fingerprint after these writes: the expected one with this call's own writes folded
     /// in (useful to recognise the engine's own saves in a file watcher).
     pub fingerprint: Fingerprint,
@@ -287,6 +312,7 @@ pub fn scan(workspace: &Path, kind: &CollectionKind) -> Result<Scan, CollectionE
             path,
             pointer,
             id_field,
+            ..
         } => {
             let tokens = parse_pointer(pointer.as_deref().unwrap_or(""))?;
             doc::scan(&resolve(workspace, path)?, &tokens, id_field)
@@ -297,11 +323,12 @@ pub fn scan(workspace: &Path, kind: &CollectionKind) -> Result<Scan, CollectionE
 /// Writes `writes` to a collection, checking first that what is there is still what the scan
 /// that produced `expected` read (see the module documentation).
 ///
-/// Before anything is written the batch is checked as a whole: each id at most once, every
-/// `Put` value an object, every id usable (a file name in a dir collection; in an array, an id
-/// field that agrees with the id). A failing check writes nothing. In a dir collection an I/O
-/// error stops the batch: writes before it are done (each one atomically), and a rescan shows
-/// where things stand.
+/// A batch that writes an id twice is refused as a whole (nothing is written). A write that
+/// cannot be carried out — an id that cannot be a file name in a dir collection, an empty id or
+/// one that disagrees with the id field of an array, a value that is not an object or is nested
+/// too deep — is refused on its own ([`ApplyReport::refused`]) and the rest goes in. In a dir
+/// collection an I/O error stops the batch: writes before it are done (each one atomically),
+/// and a rescan shows where things stand.
 #[tracing::instrument(skip_all, err, fields(kind = ?kind, writes = writes.len()))]
 pub fn apply(
     workspace: &Path,
@@ -315,12 +342,16 @@ pub fn apply(
             path,
             pointer,
             id_field,
+            create_as_array,
         } => {
             let tokens = parse_pointer(pointer.as_deref().unwrap_or(""))?;
             doc::apply(
                 &resolve(workspace, path)?,
-                &tokens,
-                id_field,
+                &doc::Layout {
+                    tokens: &tokens,
+                    id_field,
+                    create_as_array: *create_as_array,
+                },
                 writes,
                 expected,
             )
@@ -342,7 +373,7 @@ fn resolve(workspace: &Path, rel: &Path) -> Result<PathBuf, CollectionError> {
 }
 
 /// Splits an RFC 6901 pointer into unescaped tokens.
-fn parse_pointer(pointer: &str) -> Result<Vec<String>, CollectionError> {
+pub(crate) fn parse_pointer(pointer: &str) -> Result<Vec<String>, CollectionError> {
     if pointer.is_empty() {
         return Ok(Vec::new());
     }
@@ -373,25 +404,30 @@ fn parse_pointer(pointer: &str) -> Result<Vec<String>, CollectionError> {
         .collect()
 }
 
-/// Checks the batch: ids unique, values objects.
+/// Checks the batch: ids unique.
 fn check_batch(path: &Path, writes: &[Write]) -> Result<(), CollectionError> {
     let mut seen = BTreeSet::new();
     for w in writes {
-        let invalid = |reason: &str| CollectionError::InvalidWrite {
-            path: path.to_owned(),
-            id: w.id().to_owned(),
-            reason: reason.to_owned(),
-        };
         if !seen.insert(w.id()) {
-            return Err(invalid("the batch writes this id twice"));
-        }
-        if let Write::Put { value, .. } = w
-            && !value.is_object()
-        {
-            return Err(invalid("an entity must be a JSON object"));
+            return Err(CollectionError::InvalidWrite {
+                path: path.to_owned(),
+                id: w.id().to_owned(),
+                reason: "the batch writes this id twice".to_owned(),
+            });
         }
     }
     Ok(())
+}
+
+/// The file to write for `path`: a symbolic link's target (so that the link survives), else
+/// `path` itself.
+fn real_path(path: &Path) -> PathBuf {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => {
+            fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())
+        }
+        _ => path.to_owned(),
+    }
 }
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -478,6 +514,9 @@ fn type_name(v: &Value) -> &'static str {
 
 /// Temporary files and atomic replacement.
 mod atomic;
+
+/// What one entity may be; writes refused on their own.
+mod limits;
 
 /// `dir` collections.
 mod dir;

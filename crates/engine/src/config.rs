@@ -263,6 +263,9 @@ impl CollectionConfig {
                 path: self.path.clone(),
                 pointer: self.pointer.clone(),
                 id_field: self.id_field.clone().unwrap_or_else(|| "id".into()),
+                // An id field named in the configuration (`@id`, `id_field = …`) is for an
+                // array of objects: a device that creates the collection makes an array too.
+                create_as_array: self.id_field.is_some(),
             },
         }
     }
@@ -316,6 +319,168 @@ impl CollectionConfig {
     }
 }
 
+/// Where a collection keeps its entities, for comparing collections: the path's components
+/// (in lower case: on Windows and macOS `Notes` and `notes` are one folder) and, for a `file`
+/// collection, the JSON pointer's tokens.
+struct Place<'a> {
+    name: &'a str,
+    config: &'a CollectionConfig,
+    components: Vec<String>,
+    tokens: Vec<String>,
+}
+
+impl Place<'_> {
+    /// The path as configured, `/`-separated.
+    fn path(&self) -> String {
+        self.config
+            .path
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    /// How the collection is written in `--collection` form, for messages.
+    fn spec(&self) -> String {
+        match self.config.kind {
+            KindName::Dir => format!("dir:{}", self.path()),
+            KindName::File => match self.config.pointer.as_deref() {
+                Some(p) if !p.is_empty() => format!("file:{}#{p}", self.path()),
+                _ => format!("file:{}", self.path()),
+            },
+        }
+    }
+}
+
+/// Names that are deltasync's own in a workspace, compared in lower case.
+fn reserved(first: &str) -> Option<&'static str> {
+    if first == crate::STATE_DIR.to_lowercase() {
+        Some(".deltasync, deltasync's own state folder")
+    } else if first == CONFIG_FILE {
+        Some("deltasync.toml, deltasync's configuration file")
+    } else {
+        None
+    }
+}
+
+/// Refuses collections that share files: two on one path (a `file` collection may share a
+/// document with another at a pointer neither inside nor around its own), one inside another
+/// (a folder holding another collection's folder or document), or one in deltasync's own
+/// files (`.deltasync/`, `deltasync.toml`). Such collections would read each other's entities,
+/// and a deletion in one would delete in the other.
+fn check_places(collections: &BTreeMap<String, CollectionConfig>) -> Result<(), ConfigError> {
+    let mut places = Vec::with_capacity(collections.len());
+    for (name, c) in collections {
+        let components: Vec<String> = c
+            .path
+            .components()
+            .map(|p| p.as_os_str().to_string_lossy().to_lowercase())
+            .collect();
+        let Some(first) = components.first() else {
+            return Err(ConfigError::Invalid(format!(
+                "collection '{name}': its path is empty; name a folder or a document inside the workspace"
+            )));
+        };
+        if let Some(what) = reserved(first) {
+            let place = if components.len() == 1 {
+                "is"
+            } else {
+                "is inside"
+            };
+            return Err(ConfigError::Invalid(format!(
+                "collection '{name}': path '{}' {place} {what}; choose another path",
+                c.path.display()
+            )));
+        }
+        let tokens = match (c.kind, c.pointer.as_deref()) {
+            (KindName::File, Some(p)) => crate::collections::parse_pointer(p)
+                .map_err(|e| ConfigError::Invalid(format!("collection '{name}': {e}")))?,
+            _ => Vec::new(),
+        };
+        places.push(Place {
+            name,
+            config: c,
+            components,
+            tokens,
+        });
+    }
+    for (i, a) in places.iter().enumerate() {
+        for b in &places[i + 1..] {
+            let (outer, inner) = if a.components.len() <= b.components.len() {
+                (a, b)
+            } else {
+                (b, a)
+            };
+            if !inner.components.starts_with(&outer.components) {
+                continue;
+            }
+            if inner.components.len() > outer.components.len() {
+                return Err(ConfigError::Invalid(format!(
+                    "collections '{}' ({}) and '{}' ({}) overlap: {} is inside {}; give each \
+                     collection a place of its own",
+                    outer.name,
+                    outer.spec(),
+                    inner.name,
+                    inner.spec(),
+                    inner.path(),
+                    outer.path()
+                )));
+            }
+            // The same path (letter case aside).
+            let both_documents = a.config.kind == KindName::File && b.config.kind == KindName::File;
+            let (short, long) = if a.tokens.len() <= b.tokens.len() {
+                (a, b)
+            } else {
+                (b, a)
+            };
+            if both_documents && !long.tokens.starts_with(&short.tokens) {
+                // Different parts of one document.
+                continue;
+            }
+            let case = if a.path() == b.path() {
+                String::new()
+            } else {
+                format!(
+                    " ({} and {} are one on Windows and macOS)",
+                    a.path(),
+                    b.path()
+                )
+            };
+            let what = if !both_documents {
+                format!("both use the path {}{case}", b.path())
+            } else if short.tokens.len() == long.tokens.len() {
+                format!(
+                    "both use {}{case} at the same JSON pointer {}",
+                    b.path(),
+                    match b.config.pointer.as_deref() {
+                        Some(p) if !p.is_empty() => p,
+                        _ => "(the root)",
+                    }
+                )
+            } else {
+                format!(
+                    "both use {}{case}, and the pointer {} is inside {}",
+                    b.path(),
+                    long.config.pointer.as_deref().unwrap_or(""),
+                    match short.config.pointer.as_deref() {
+                        Some(p) if !p.is_empty() => p,
+                        _ => "the whole document",
+                    }
+                )
+            };
+            return Err(ConfigError::Invalid(format!(
+                "collections '{}' ({}) and '{}' ({}) {what}; give each collection a place of \
+                 its own",
+                a.name,
+                a.spec(),
+                b.name,
+                b.spec()
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl Config {
     /// Reads `deltasync.toml` from a workspace.
     pub fn load(workspace: &Path) -> Result<Self, ConfigError> {
@@ -355,6 +520,7 @@ impl Config {
                 )));
             }
         }
+        check_places(&self.collections)?;
         if let Some(server) = &self.server {
             server.capabilities()?;
         }

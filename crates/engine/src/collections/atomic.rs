@@ -1,5 +1,21 @@
 use super::*;
 
+/// What every temporary file of ours has in its name, after `.<base>`.
+const TEMP_MARK: &str = ".deltasync-tmp-";
+
+/// Length of the random part that ends a temporary file's name.
+const TEMP_SUFFIX_LEN: usize = 10;
+
+/// The start of the names of the temporary files written for a file named `base`:
+/// `.<base>.deltasync-tmp-`, `base` cut to keep the name within file name limits.
+fn temp_prefix(base: &str) -> String {
+    let mut cut = base.len().min(120);
+    while !base.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!(".{}{TEMP_MARK}", &base[..cut])
+}
+
 /// Writes `bytes` to a new temporary file `.<base>.deltasync-tmp-<rand>` in `dir`, flushed to
 /// disk, with `perms` when given (those of the file it will replace).
 pub(super) fn write_temp(
@@ -8,18 +24,13 @@ pub(super) fn write_temp(
     bytes: &[u8],
     perms: Option<fs::Permissions>,
 ) -> Result<PathBuf, CollectionError> {
-    // Keep the temporary name within file name limits whatever the base.
-    let mut cut = base.len().min(120);
-    while !base.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    let base = &base[..cut];
+    let prefix = temp_prefix(base);
     let mut attempt = 0;
     loop {
         let suffix: String = std::iter::repeat_with(fastrand::alphanumeric)
-            .take(10)
+            .take(TEMP_SUFFIX_LEN)
             .collect();
-        let tmp = dir.join(format!(".{base}.deltasync-tmp-{suffix}"));
+        let tmp = dir.join(format!("{prefix}{suffix}"));
         let mut f = match fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -102,4 +113,60 @@ pub(super) fn sync_dir(dir: &Path) {
     }
     #[cfg(not(unix))]
     let _ = dir;
+}
+
+/// Whether `name` is one of our temporary files, for a file named `base` (`None`: any).
+pub(super) fn is_our_temp(name: &str, base: Option<&str>) -> bool {
+    let rest = match base {
+        Some(base) => name.strip_prefix(temp_prefix(base).as_str()),
+        None => name
+            .strip_prefix('.')
+            .and_then(|n| n.rfind(TEMP_MARK).map(|i| &n[i + TEMP_MARK.len()..])),
+    };
+    rest.is_some_and(|r| r.len() == TEMP_SUFFIX_LEN && r.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+/// Removes the temporary files of ours in `dir` (those for a file named `base`, or all with
+/// `None`) that are older than [`super::STALE_TEMP_AGE`]: left by a process killed while
+/// writing. A younger one may belong to a write in progress and is left alone. Best effort:
+/// what cannot be removed is logged and left.
+pub(super) fn remove_stale_temps(dir: &Path, base: Option<&str>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if let Some(name) = entry.file_name().to_str()
+            && is_our_temp(name, base)
+        {
+            remove_if_stale(&entry);
+        }
+    }
+}
+
+/// Removes `entry`, one of our temporary files, if it is a file older than
+/// [`super::STALE_TEMP_AGE`].
+pub(super) fn remove_if_stale(entry: &fs::DirEntry) {
+    // The entry itself, not what a link points to.
+    let Ok(meta) = entry.metadata() else {
+        return;
+    };
+    let age = meta
+        .modified()
+        .ok()
+        .and_then(|m| SystemTime::now().duration_since(m).ok());
+    if !meta.is_file() || age.is_none_or(|a| a < super::STALE_TEMP_AGE) {
+        return;
+    }
+    let path = entry.path();
+    match fs::remove_file(&path) {
+        Ok(()) => tracing::info!(
+            file = %path.display(),
+            "removed a temporary file left by an interrupted write"
+        ),
+        Err(e) => tracing::debug!(
+            file = %path.display(),
+            error = %e,
+            "cannot remove a stale temporary file"
+        ),
+    }
 }

@@ -49,6 +49,9 @@ pub(super) fn scan(dir: &Path) -> Result<Scan, CollectionError> {
             continue;
         };
         if is_ignored(&name) {
+            if atomic::is_our_temp(&name, None) {
+                atomic::remove_if_stale(&entry);
+            }
             continue;
         }
         let Some(stem) = name.strip_suffix(".json") else {
@@ -64,6 +67,20 @@ pub(super) fn scan(dir: &Path) -> Result<Scan, CollectionError> {
         };
         let (stamp, bytes) = match read_file(&path) {
             Ok(Some(read)) => read,
+            // A link to nothing (its target removed, or on a disk not mounted now): unreadable,
+            // not deleted.
+            Ok(None) if let Some(target) = dangling_link(&path) => {
+                out.problems.push(problem(
+                    &path,
+                    format!(
+                        "a symbolic link to {}, which does not exist; entity held",
+                        target.display()
+                    ),
+                    Some(vec![id.clone()]),
+                ));
+                out.held.insert(id);
+                continue;
+            }
             // Removed between the listing and the read: the app deleted it.
             Ok(None) => continue,
             Err(e) => {
@@ -78,6 +95,12 @@ pub(super) fn scan(dir: &Path) -> Result<Scan, CollectionError> {
         };
         match serde_json::from_slice::<Value>(split_bom(&bytes).1) {
             Ok(Value::Object(map)) => {
+                if let Some(message) = limits::too_deep_to_sync(&map) {
+                    out.problems
+                        .push(problem(&path, message, Some(vec![id.clone()])));
+                    out.held.insert(id);
+                    continue;
+                }
                 out.entities.insert(id.clone(), Value::Object(map));
                 files.insert(id, stamp);
             }
@@ -105,6 +128,15 @@ pub(super) fn scan(dir: &Path) -> Result<Scan, CollectionError> {
         held: out.held.clone(),
     };
     Ok(out)
+}
+
+/// The target of `path` if `path` is a symbolic link whose target does not exist.
+fn dangling_link(path: &Path) -> Option<PathBuf> {
+    let meta = fs::symlink_metadata(path).ok()?;
+    if !meta.file_type().is_symlink() {
+        return None;
+    }
+    Some(fs::read_link(path).unwrap_or_else(|_| path.to_owned()))
 }
 
 fn problem(file: &Path, message: String, ids: Option<Vec<String>>) -> ScanProblem {
@@ -150,31 +182,47 @@ pub(super) fn apply(
         });
     };
     check_batch(dir, writes)?;
-    let mut paths = Vec::with_capacity(writes.len());
-    for w in writes {
-        let path = ids::entity_path(dir, w.id()).map_err(|source| CollectionError::Id {
-            path: dir.to_owned(),
-            id: w.id().to_owned(),
-            source,
-        })?;
-        paths.push(path);
-    }
     let mut report = ApplyReport {
         written: Vec::new(),
         deleted: Vec::new(),
         skipped: Vec::new(),
+        refused: Vec::new(),
         fingerprint: expected.clone(),
     };
     let mut new_files = files.clone();
-    let mut touched = false;
+    let mut touched: BTreeSet<PathBuf> = BTreeSet::new();
     let mut dir_ready = false;
-    for (w, path) in writes.iter().zip(&paths) {
+    for w in writes {
         let id = w.id();
         if held.contains(id) {
             tracing::debug!(id, "held entity not written");
             report.skipped.push(id.to_owned());
             continue;
         }
+        let refusal = match (ids::entity_path(dir, id), w) {
+            (Ok(path), Write::Put { value, .. }) => limits::check_value(id, value, 0).map(|_| path),
+            (Ok(path), Write::Delete { .. }) => Ok(path),
+            // No file can have this name: there is nothing to delete.
+            (Err(_), Write::Delete { .. }) => {
+                new_files.remove(id);
+                report.deleted.push(id.to_owned());
+                continue;
+            }
+            (Err(source), Write::Put { .. }) => Err(Refusal::FileName {
+                id: id.to_owned(),
+                source,
+            }),
+        };
+        let path = match refusal {
+            Ok(path) => path,
+            Err(refusal) => {
+                tracing::debug!(id, %refusal, "write refused");
+                report.skipped.push(id.to_owned());
+                report.refused.push(refusal);
+                continue;
+            }
+        };
+        let path = &path;
         let current = read_file(path).map_err(|e| io_err("read", path, e))?;
         let exp = files.get(id);
         let unchanged = current.as_ref().map(|(s, _)| s) == exp;
@@ -193,7 +241,7 @@ pub(super) fn apply(
                         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                         Err(e) => return Err(io_err("remove", path, e)),
                     }
-                    touched = true;
+                    touched.insert(dir.to_owned());
                     new_files.remove(id);
                     report.deleted.push(id.to_owned());
                 }
@@ -216,18 +264,28 @@ pub(super) fn apply(
                     fs::create_dir_all(dir).map_err(|e| io_err("create folder", dir, e))?;
                     dir_ready = true;
                 }
+                // A link is written through: its target takes the new content.
+                let target = if current.is_some() {
+                    real_path(path)
+                } else {
+                    path.clone()
+                };
+                let folder = match target.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+                    _ => dir.to_owned(),
+                };
                 let perms = fs::metadata(path).ok().map(|m| m.permissions());
                 let stem = path
                     .file_stem()
                     .and_then(|s| s.to_str())
                     .unwrap_or("entity");
-                let tmp = atomic::write_temp(dir, stem, &bytes, perms)?;
-                let installed = atomic::install(&tmp, path, current.is_none(), || {
+                let tmp = atomic::write_temp(&folder, stem, &bytes, perms)?;
+                let installed = atomic::install(&tmp, &target, current.is_none(), || {
                     let now = read_file(path).map_err(|e| io_err("read", path, e))?;
                     Ok(now.as_ref().map(|(s, _)| s) == exp)
                 })?;
                 if installed {
-                    touched = true;
+                    touched.insert(folder);
                     new_files.insert(id.to_owned(), stamp_written(path, &bytes)?);
                     report.written.push(id.to_owned());
                 } else {
@@ -237,8 +295,8 @@ pub(super) fn apply(
             }
         }
     }
-    if touched {
-        atomic::sync_dir(dir);
+    for folder in &touched {
+        atomic::sync_dir(folder);
     }
     report.fingerprint = Fingerprint::Dir {
         files: new_files,

@@ -251,11 +251,25 @@ fn analyze(file: &Path, text: &[u8], tokens: &[String], id_field: &str) -> Analy
                     a.whole_held = true;
                     continue;
                 }
+                let entity = match limits::too_deep_to_sync(&entity) {
+                    Some(message) => {
+                        a.problems.push(problem_at(
+                            file,
+                            text,
+                            Some(item.start),
+                            format!("element {n} ({id:?}) is {message}"),
+                            Some(vec![id.clone()]),
+                        ));
+                        a.held.insert(id.clone());
+                        None
+                    }
+                    None => Some(entity),
+                };
                 a.entries.push(Entry {
                     id,
                     item,
                     value: item,
-                    entity: Some(entity),
+                    entity,
                 });
             }
         }
@@ -281,7 +295,22 @@ fn analyze(file: &Path, text: &[u8], tokens: &[String], id_field: &str) -> Analy
                 }
                 let entity =
                     match serde_json::from_slice::<Value>(&text[m.value.start..m.value.end]) {
-                        Ok(Value::Object(e)) if !id.is_empty() => Some(e),
+                        Ok(Value::Object(e)) if !id.is_empty() => {
+                            match limits::too_deep_to_sync(&e) {
+                                Some(message) => {
+                                    a.problems.push(problem_at(
+                                        file,
+                                        text,
+                                        Some(m.key.start),
+                                        format!("entry {id:?} is {message}"),
+                                        Some(vec![id.clone()]),
+                                    ));
+                                    a.held.insert(id.clone());
+                                    None
+                                }
+                                None => Some(e),
+                            }
+                        }
                         Ok(other) => {
                             let why = if id.is_empty() {
                                 "an empty id".to_owned()
@@ -335,6 +364,15 @@ pub(super) fn scan(
         whole_collection_held: false,
         fingerprint: Fingerprint::File { hash: None },
     };
+    let real = real_path(path);
+    if let (Some(folder), Some(name)) = (real.parent(), real.file_name().and_then(|n| n.to_str())) {
+        let folder = if folder.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            folder
+        };
+        atomic::remove_stale_temps(folder, Some(name));
+    }
     let bytes = match fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
@@ -355,24 +393,38 @@ pub(super) fn scan(
     Ok(out)
 }
 
-/// The shape a collection is created in when it does not exist yet.
-fn create_as_array(id_field: &str) -> bool {
-    id_field != DEFAULT_ID_FIELD
+/// Where a collection is in its document and how it is made.
+pub(super) struct Layout<'a> {
+    /// The JSON pointer's tokens.
+    pub tokens: &'a [String],
+    /// The id field of an array's objects.
+    pub id_field: &'a str,
+    /// The shape a collection is created in when it does not exist yet: an array (else a map).
+    pub create_as_array: bool,
+}
+
+/// Checks one write on its own, before the document is touched.
+fn check_write(w: &Write, layout: &Layout<'_>) -> Result<(), Refusal> {
+    let Write::Put { id, value } = w else {
+        return Ok(());
+    };
+    if id.is_empty() {
+        return Err(Refusal::BadId {
+            id: id.clone(),
+            reason: "an empty id".into(),
+        });
+    }
+    // The document's root and one level per pointer token, then the collection itself.
+    limits::check_value(id, value, layout.tokens.len() + 1)
 }
 
 /// Makes a `Put` value fit an array collection: its id field present (added first when
 /// missing) and agreeing with the id.
-fn with_id_field(
-    path: &Path,
-    id: &str,
-    value: &Value,
-    id_field: &str,
-) -> Result<Value, CollectionError> {
+fn with_id_field(id: &str, value: &Value, id_field: &str) -> Result<Value, Refusal> {
     let Value::Object(m) = value else {
-        return Err(CollectionError::InvalidWrite {
-            path: path.to_owned(),
+        return Err(Refusal::NotAnObject {
             id: id.to_owned(),
-            reason: "an entity must be a JSON object".into(),
+            found: type_name(value),
         });
     };
     match m.get(id_field) {
@@ -383,8 +435,7 @@ fn with_id_field(
             Ok(Value::Object(out))
         }
         Some(_) if element_id(m, id_field).as_deref() == Some(id) => Ok(value.clone()),
-        Some(other) => Err(CollectionError::InvalidWrite {
-            path: path.to_owned(),
+        Some(other) => Err(Refusal::BadId {
             id: id.to_owned(),
             reason: format!("its {id_field:?} field is {other}, not the id"),
         }),
@@ -519,18 +570,20 @@ fn edit(
     text: &[u8],
     a: &Analysis,
     writes: &[Write],
-    id_field: &str,
+    layout: &Layout<'_>,
     style: &Style,
     report: &mut ApplyReport,
 ) -> Result<Option<Vec<u8>>, CollectionError> {
+    let id_field = layout.id_field;
     let is_array = match a.target {
         Target::Array(_) => true,
         Target::Map(_) => false,
-        Target::Null(_) | Target::Missing { .. } => create_as_array(id_field),
+        Target::Null(_) | Target::Missing { .. } => layout.create_as_array,
     };
-    // Prepare every Put value first, so that a bad one writes nothing.
+    // Prepare every Put value first; one that does not fit is refused on its own.
     let mut puts: BTreeMap<&str, Value> = BTreeMap::new();
     let mut deletes: BTreeSet<&str> = BTreeSet::new();
+    let mut refused: BTreeSet<&str> = BTreeSet::new();
     for w in writes {
         if a.held.contains(w.id()) {
             report.skipped.push(w.id().to_owned());
@@ -539,7 +592,15 @@ fn edit(
         match w {
             Write::Put { id, value } => {
                 let value = if is_array {
-                    with_id_field(path, id, value, id_field)?
+                    match with_id_field(id, value, id_field) {
+                        Ok(v) => v,
+                        Err(r) => {
+                            report.skipped.push(id.clone());
+                            report.refused.push(r);
+                            refused.insert(id);
+                            continue;
+                        }
+                    }
                 } else {
                     value.clone()
                 };
@@ -594,7 +655,7 @@ fn edit(
         }
     }
     for w in writes {
-        if a.held.contains(w.id()) {
+        if a.held.contains(w.id()) || refused.contains(w.id()) {
             continue;
         }
         match w {
@@ -692,23 +753,13 @@ fn new_document(tokens: &[String], collection: Value) -> Vec<u8> {
     text.into_bytes()
 }
 
-/// The file to write: a symbolic link's target (so that the link survives), else `path`.
-fn real_path(path: &Path) -> PathBuf {
-    match fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => {
-            fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())
-        }
-        _ => path.to_owned(),
-    }
-}
-
 pub(super) fn apply(
     path: &Path,
-    tokens: &[String],
-    id_field: &str,
+    layout: &Layout<'_>,
     writes: &[Write],
     expected: &Fingerprint,
 ) -> Result<ApplyReport, CollectionError> {
+    let (tokens, id_field) = (layout.tokens, layout.id_field);
     let Fingerprint::File {
         hash: expected_hash,
     } = expected
@@ -729,20 +780,40 @@ pub(super) fn apply(
         written: Vec::new(),
         deleted: Vec::new(),
         skipped: Vec::new(),
+        refused: Vec::new(),
         fingerprint: expected.clone(),
     };
+    let mut accepted = Vec::with_capacity(writes.len());
+    for w in writes {
+        match check_write(w, layout) {
+            Ok(()) => accepted.push(w.clone()),
+            Err(r) => {
+                tracing::debug!(id = w.id(), refusal = %r, "write refused");
+                report.skipped.push(w.id().to_owned());
+                report.refused.push(r);
+            }
+        }
+    }
+    let writes = accepted.as_slice();
     if writes.is_empty() {
         return Ok(report);
     }
     let new_bytes = match &current {
         None => {
-            let is_array = create_as_array(id_field);
+            let is_array = layout.create_as_array;
             let mut entries = Vec::new();
             for w in writes {
                 match w {
                     Write::Put { id, value } => {
                         let value = if is_array {
-                            with_id_field(path, id, value, id_field)?
+                            match with_id_field(id, value, id_field) {
+                                Ok(v) => v,
+                                Err(r) => {
+                                    report.skipped.push(id.clone());
+                                    report.refused.push(r);
+                                    continue;
+                                }
+                            }
                         } else {
                             value.clone()
                         };
@@ -771,7 +842,7 @@ pub(super) fn apply(
                 });
             }
             let style = Style::detect(text);
-            match edit(path, text, &a, writes, id_field, &style, &mut report)? {
+            match edit(path, text, &a, writes, layout, &style, &mut report)? {
                 Some(new_text) => [bom, &new_text].concat(),
                 None => return Ok(report),
             }

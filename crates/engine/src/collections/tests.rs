@@ -23,6 +23,7 @@ fn file_kind(path: &str, pointer: Option<&str>, id_field: &str) -> CollectionKin
         path: path.into(),
         pointer: pointer.map(str::to_owned),
         id_field: id_field.into(),
+        create_as_array: id_field != DEFAULT_ID_FIELD,
     }
 }
 
@@ -297,26 +298,115 @@ fn dir_bad_batches_write_nothing() {
     let ws = tempfile::tempdir().unwrap();
     let kind = dir_kind("tasks");
     let s = scan(ws.path(), &kind).unwrap();
-    let cases = [
-        vec![put("ok", json!({})), put(&"x".repeat(300), json!({}))],
-        vec![put("ok", json!({})), put("", json!({}))],
-        vec![put("ok", json!({})), put("ok", json!({"again": 1}))],
-        vec![put("ok", json!({})), put("arr", json!([1]))],
-    ];
-    for writes in cases {
-        let e = apply(ws.path(), &kind, &writes, &s.fingerprint).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                CollectionError::Id { .. } | CollectionError::InvalidWrite { .. }
-            ),
-            "{e}"
-        );
-        assert!(!e.is_temporary());
-        assert!(!ws.path().join("tasks").exists());
-    }
+    let writes = [put("ok", json!({})), put("ok", json!({"again": 1}))];
+    let e = apply(ws.path(), &kind, &writes, &s.fingerprint).unwrap_err();
+    assert!(matches!(e, CollectionError::InvalidWrite { .. }), "{e}");
+    assert!(!e.is_temporary());
+    assert!(!ws.path().join("tasks").exists());
     let e = apply(ws.path(), &kind, &[], &Fingerprint::File { hash: None }).unwrap_err();
     assert!(matches!(e, CollectionError::WrongFingerprint { .. }));
+}
+
+#[test]
+fn dir_writes_that_cannot_be_made_are_refused_alone() {
+    let ws = tempfile::tempdir().unwrap();
+    let kind = dir_kind("tasks");
+    let s = scan(ws.path(), &kind).unwrap();
+    let long = "x".repeat(300);
+    let mut deep = json!({});
+    for _ in 0..MAX_ENTITY_DEPTH {
+        deep = json!({ "d": deep });
+    }
+    let writes = [
+        put(&long, json!({})),
+        put("ok", json!({"n": 1})),
+        put("", json!({})),
+        put("arr", json!([1])),
+        put("deep", deep),
+        del(&"y".repeat(300)),
+    ];
+    let r = apply(ws.path(), &kind, &writes, &s.fingerprint).unwrap();
+    assert_eq!(r.written, ["ok"]);
+    assert_eq!(r.deleted, ["y".repeat(300)]);
+    let refused: Vec<&str> = r.refused.iter().map(Refusal::id).collect();
+    assert_eq!(refused, [long.as_str(), "", "arr", "deep"]);
+    assert_eq!(r.skipped, refused);
+    assert!(matches!(r.refused[0], Refusal::FileName { .. }));
+    assert!(
+        r.refused[0].to_string().contains("too long"),
+        "{}",
+        r.refused[0]
+    );
+    assert!(matches!(
+        r.refused[2],
+        Refusal::NotAnObject { found: "array", .. }
+    ));
+    assert!(matches!(r.refused[3], Refusal::TooDeep { depth: 101, .. }));
+    assert_eq!(names(&ws.path().join("tasks")), ["ok.json"]);
+    assert_eq!(scan(ws.path(), &kind).unwrap().fingerprint, r.fingerprint);
+}
+
+#[test]
+fn file_writes_that_cannot_be_made_are_refused_alone() {
+    let ws = tempfile::tempdir().unwrap();
+    let mut deep = json!({});
+    for _ in 1..100 {
+        deep = json!({ "d": deep });
+    }
+    for (kind, start) in [
+        (file_kind("m.json", None, "id"), Some("{\"a\": {\"n\": 0}}")),
+        (file_kind("l.json", Some("/x"), "uid"), Some("{\"x\": []}")),
+        (file_kind("new.json", Some("/x"), "uid"), None),
+        (
+            file_kind(
+                "deep.json",
+                Some("/a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/q/r/s/t/u/v/w/x/y/z/0/1"),
+                "id",
+            ),
+            None,
+        ),
+    ] {
+        let CollectionKind::File { path, .. } = &kind else {
+            unreachable!()
+        };
+        if let Some(text) = start {
+            write_text(&ws.path().join(path), text);
+        }
+        let s = scan(ws.path(), &kind).unwrap();
+        let writes = [
+            put("", json!({})),
+            put("ok", json!({"n": 1})),
+            put("num", json!(5)),
+            put("d", deep.clone()),
+        ];
+        let r = apply(ws.path(), &kind, &writes, &s.fingerprint).unwrap();
+        let s = scan(ws.path(), &kind).unwrap();
+        assert!(s.problems.is_empty(), "{kind:?}: {:?}", s.problems);
+        let refused: Vec<&str> = r.refused.iter().map(Refusal::id).collect();
+        if path.to_str() == Some("deep.json") {
+            // 28 levels of pointer leave room for 98 levels only.
+            assert_eq!(refused, ["", "num", "d"], "{kind:?}");
+            assert!(matches!(
+                r.refused[2],
+                Refusal::TooDeep {
+                    depth: 100,
+                    max: 98,
+                    ..
+                }
+            ));
+            assert_eq!(s.entities.keys().collect::<Vec<_>>(), ["ok"]);
+        } else {
+            assert_eq!(refused, ["", "num"], "{kind:?}");
+            assert!(s.entities.contains_key("d") && s.entities.contains_key("ok"));
+        }
+        assert_eq!(r.skipped, refused);
+        assert!(r.written.contains(&"ok".to_owned()));
+        assert!(
+            r.refused[1].to_string().contains("number"),
+            "{}",
+            r.refused[1]
+        );
+    }
 }
 
 #[test]
@@ -770,28 +860,22 @@ fn file_numeric_ids_and_id_field_checks() {
         "[{\"key\":7,\"n\":5},{\"key\":\"x\",\"n\":2}]"
     );
 
-    // An id field that disagrees with the id writes nothing.
+    // An id field that disagrees with the id is refused on its own. Compact stays compact,
+    // the id field is added first.
     let s = scan(ws.path(), &kind).unwrap();
-    let e = apply(
+    let r = apply(
         ws.path(),
         &kind,
-        &[put("y", json!({"n": 1})), put("z", json!({"key": "other"}))],
-        &s.fingerprint,
-    )
-    .unwrap_err();
-    assert!(matches!(e, CollectionError::InvalidWrite { .. }), "{e}");
-    assert_eq!(
-        read_text(&doc),
-        "[{\"key\":7,\"n\":5},{\"key\":\"x\",\"n\":2}]"
-    );
-    // Compact stays compact, the id field is added first.
-    apply(
-        ws.path(),
-        &kind,
-        &[put("y", json!({"n": 1}))],
+        &[put("z", json!({"key": "other"})), put("y", json!({"n": 1}))],
         &s.fingerprint,
     )
     .unwrap();
+    assert_eq!(r.skipped, ["z"]);
+    assert!(
+        matches!(&r.refused[..], [Refusal::BadId { id, reason }] if id == "z" && reason.contains("\"other\"")),
+        "{:?}",
+        r.refused
+    );
     assert_eq!(
         read_text(&doc),
         "[{\"key\":7,\"n\":5},{\"key\":\"x\",\"n\":2},{\"key\":\"y\",\"n\":1}]"
