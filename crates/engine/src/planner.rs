@@ -5,6 +5,12 @@
 //! and, for base and remote, the version. "Changed" compares content hashes, so reformatting a
 //! file or reordering its keys is no change.
 //!
+//! Without a base (the local state was lost, or a new device found files of its own) the local
+//! content is compared with the remote's: equal content is adopted, other content is merged as
+//! an edit. The caller may also tell the planner which contents the remote held for an entity
+//! before its current record ([`plan_with_history`]): local content equal to one of those is
+//! not an edit but an old copy, and the remote's newer record is pulled over it.
+//!
 //! ```
 //! use deltasync_engine::planner::{plan_entity, BaseSide, Change, LocalSide, Op, RemoteSide};
 //!
@@ -14,7 +20,7 @@
 //! assert_eq!(plan_entity(&local, Some(&base), Some(&remote)), Op::Push(Change::Update));
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::Serialize;
@@ -135,6 +141,36 @@ pub fn plan_entity(local: &LocalSide, base: Option<&BaseSide>, remote: Option<&R
     }
 }
 
+/// Plans one entity like [`plan_entity`], knowing `earlier`: the content hashes the remote held
+/// for it before its current record (from the deltas still on the remote; empty when unknown).
+///
+/// Only an entity without a base is planned differently: when its local content equals one of
+/// the remote's earlier contents (and not the current one), the local copy is an old one — an
+/// app re-saving a file it had, after this device lost its state — not an edit, and it is
+/// planned as if that earlier content were the base: the remote's newer record is pulled (an
+/// update, or a delete if the remote deleted it since).
+pub fn plan_entity_with_history(
+    local: &LocalSide,
+    base: Option<&BaseSide>,
+    remote: Option<&RemoteSide>,
+    earlier: &BTreeSet<String>,
+) -> Op {
+    if base.is_none()
+        && !local.unreadable
+        && let (Some(hash), Some(r)) = (local.hash.as_deref(), remote)
+        && r.version > 0
+        && r.hash.as_deref() != Some(hash)
+        && earlier.contains(hash)
+    {
+        let implied = BaseSide {
+            version: 0,
+            hash: Some(hash.to_owned()),
+        };
+        return plan_entity(local, Some(&implied), Some(r));
+    }
+    plan_entity(local, base, remote)
+}
+
 fn change(from: Option<&str>, to: Option<&str>) -> Change {
     match (from, to) {
         (None, _) => Change::Create,
@@ -236,21 +272,56 @@ pub fn plan(
     base: &BTreeMap<EntityKey, BaseSide>,
     remote: &BTreeMap<EntityKey, RemoteSide>,
 ) -> Plan {
+    plan_with_history(local, base, remote, &BTreeMap::new())
+}
+
+/// [`plan`], knowing for some entities the contents the remote held before its current record
+/// (`earlier`: content hashes by entity; see [`plan_entity_with_history`]). The caller needs to
+/// fill it only for [`needs_history`]'s entities.
+pub fn plan_with_history(
+    local: &BTreeMap<EntityKey, LocalSide>,
+    base: &BTreeMap<EntityKey, BaseSide>,
+    remote: &BTreeMap<EntityKey, RemoteSide>,
+    earlier: &BTreeMap<EntityKey, BTreeSet<String>>,
+) -> Plan {
     let absent = LocalSide::default();
+    let none = BTreeSet::new();
     let mut ops = BTreeMap::new();
     let keys = local.keys().chain(base.keys()).chain(remote.keys());
     for key in keys {
         if ops.contains_key(key) {
             continue;
         }
-        let op = plan_entity(
+        let op = plan_entity_with_history(
             local.get(key).unwrap_or(&absent),
             base.get(key),
             remote.get(key),
+            earlier.get(key).unwrap_or(&none),
         );
         ops.insert(key.clone(), op);
     }
     Plan { ops }
+}
+
+/// The entities whose plan can depend on the remote's earlier contents: present locally with
+/// no base, and with content other than the remote's current record. Usually none; after a
+/// device lost its local state, or on a new device that found files of its own, these are the
+/// ones to look up in the remote's deltas before calling [`plan_with_history`].
+pub fn needs_history<'a>(
+    local: &'a BTreeMap<EntityKey, LocalSide>,
+    base: &BTreeMap<EntityKey, BaseSide>,
+    remote: &BTreeMap<EntityKey, RemoteSide>,
+) -> BTreeSet<&'a EntityKey> {
+    local
+        .iter()
+        .filter(|(key, l)| {
+            !l.unreadable
+                && l.hash.is_some()
+                && !base.contains_key(*key)
+                && remote.get(*key).is_some_and(|r| r.hash != l.hash)
+        })
+        .map(|(key, _)| key)
+        .collect()
 }
 
 #[cfg(test)]
@@ -435,6 +506,96 @@ mod tests {
             let got = plan_entity(&local(l), base(b).as_ref(), remote(r, b).as_ref());
             assert_eq!(got, expected, "local {l:?}, base {b:?}, remote {r:?}");
         }
+    }
+
+    /// Lost state: no base, local content "B" that the remote held at version 5, before its
+    /// current record. An old copy, not an edit.
+    #[test]
+    fn without_a_base_an_old_copy_of_the_remote_is_no_edit() {
+        let earlier: BTreeSet<String> = ["B".to_string(), "A".to_string()].into();
+        #[rustfmt::skip]
+        let rows: &[(L, R, Op)] = &[
+            (L::Same,       R::NewerLive, Pull(Update)),   // was Merge: the old copy won
+            (L::Same,       R::NewerTomb, Pull(Delete)),   // was Push(Create): a resurrection
+            (L::Changed,    R::NewerLive, Merge),          // not a content the remote had
+            (L::Changed,    R::NewerTomb, Push(Create)),
+            (L::AsRemote,   R::NewerLive, Adopt),          // the current content
+            (L::Absent,     R::NewerLive, Pull(Create)),
+            (L::Unreadable, R::NewerLive, Hold),
+            (L::Same,       R::None,      Push(Create)),   // nothing on the remote to pull
+        ];
+        for &(l, r, expected) in rows {
+            let remote = remote(r, B::None);
+            let got = plan_entity_with_history(&local(l), None, remote.as_ref(), &earlier);
+            assert_eq!(got, expected, "local {l:?}, remote {r:?}");
+        }
+        // Unknown history: as before.
+        let none = BTreeSet::new();
+        let newer = remote(R::NewerLive, B::None);
+        assert_eq!(
+            plan_entity_with_history(&local(L::Same), None, newer.as_ref(), &none),
+            Merge
+        );
+        // With a base, history changes nothing.
+        for (l, b, r, expected) in TABLE.iter().copied() {
+            let got = plan_entity_with_history(
+                &local(l),
+                base(b).as_ref(),
+                remote(r, b).as_ref(),
+                &earlier,
+            );
+            if b != B::None {
+                assert_eq!(got, expected, "local {l:?}, base {b:?}, remote {r:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn history_is_needed_only_for_local_entities_without_a_base_that_differ() {
+        let k = EntityKey::new;
+        let side = |h: &str| LocalSide {
+            hash: Some(h.into()),
+            unreadable: false,
+        };
+        let at = |version: u64, h: &str| RemoteSide {
+            version,
+            hash: Some(h.into()),
+        };
+        let local = BTreeMap::from([
+            (k("t", "differs"), side("a")),
+            (k("t", "same"), side("b")),
+            (k("t", "based"), side("c")),
+            (k("t", "local-only"), side("d")),
+            (
+                k("t", "unreadable"),
+                LocalSide {
+                    hash: None,
+                    unreadable: true,
+                },
+            ),
+        ]);
+        let base = BTreeMap::from([(
+            k("t", "based"),
+            BaseSide {
+                version: 1,
+                hash: Some("x".into()),
+            },
+        )]);
+        let remote = BTreeMap::from([
+            (k("t", "differs"), at(3, "z")),
+            (k("t", "same"), at(3, "b")),
+            (k("t", "based"), at(3, "z")),
+            (k("t", "unreadable"), at(3, "z")),
+        ]);
+        let needed: Vec<String> = needs_history(&local, &base, &remote)
+            .into_iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(needed, ["t/differs"]);
+        let earlier = BTreeMap::from([(k("t", "differs"), BTreeSet::from(["a".to_string()]))]);
+        let p = plan_with_history(&local, &base, &remote, &earlier);
+        assert_eq!(p.ops[&k("t", "differs")], Pull(Update));
+        assert_eq!(plan(&local, &base, &remote).ops[&k("t", "differs")], Merge);
     }
 
     #[test]
@@ -701,6 +862,25 @@ mod properties {
                 .is_some_and(|(r, b)| r.version < b.version);
             if !local.unreadable && local.hash == remote_hash && !remote_behind {
                 prop_assert!(matches!(op, Op::Unchanged | Op::Adopt), "{op:?}");
+            }
+        }
+
+        #[test]
+        fn history_only_ever_turns_an_old_copy_into_a_pull(
+            (local, base, remote) in sides(),
+            earlier in prop::collection::btree_set(
+                prop::sample::select(vec!["h1", "h2", "h3"]).prop_map(str::to_string),
+                0..3,
+            ),
+        ) {
+            let without = plan_entity(&local, base.as_ref(), remote.as_ref());
+            let with = plan_entity_with_history(&local, base.as_ref(), remote.as_ref(), &earlier);
+            if with != without {
+                // Only without a base, only for content the remote had before, and only to
+                // take the remote's newer record.
+                prop_assert!(base.is_none());
+                prop_assert!(local.hash.as_ref().is_some_and(|h| earlier.contains(h)));
+                prop_assert!(matches!(with, Op::Pull(Change::Update | Change::Delete)), "{with:?}");
             }
         }
     }
