@@ -199,6 +199,21 @@ pub struct ApplyReport {
     pub fingerprint: Fingerprint,
 }
 
+impl ApplyReport {
+    /// The report, or its first refused write as [`CollectionError::Refused`] (naming `path`,
+    /// the collection's folder or document): for a caller that writes what a person asked
+    /// for, to whom a refusal is an error rather than an entity to hold.
+    pub fn refusal_as_error(mut self, path: &Path) -> Result<ApplyReport, CollectionError> {
+        if self.refused.is_empty() {
+            return Ok(self);
+        }
+        Err(CollectionError::Refused {
+            path: path.to_owned(),
+            refusal: self.refused.swap_remove(0),
+        })
+    }
+}
+
 /// Errors reading or writing a collection. Each names the file or folder concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum CollectionError {
@@ -268,6 +283,16 @@ pub enum CollectionError {
         /// Why.
         #[source]
         source: IdError,
+    },
+    /// A write refused on its own ([`ApplyReport::refused`]), as an error for a caller that
+    /// writes one entity on a person's request ([`ApplyReport::refusal_as_error`]).
+    #[error("{}: {refusal}", path.display())]
+    Refused {
+        /// The collection's folder or document.
+        path: PathBuf,
+        /// Why the write was refused.
+        #[source]
+        refusal: Refusal,
     },
     /// The fingerprint passed to [`apply`] was made for the other kind of collection.
     #[error("fingerprint does not belong to collection {}", path.display())]

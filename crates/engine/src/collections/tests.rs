@@ -344,6 +344,18 @@ fn dir_writes_that_cannot_be_made_are_refused_alone() {
     assert!(matches!(r.refused[3], Refusal::TooDeep { depth: 101, .. }));
     assert_eq!(names(&ws.path().join("tasks")), ["ok.json"]);
     assert_eq!(scan(ws.path(), &kind).unwrap().fingerprint, r.fingerprint);
+    let e = r.refusal_as_error(Path::new("tasks")).unwrap_err();
+    assert!(matches!(e, CollectionError::Refused { .. }) && !e.is_temporary());
+    assert!(e.to_string().starts_with("tasks: entity \"xxx"), "{e}");
+    let s = scan(ws.path(), &kind).unwrap();
+    let r = apply(
+        ws.path(),
+        &kind,
+        &[put("ok", json!({"n": 2}))],
+        &s.fingerprint,
+    )
+    .unwrap();
+    assert!(r.refusal_as_error(Path::new("tasks")).is_ok());
 }
 
 #[test]
