@@ -40,7 +40,8 @@
 //! Symbolic links: in a `dir` collection a link to a file is followed for reading, and writes go
 //! to the file it points to (the link stays; the file may be outside the collection); a delete
 //! removes the link, never its target. A link whose target is missing (or a loop) is held, like
-//! any unreadable file. A `file` collection's document may be a link the same way.
+//! any unreadable file, and so are entities that links make one file (a link to another
+//! entity's file, two links to one file): a write to one would change the other. A `file` collection's document may be a link the same way.
 //!
 //! One entity that cannot be stored or synced never stops the others: an entity read here that
 //! is nested deeper than [`MAX_ENTITY_DEPTH`] is held, and [`apply`] refuses a write it cannot

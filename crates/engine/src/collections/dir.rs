@@ -34,6 +34,8 @@ pub(super) fn scan(dir: &Path) -> Result<Scan, CollectionError> {
         Err(e) => return Err(io_err("list", dir, e)),
     };
     let mut files = BTreeMap::new();
+    // Entities whose file is a symbolic link, by the file it leads to.
+    let mut linked: BTreeMap<PathBuf, Vec<String>> = BTreeMap::new();
     for entry in entries {
         let entry = entry.map_err(|e| io_err("list", dir, e))?;
         let path = entry.path();
@@ -101,6 +103,11 @@ pub(super) fn scan(dir: &Path) -> Result<Scan, CollectionError> {
                     out.held.insert(id);
                     continue;
                 }
+                if entry.file_type().is_ok_and(|t| t.is_symlink())
+                    && let Ok(target) = fs::canonicalize(&path)
+                {
+                    linked.entry(target).or_default().push(id.clone());
+                }
                 out.entities.insert(id.clone(), Value::Object(map));
                 files.insert(id, stamp);
             }
@@ -122,12 +129,63 @@ pub(super) fn scan(dir: &Path) -> Result<Scan, CollectionError> {
             }
         }
     }
+    hold_aliases(dir, linked, &mut out, &mut files);
     out.problems.sort_by(|a, b| a.file.cmp(&b.file));
     out.fingerprint = Fingerprint::Dir {
         files,
         held: out.held.clone(),
     };
     Ok(out)
+}
+
+/// Holds the entities whose files are one file: links to another entity's file of this
+/// collection, or several links to one file. A write to one would silently change the others.
+fn hold_aliases(
+    dir: &Path,
+    mut linked: BTreeMap<PathBuf, Vec<String>>,
+    out: &mut Scan,
+    files: &mut BTreeMap<String, FileStamp>,
+) {
+    if linked.is_empty() {
+        return;
+    }
+    // A link to an entity file of this folder shares it with that entity.
+    if let Ok(real_dir) = fs::canonicalize(dir) {
+        for (target, ids) in &mut linked {
+            if target.parent() == Some(real_dir.as_path())
+                && let Some(stem) = target
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_suffix(".json"))
+                && let Ok(id) = ids::decode_stem(stem)
+                && out.entities.contains_key(&id)
+                && !ids.contains(&id)
+            {
+                ids.push(id);
+            }
+        }
+    }
+    for (target, ids) in linked {
+        if ids.len() < 2 {
+            continue;
+        }
+        for id in &ids {
+            out.entities.remove(id);
+            files.remove(id);
+            out.held.insert(id.clone());
+        }
+        out.problems.push(problem(
+            &target,
+            format!(
+                "entities {} are one file (symbolic links); entities held until each has a file of its own",
+                ids.iter()
+                    .map(|i| format!("{i:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Some(ids),
+        ));
+    }
 }
 
 /// The target of `path` if `path` is a symbolic link whose target does not exist.

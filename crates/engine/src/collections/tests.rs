@@ -988,6 +988,39 @@ fn writes_keep_permissions_and_symlinks() {
     );
 }
 
+#[cfg(unix)]
+#[test]
+fn dir_links_that_make_two_entities_one_file_are_held() {
+    let ws = tempfile::tempdir().unwrap();
+    let dir = ws.path().join("tasks");
+    write_text(&dir.join("a.json"), "{\"n\": 1}");
+    write_text(&ws.path().join("out/x.json"), "{\"n\": 2}");
+    write_text(&ws.path().join("out/y.json"), "{\"n\": 3}");
+    std::os::unix::fs::symlink("a.json", dir.join("b.json")).unwrap();
+    std::os::unix::fs::symlink(ws.path().join("out/x.json"), dir.join("c.json")).unwrap();
+    std::os::unix::fs::symlink(ws.path().join("out/x.json"), dir.join("d.json")).unwrap();
+    std::os::unix::fs::symlink(ws.path().join("out/y.json"), dir.join("e.json")).unwrap();
+    let kind = dir_kind("tasks");
+    let s = scan(ws.path(), &kind).unwrap();
+    // e is the only link to its file: followed.
+    assert_eq!(s.entities.keys().collect::<Vec<_>>(), ["e"]);
+    assert_eq!(s.entities["e"], json!({"n": 3}));
+    assert_eq!(s.held, ["a", "b", "c", "d"].map(String::from).into());
+    assert_eq!(s.problems.len(), 2, "{:?}", s.problems);
+    assert!(s.problems.iter().all(|p| p.message.contains("one file")));
+    // Nothing is written over any of them.
+    let r = apply(
+        ws.path(),
+        &kind,
+        &[put("b", json!({"n": 9})), del("c")],
+        &s.fingerprint,
+    )
+    .unwrap();
+    assert_eq!(r.skipped, ["b", "c"]);
+    assert_eq!(read_text(&dir.join("a.json")), "{\"n\": 1}");
+    assert!(dir.join("c.json").exists());
+}
+
 #[test]
 fn escaped_keys_and_pointer_tokens() {
     let ws = tempfile::tempdir().unwrap();
