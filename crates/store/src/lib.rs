@@ -63,6 +63,18 @@ pub enum StoreError {
     /// A commit's answer was lost: whether it happened is known only after reading meta again.
     #[error("the outcome of a commit is unknown (its answer was lost); the next sync finds out")]
     CommitUnknown,
+    /// A file on the remote is damaged: it read the same, unreadable, twice (an answer cut in
+    /// transit reads differently the second time). A retry will not help; `remedy` says what
+    /// does.
+    #[error("{path} on the remote is damaged ({detail}): {remedy}")]
+    Damaged {
+        /// The remote path.
+        path: String,
+        /// What is wrong with it.
+        detail: String,
+        /// What to do.
+        remedy: &'static str,
+    },
     /// A zip archive (archive/ or a backup) is damaged or not one.
     #[error("{path} is damaged: {detail}")]
     Archive {
@@ -139,6 +151,21 @@ pub const MAX_META_BYTES: u64 = 64 << 20;
 /// The most any other file read without a size from meta.json may hold (archives, backups,
 /// a first `data.json`).
 pub const MAX_FILE_BYTES: u64 = 1 << 30;
+
+/// How many times a file that does not parse is read before it is called damaged: the same
+/// bytes every time (a write under way, or an answer cut in transit, reads differently).
+const DAMAGE_READS: u32 = 3;
+
+/// The pause before reading an unreadable file again, times the reads so far.
+const REREAD_PAUSE: std::time::Duration = std::time::Duration::from_millis(150);
+
+/// What to do about a damaged meta.json.
+const META_REMEDY: &str = "put a good copy back (from a `deltasync backup`), or move meta.json \
+     away and run `deltasync repair` on a device that has all the data";
+
+/// What to do about a damaged delta or snapshot.
+const FILE_REMEDY: &str = "run `deltasync compact` on a device that has synced it: it writes a \
+     new snapshot from its own copy, which every device then reads instead";
 
 /// The path of a delta of generation `generation` with a unique `name`.
 pub fn delta_path(generation: u64, name: &str) -> String {
@@ -229,57 +256,140 @@ impl Store {
         }
     }
 
-    /// Reads meta.json, conditionally on the etag we hold.
+    /// Reads meta.json, conditionally on the etag we hold. One that does not parse is read
+    /// again: the same bytes three times are [`StoreError::Damaged`], other bytes (an answer
+    /// cut in transit, a write under way) a temporary [`StoreError::Format`].
     pub fn read_meta(&self, known: Option<&Etag>) -> Result<MetaRead, StoreError> {
-        match self.retry(|| self.remote.get_max(META_FILE, known, MAX_META_BYTES))? {
-            GetResult::NotModified => Ok(MetaRead::NotModified),
-            GetResult::NotFound => Err(StoreError::NotInitialised),
-            GetResult::Found { body, etag } => {
-                let meta = Meta::from_bytes(&body).map_err(|source| StoreError::Format {
-                    path: META_FILE.into(),
-                    source,
-                })?;
-                let etag = etag.unwrap_or_else(|| Etag(sha256_hex(&body)));
-                Ok(MetaRead::Fresh {
-                    meta,
-                    etag,
-                    size: body.len() as u64,
-                })
+        let mut previous: Option<Vec<u8>> = None;
+        let mut known = known;
+        let mut reads = 0;
+        loop {
+            reads += 1;
+            let (body, etag) =
+                match self.retry(|| self.remote.get_max(META_FILE, known, MAX_META_BYTES))? {
+                    GetResult::NotModified => return Ok(MetaRead::NotModified),
+                    GetResult::NotFound => return Err(StoreError::NotInitialised),
+                    GetResult::Found { body, etag } => (body, etag),
+                };
+            match Meta::from_bytes(&body) {
+                Ok(meta) => {
+                    let etag = etag.unwrap_or_else(|| Etag(sha256_hex(&body)));
+                    return Ok(MetaRead::Fresh {
+                        meta,
+                        etag,
+                        size: body.len() as u64,
+                    });
+                }
+                Err(source @ FormatError::TooNew { .. }) => {
+                    return Err(StoreError::Format {
+                        path: META_FILE.into(),
+                        source,
+                    });
+                }
+                Err(source) => match previous {
+                    Some(first) if first != body => {
+                        return Err(StoreError::Format {
+                            path: META_FILE.into(),
+                            source,
+                        });
+                    }
+                    _ if reads >= DAMAGE_READS => {
+                        return Err(StoreError::Damaged {
+                            path: META_FILE.into(),
+                            detail: source.to_string(),
+                            remedy: META_REMEDY,
+                        });
+                    }
+                    _ => {
+                        previous = Some(body);
+                        known = None;
+                        std::thread::sleep(REREAD_PAUSE * reads);
+                    }
+                },
             }
         }
     }
 
     /// Reads a file meta.json describes — `size` bytes with this `sha256` — reading no more
-    /// than that.
-    fn read_verified(&self, path: &str, sha256: &str, size: u64) -> Result<Vec<u8>, StoreError> {
-        let body = match self.retry(|| self.remote.get_max(path, None, size))? {
-            GetResult::Found { body, .. } => body,
-            _ => return Err(StoreError::Missing(path.to_string())),
+    /// than that, and parses it. A failure is read again: the same bytes three times are
+    /// [`StoreError::Damaged`], other bytes a temporary [`StoreError::Format`].
+    fn read_parsed<T>(
+        &self,
+        path: &str,
+        sha256: &str,
+        size: u64,
+        parse: impl Fn(&[u8]) -> Result<T, FormatError>,
+    ) -> Result<(T, Vec<u8>), StoreError> {
+        let mut previous: Option<Vec<u8>> = None;
+        let mut reads = 0;
+        loop {
+            reads += 1;
+            let body = match self.retry(|| self.remote.get_max(path, None, size))? {
+                GetResult::Found { body, .. } => body,
+                _ => return Err(StoreError::Missing(path.to_string())),
+            };
+            let parsed = verify_sha256(path, &body, sha256).and_then(|()| parse(&body));
+            match (parsed, previous) {
+                (Ok(v), _) => return Ok((v, body)),
+                (Err(source), Some(first)) if first != body => {
+                    return Err(StoreError::Format {
+                        path: path.to_string(),
+                        source,
+                    });
+                }
+                (Err(source), _) if reads >= DAMAGE_READS => {
+                    return Err(StoreError::Damaged {
+                        path: path.to_string(),
+                        detail: source.to_string(),
+                        remedy: FILE_REMEDY,
+                    });
+                }
+                (Err(_), _) => {
+                    previous = Some(body);
+                    std::thread::sleep(REREAD_PAUSE * reads);
+                }
+            }
+        }
+    }
+
+    /// For a file meta.json named that was not there ([`StoreError::Missing`]): reads
+    /// meta.json again. Still named by it, the file is lost ([`StoreError::Damaged`]); no
+    /// longer (a compaction removed it meanwhile), the error stays temporary.
+    pub fn confirm_missing(&self, error: StoreError) -> StoreError {
+        let StoreError::Missing(path) = &error else {
+            return error;
         };
-        verify_sha256(path, &body, sha256).map_err(|source| StoreError::Format {
-            path: path.to_string(),
-            source,
-        })?;
-        Ok(body)
+        match self.read_meta(None) {
+            Ok(MetaRead::Fresh { meta, .. })
+                if meta.references(path)
+                    || meta.snapshot.as_ref().is_some_and(|s| &s.name == path) =>
+            {
+                StoreError::Damaged {
+                    path: path.clone(),
+                    detail: "meta.json names it, but it is not there".into(),
+                    remedy: FILE_REMEDY,
+                }
+            }
+            _ => error,
+        }
+    }
+
+    /// [`Store::read_parsed`] without parsing.
+    fn read_verified(&self, path: &str, sha256: &str, size: u64) -> Result<Vec<u8>, StoreError> {
+        Ok(self.read_parsed(path, sha256, size, |_| Ok(()))?.1)
     }
 
     /// Reads and verifies the snapshot meta refers to.
     pub fn read_snapshot(&self, r: &SnapshotRef) -> Result<(Snapshot, u64), StoreError> {
-        let body = self.read_verified(&r.name, &r.sha256, r.size)?;
-        let snap = Snapshot::from_bytes(&body).map_err(|source| StoreError::Format {
-            path: r.name.clone(),
-            source,
-        })?;
+        let (snap, body) = self.read_parsed(&r.name, &r.sha256, r.size, Snapshot::from_bytes)?;
         Ok((snap, body.len() as u64))
     }
 
     /// Reads and verifies a delta meta refers to.
     pub fn read_delta(&self, r: &DeltaRef) -> Result<Delta, StoreError> {
-        let body = self.read_verified(&r.path, &r.sha256, r.size)?;
-        Delta::from_bytes(&body).map_err(|source| StoreError::Format {
-            path: r.path.clone(),
-            source,
-        })
+        Ok(self
+            .read_parsed(&r.path, &r.sha256, r.size, Delta::from_bytes)?
+            .0)
     }
 
     /// Writes a delta create-only under a unique name in the current generation's folder and
