@@ -551,9 +551,20 @@ mod tests {
         let mut bytes = mem.files()[&r.path].clone();
         bytes.truncate(bytes.len() - 3);
         mem.raw_put(&r.path, &bytes);
+        // The same damaged bytes on every read: damage, with what to do.
         let err = s.read_delta(&r).unwrap_err();
         assert!(err.to_string().contains("corrupt"), "{err}");
-        assert!(err.is_temporary());
+        assert!(matches!(err, StoreError::Damaged { .. }), "{err}");
+        assert!(!err.is_temporary());
+        assert!(err.to_string().contains("deltasync compact"), "{err}");
+        // A truncated answer (other bytes each time) stays temporary.
+        mem.set_faults(deltasync_remote::Faults {
+            truncate_body_rate: 1.0,
+            ..Default::default()
+        });
+        mem.raw_put(&r.path, &delta(1).to_bytes());
+        let err = s.read_delta(&r).unwrap_err();
+        assert!(err.is_temporary(), "{err}");
     }
 
     #[test]
