@@ -67,9 +67,10 @@ pub enum EngineError {
         /// The configured names, comma-separated.
         valid: String,
     },
-    /// A push would delete too much of a collection.
+    /// A push would delete too much of a collection (more than the configured share and
+    /// count, or all of more than two).
     #[error(
-        "refusing to delete {deletes} of {total} entities in '{collection}' (more than {percent}%): \
+        "refusing to delete {deletes} of {total} entities in '{collection}' (more than {percent}%, or all of them): \
          if this is intended, run again with --allow-mass-delete"
     )]
     MassDelete {
@@ -834,7 +835,12 @@ impl Engine {
                 .filter(|((cc, _), st)| cc == c && st.has_base && st.base_hash.is_some())
                 .count() as u64;
             let ratio = self.config.sync.mass_delete_ratio;
-            if n > self.config.sync.mass_delete_min && (n as f64) > ratio * total as f64 {
+            // Emptying a collection of more than two entities is refused however small it
+            // is: an app that wrote a fresh, empty document is the common way to lose one.
+            let empties = n == total && total > 2;
+            if empties
+                || (n > self.config.sync.mass_delete_min && (n as f64) > ratio * total as f64)
+            {
                 return Err(EngineError::MassDelete {
                     collection: c.to_string(),
                     deletes: n,

@@ -201,6 +201,39 @@ fn mass_delete_is_refused_unless_allowed() {
     assert_eq!(r.collections["tasks"].up.deleted, 20);
 }
 
+/// Issue 10: a small collection emptied all at once (an app writing a fresh empty document)
+/// went out with no guard, since the guard wanted more than 10 deletes.
+#[test]
+fn emptying_a_small_collection_is_refused_unless_allowed() {
+    let (_, mut a, mut b) = pair();
+    for i in 0..5 {
+        a.write(&format!("t{i}"), &json!({"i": i}));
+    }
+    a.sync();
+    b.sync();
+    for i in 0..5 {
+        a.delete(&format!("t{i}"));
+    }
+    let err = a.try_sync().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            EngineError::MassDelete {
+                deletes: 5,
+                total: 5,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    b.sync();
+    assert_eq!(b.all().len(), 5, "nothing went out");
+    // Deleting some (not all) of a small collection is an ordinary edit.
+    a.write("t0", &json!({"i": 0}));
+    a.write("t1", &json!({"i": 1}));
+    assert_eq!(a.sync().collections["tasks"].up.deleted, 3);
+}
+
 #[test]
 fn dry_run_changes_nothing() {
     let (remote, mut a, mut b) = pair();
