@@ -457,7 +457,8 @@ impl Engine {
             if writes.is_empty() {
                 continue;
             }
-            let r = collections::apply(self.root(), &kind, &writes, &scan.fingerprint)?;
+            let r = collections::apply(self.root(), &kind, &writes, &scan.fingerprint)?
+                .refusal_as_error(&self.root().join(&self.config().collections[&name].path))?;
             if !r.skipped.is_empty() {
                 return Err(CollectionError::ChangedMeanwhile {
                     path: self.root().to_path_buf(),

@@ -206,7 +206,12 @@ impl Engine {
             },
             None => Write::Delete { id: id.into() },
         };
-        let r = collections::apply(self.root(), &kind, &[write], &scan.fingerprint)?;
+        let r = collections::apply(self.root(), &kind, &[write], &scan.fingerprint)?
+            .refusal_as_error(
+                &self
+                    .root()
+                    .join(&self.config().collections[collection].path),
+            )?;
         if !r.skipped.is_empty() {
             return Err(CollectionError::ChangedMeanwhile {
                 path: self.root().to_path_buf(),

@@ -810,12 +810,47 @@ impl Engine {
                 );
             }
         }
-        let plan = planner::plan(&local, &base, &remote);
+        // Without a base (lost state, or a new device with files of its own), content equal to
+        // an earlier version on the remote is an old copy, not an edit.
+        let earlier = self.earlier_contents(planner::needs_history(&local, &base, &remote));
+        let plan = planner::plan_with_history(&local, &base, &remote, &earlier);
         Ok(Planned {
             scans,
             plan,
             states,
         })
+    }
+
+    /// Content hashes the remote held before its current record, for `keys`, from every delta
+    /// still on the remote (archives included). Reads nothing when `keys` is empty, as it
+    /// almost always is; a history that cannot be read leaves the entities to the merge.
+    fn earlier_contents(
+        &self,
+        keys: BTreeSet<&EntityKey>,
+    ) -> BTreeMap<EntityKey, BTreeSet<String>> {
+        let mut out: BTreeMap<EntityKey, BTreeSet<String>> = BTreeMap::new();
+        if keys.is_empty() {
+            return out;
+        }
+        let deltas = match self.all_deltas(&crate::progress::NoProgress) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the remote's history; merging without it");
+                return out;
+            }
+        };
+        for (_, delta, _) in deltas {
+            for r in delta.records {
+                let key = EntityKey {
+                    collection: r.collection,
+                    id: r.id,
+                };
+                if !r.is_deleted && keys.contains(&key) {
+                    out.entry(key).or_default().insert(content_hash(&r.data));
+                }
+            }
+        }
+        out
     }
 
     fn check_mass_delete(&self, planned: &Planned, opts: &SyncOptions) -> Result<(), EngineError> {
@@ -1126,16 +1161,25 @@ impl Engine {
             }
             // Local writes, never over a save the app made since the scan.
             let mut skipped: BTreeSet<String> = BTreeSet::new();
+            // Writes the collection cannot make (an id too long for a file name, a value that
+            // is not an object, too deep): held with a reason, the rest goes on.
+            let mut refused: BTreeSet<String> = BTreeSet::new();
             if !writes.is_empty() {
                 match collections::apply(&self.root, &cconf.kind(), &writes, &scan.fingerprint) {
-                    Ok(r) => skipped.extend(r.skipped),
+                    Ok(r) => {
+                        skipped.extend(r.skipped);
+                        for why in r.refused {
+                            refused.insert(why.id().to_owned());
+                            report.problems.push(format!("{cname}: {why}"));
+                        }
+                    }
                     Err(CollectionError::ChangedMeanwhile { .. }) => {
                         skipped.extend(after_write.iter().map(|(id, _, _)| id.clone()));
                     }
                     Err(e) => return Err(e.into()),
                 }
             }
-            for id in &skipped {
+            for id in skipped.difference(&refused) {
                 report.deferred.push(format!("{cname}/{id}"));
             }
             receipts.retain(|(id, _)| !skipped.contains(id));
@@ -1493,7 +1537,12 @@ impl Engine {
                 id: receipt.entity_id.clone(),
             },
         };
-        let r = collections::apply(&self.root, &kind, &[write], &scan.fingerprint)?;
+        let r = collections::apply(&self.root, &kind, &[write], &scan.fingerprint)?
+            .refusal_as_error(
+                &self
+                    .root
+                    .join(&self.config.collections[&receipt.collection].path),
+            )?;
         if !r.skipped.is_empty() {
             return Err(CollectionError::ChangedMeanwhile {
                 path: self.root.clone(),

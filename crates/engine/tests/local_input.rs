@@ -218,11 +218,7 @@ fn an_engine_with_two_collections_on_one_folder_does_not_open() {
 
 /// `.deltasync/` is deleted on a; b edits an entity; a's app re-saves the old content (newer
 /// mtime). The re-save is not a new edit: b's edit must win, with no receipt.
-///
-/// Needs `sync.rs` to tell the planner what the remote held before
-/// (`planner::plan_with_history`): see the report of issue 10.
 #[test]
-#[ignore = "needs sync.rs to pass the remote's earlier contents to planner::plan_with_history"]
 fn lost_state_and_an_app_resave_of_old_content_do_not_beat_a_newer_edit() {
     let (remote, mut a, mut b) = pair();
     a.write("t1", &json!({"title": "old", "done": false}));
