@@ -770,7 +770,8 @@ impl Engine {
 }
 
 /// Field-by-field difference of two JSON values: (dotted path, remote, local) per leaf that
-/// differs; numbers within `tolerance` are equal.
+/// differs. Numbers are equal when their text is (as everywhere in deltasync: `1` and `1.0`
+/// differ); with a `tolerance` above 0, also when within it as floating point.
 pub fn diff_values(
     remote: &Value,
     local: &Value,
@@ -796,10 +797,11 @@ pub fn diff_values(
         }
         (Value::Number(a), Value::Number(b)) => {
             let equal = a == b
-                || match (a.as_f64(), b.as_f64()) {
-                    (Some(x), Some(y)) => (x - y).abs() <= tolerance,
-                    _ => false,
-                };
+                || (tolerance > 0.0
+                    && match (a.as_f64(), b.as_f64()) {
+                        (Some(x), Some(y)) => (x - y).abs() <= tolerance,
+                        _ => false,
+                    });
             if !equal {
                 out.push((path.join("."), remote.clone(), local.clone()));
             }

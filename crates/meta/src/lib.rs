@@ -634,6 +634,12 @@ impl Snapshot {
 
 /// The canonical bytes of a JSON value: object keys sorted, no white space. Used for content
 /// hashes, so that key order and formatting never count as a change.
+///
+/// Numbers are written as their text, as read (serde_json's `arbitrary_precision`): a number
+/// is its text, so `1`, `1.0` and `1e0` are different values here as they are for `==`, and
+/// a change from one to another is an edit. The only spelling that is not kept is that of an
+/// exponent, which parsing writes one way (`1E2` and `1e2` are `1e+2`), so equal values always
+/// hash alike, on every device.
 pub fn canonical_json(value: &serde_json::Value) -> Vec<u8> {
     fn write(value: &serde_json::Value, out: &mut Vec<u8>) {
         match value {
