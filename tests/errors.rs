@@ -174,3 +174,20 @@ fn a_closed_pipe_ends_quietly() {
         assert_eq!(status.code(), Some(EXIT_OK), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn update_inside_a_field_that_is_not_an_object_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = synced_workspace(tmp.path());
+    let r = run(&dir, &["update", "tasks", "t1", "title.x=1"]);
+    expect(
+        &r,
+        EXIT_ERROR,
+        &["'title' is not an object", "nothing was changed"],
+        "title.x",
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("tasks/t1.json")).unwrap()).unwrap();
+    assert_eq!(v, json!({"title": "x"}));
+    run(&dir, &["update", "tasks", "t1", "title=y"]).expect_ok("replacing the field itself");
+}

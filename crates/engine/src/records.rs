@@ -67,21 +67,28 @@ pub fn parse_assignment(s: &str) -> Option<(Vec<String>, Value)> {
     Some((field.split('.').map(str::to_string).collect(), value))
 }
 
-fn set_field(root: &mut Value, path: &[String], value: Value) {
+/// Sets the field at `path`, making missing objects on the way; `Err(prefix)` when a field on
+/// the way holds something else than an object (setting `title.x` must not replace the
+/// string `title` silently).
+fn set_field(root: &mut Value, path: &[String], value: Value) -> Result<(), String> {
     let mut cur = root;
     for (i, key) in path.iter().enumerate() {
         if !cur.is_object() {
+            if i > 0 && !cur.is_null() {
+                return Err(path[..i].join("."));
+            }
             *cur = Value::Object(Default::default());
         }
         let obj = cur.as_object_mut().expect("made an object above");
         if i + 1 == path.len() {
             obj.insert(key.clone(), value);
-            return;
+            return Ok(());
         }
         cur = obj
             .entry(key.clone())
             .or_insert_with(|| Value::Object(Default::default()));
     }
+    Ok(())
 }
 
 impl Engine {
@@ -168,22 +175,29 @@ impl Engine {
         self.change_entity(collection, id, |current| {
             let mut v = current;
             for (path, value) in assignments {
-                set_field(&mut v, path, value.clone());
+                set_field(&mut v, path, value.clone()).map_err(|field| {
+                    EngineError::NotAnObject {
+                        collection: collection.into(),
+                        id: id.into(),
+                        field,
+                        path: path.join("."),
+                    }
+                })?;
             }
-            Some(v)
+            Ok(Some(v))
         })
     }
 
     /// Deletes an entity and syncs.
     pub fn delete_entity(&mut self, collection: &str, id: &str) -> Result<SyncReport, EngineError> {
-        self.change_entity(collection, id, |_| None)
+        self.change_entity(collection, id, |_| Ok(None))
     }
 
     fn change_entity(
         &mut self,
         collection: &str,
         id: &str,
-        change: impl Fn(Value) -> Option<Value>,
+        change: impl Fn(Value) -> Result<Option<Value>, EngineError>,
     ) -> Result<SyncReport, EngineError> {
         self.check_collection(collection)?;
         let kind = self.config().collections[collection].kind();
@@ -199,7 +213,7 @@ impl Engine {
                 id: id.into(),
             });
         };
-        let write = match change(current) {
+        let write = match change(current)? {
             Some(value) => Write::Put {
                 id: id.into(),
                 value,
@@ -244,7 +258,17 @@ mod tests {
         assert_eq!(parse_assignment("novalue"), None);
         assert_eq!(parse_assignment(".a=1"), None);
         let mut v = json!({"a": 1});
-        set_field(&mut v, &["b".into(), "c".into()], json!(2));
+        set_field(&mut v, &["b".into(), "c".into()], json!(2)).unwrap();
         assert_eq!(v, json!({"a": 1, "b": {"c": 2}}));
+        // Issue 10: `update t1 title.x=1` on a string replaced it silently.
+        let mut v = json!({"title": "milk", "n": null});
+        let before = v.clone();
+        assert_eq!(
+            set_field(&mut v, &["title".into(), "x".into()], json!(1)),
+            Err("title".to_string())
+        );
+        assert_eq!(v, before, "nothing set");
+        set_field(&mut v, &["n".into(), "x".into()], json!(1)).unwrap();
+        assert_eq!(v["n"], json!({"x": 1}), "a null is made an object");
     }
 }

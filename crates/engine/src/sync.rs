@@ -115,6 +115,20 @@ pub enum EngineError {
         /// What was found.
         detail: String,
     },
+    /// `update` of a field inside one that is not an object.
+    #[error(
+        "{collection}/{id}: '{field}' is not an object, so '{path}' cannot be set inside it; nothing was changed (set '{field}' itself to replace it)"
+    )]
+    NotAnObject {
+        /// Collection.
+        collection: String,
+        /// Id.
+        id: String,
+        /// The field on the way that is not an object.
+        field: String,
+        /// The field asked for.
+        path: String,
+    },
     /// A past state cannot be rebuilt: commits are missing from the archives.
     #[error("{0}")]
     History(String),
