@@ -452,14 +452,29 @@ fn run(remote: &dyn Remote, raw: Option<&WebDav>) -> Result<ProbeReport, RemoteE
     r.etag_on_head = head_etag.is_some();
     match remote.get(&a, None)? {
         GetResult::Found { body: got, .. } if got == body("one", LEN) => {}
-        other => r.notes.push(format!(
-            "reading back a new file gave something else: {}",
-            match other {
-                GetResult::Found { body, .. } => format!("{} bytes", body.len()),
+        // A server that does not give back what it was given is no store at all: a web page
+        // answering everything with 200 (a login portal, a wrong URL).
+        other => {
+            let got = match other {
+                GetResult::Found { body, .. } => {
+                    let text = String::from_utf8_lossy(&body[..body.len().min(60)])
+                        .split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    format!("{} bytes beginning '{text}'", body.len())
+                }
                 GetResult::NotFound => "not found".into(),
                 GetResult::NotModified => "not modified".into(),
-            }
-        )),
+            };
+            return Err(RemoteError::Permanent {
+                what: format!("probing {}", remote.describe()),
+                detail: format!(
+                    "a file written there reads back as something else ({got}): this is not a \
+                     WebDAV folder that keeps what is written — check the URL (for Nextcloud: \
+                     https://HOST/remote.php/dav/files/USER/FOLDER, or nextcloud://USER@HOST/FOLDER)"
+                ),
+            });
+        }
     }
     if let Some(dav) = raw {
         let w = p("w.json");

@@ -119,3 +119,26 @@ fn a_trickling_answer_meets_the_request_deadline() {
         started.elapsed()
     );
 }
+
+fn html_for_everything(s: &mut TcpStream) {
+    let page = "<!DOCTYPE html><html><body><h1>Welcome</h1>Please log in.</body></html>";
+    let _ = s.write_all(
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nETag: \"page\"\r\n\r\n{page}",
+            page.len()
+        )
+        .as_bytes(),
+    );
+}
+
+/// A server answering an HTML page with 200 to every request (a login portal, a wrong URL):
+/// the probe of `init` refuses it, saying what came back and which URL to use.
+#[test]
+fn a_server_answering_html_to_everything_is_not_a_remote() {
+    let url = serve(html_for_everything);
+    let e = dav(&url, Duration::from_secs(10)).probe().unwrap_err();
+    let text = e.to_string();
+    assert!(!e.is_temporary(), "{text}");
+    assert!(text.contains("not a WebDAV folder"), "{text}");
+    assert!(text.contains("<!DOCTYPE html>"), "{text}");
+}
