@@ -573,7 +573,12 @@ pub fn restore(
             plan.safety
         );
         for c in plan.changes.iter().take(20) {
-            println!("  {} {}/{}", c.action, c.collection, c.id);
+            let unsynced = if c.unsynced {
+                " (changed here and not synced yet: the restore replaces that change)"
+            } else {
+                ""
+            };
+            println!("  {} {}/{}{unsynced}", c.action, c.collection, c.id);
         }
         if plan.changes.len() > 20 {
             println!("  … and {} more", plan.changes.len() - 20);

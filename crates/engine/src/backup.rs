@@ -81,7 +81,16 @@ pub struct RestoreChange {
     pub action: &'static str,
     /// The remote's current version of the entity.
     pub current_version: Option<u64>,
+    /// This device has a change of it that it has not pushed yet (the restore replaces it).
+    pub unsynced: bool,
 }
+
+/// The entities a restore sets: (collection, id) → content (`None`: absent).
+pub type RestoreTarget = BTreeMap<(String, String), Option<Value>>;
+
+/// State key: the target of a restore whose local writes may be under way (JSON list of
+/// `[collection, id, content]`); a sync finishes it before anything else.
+const RESTORE_JOURNAL: &str = "restore_target";
 
 /// What a restore will do.
 #[derive(Debug, Clone, Serialize)]
@@ -359,6 +368,15 @@ impl Engine {
         for (c, id, m) in self.state().all_mirror()? {
             current.insert((c, id), (m.version, m.content));
         }
+        // What the local files hold: a change not pushed yet is replaced by the restore too,
+        // so it counts (a restore that looked safe reverted unsynced edits).
+        let mut local: BTreeMap<(String, String), Value> = BTreeMap::new();
+        for (name, cconf) in &self.config().collections {
+            let scan = collections::scan(self.root(), &cconf.kind())?;
+            for (id, v) in scan.entities {
+                local.insert((name.clone(), id), v);
+            }
+        }
         let mut skipped = std::collections::BTreeSet::new();
         target.retain(|(c, _), _| {
             let ok = self.config().collections.contains_key(c);
@@ -377,11 +395,16 @@ impl Engine {
                 .filter(|(c, _)| self.config().collections.contains_key(c))
                 .cloned(),
         );
+        keys.extend(local.keys().cloned());
         for key in keys {
             let want = target.get(&key).cloned().flatten();
-            let (version, have) = match current.get(&key) {
+            let (version, remote_has) = match current.get(&key) {
                 Some((v, c)) => (Some(*v), c.clone()),
                 None => (None, None),
+            };
+            let (have, unsynced) = match local.get(&key) {
+                Some(l) => (Some(l.clone()), remote_has.as_ref() != Some(l)),
+                None => (remote_has, false),
             };
             let action = match (&want, &have) {
                 (a, b) if a == b => {
@@ -398,11 +421,15 @@ impl Engine {
                 id: key.1.clone(),
                 action,
                 current_version: version,
+                unsynced,
             });
         }
         let safety = if changes.iter().any(|c| c.action == "delete") {
             Safety::Dangerous
-        } else if changes.iter().any(|c| c.action == "overwrite") {
+        } else if changes
+            .iter()
+            .any(|c| c.action == "overwrite" || c.unsynced)
+        {
             Safety::Risky
         } else {
             Safety::Safe
@@ -417,33 +444,58 @@ impl Engine {
         })
     }
 
-    /// Carries out a restore plan as one new commit: syncs, sets the local files to the
-    /// target state, syncs again (mass deletes allowed: the person confirmed them).
+    /// Carries out a restore plan as one new commit: syncs (what this device has not pushed
+    /// yet goes up first), records the target in the local state, sets the local files to it,
+    /// and syncs again (mass deletes allowed: the person confirmed them). Nothing of the
+    /// restore reaches the remote before every local file is written: killed on the way, the
+    /// next sync finishes the restore first ([`Engine::sync`]), so every device ends with the
+    /// whole restore, never a part of it.
     pub fn restore_apply(
         &mut self,
         plan: &RestorePlan,
         progress: &dyn Progress,
     ) -> Result<SyncReport, EngineError> {
         self.sync(&SyncOptions::default())?;
+        let journal: Vec<(&String, &String, &Option<Value>)> =
+            plan.target.iter().map(|((c, id), v)| (c, id, v)).collect();
+        let text = serde_json::to_string(&journal).map_err(crate::state::StateError::from)?;
+        self.state().set(RESTORE_JOURNAL, &text)?;
+        self.finish_restore(&plan.target, progress)
+    }
+
+    /// The target of a restore that was interrupted before its commit, if there is one.
+    pub(crate) fn pending_restore(&self) -> Result<Option<RestoreTarget>, EngineError> {
+        let Some(text) = self.state().get(RESTORE_JOURNAL)? else {
+            return Ok(None);
+        };
+        let list: Vec<(String, String, Option<Value>)> =
+            serde_json::from_str(&text).map_err(crate::state::StateError::from)?;
+        Ok(Some(
+            list.into_iter().map(|(c, id, v)| ((c, id), v)).collect(),
+        ))
+    }
+
+    /// Writes the local files of a restore's target (again: what is already written is left
+    /// alone), commits, and forgets the restore.
+    pub(crate) fn finish_restore(
+        &mut self,
+        target: &RestoreTarget,
+        progress: &dyn Progress,
+    ) -> Result<SyncReport, EngineError> {
         let names: Vec<String> = self.config().collections.keys().cloned().collect();
-        progress.start("restoring", plan.target.len() as u64);
+        progress.start("restoring", target.len() as u64);
         for name in names {
             let kind = self.config().collections[&name].kind();
             let scan = collections::scan(self.root(), &kind)?;
             let mut writes = Vec::new();
-            let ids: std::collections::BTreeSet<String> = plan
-                .target
+            let ids: std::collections::BTreeSet<String> = target
                 .keys()
                 .filter(|(c, _)| *c == name)
                 .map(|(_, id)| id.clone())
                 .chain(scan.entities.keys().cloned())
                 .collect();
             for id in ids {
-                let want = plan
-                    .target
-                    .get(&(name.clone(), id.clone()))
-                    .cloned()
-                    .flatten();
+                let want = target.get(&(name.clone(), id.clone())).cloned().flatten();
                 let have = scan.entities.get(&id);
                 if want.as_ref() == have {
                     continue;
@@ -453,7 +505,7 @@ impl Engine {
                     None => Write::Delete { id },
                 });
             }
-            progress.advance(plan.target.keys().filter(|(c, _)| *c == name).count() as u64);
+            progress.advance(target.keys().filter(|(c, _)| *c == name).count() as u64);
             if writes.is_empty() {
                 continue;
             }
@@ -467,13 +519,17 @@ impl Engine {
             }
         }
         progress.finish();
-        self.sync_with(
-            &SyncOptions {
-                dry_run: false,
-                allow_mass_delete: true,
-            },
-            progress,
-        )
+        let report = self.with_lease(|e| {
+            e.sync_unleased(
+                &SyncOptions {
+                    dry_run: false,
+                    allow_mass_delete: true,
+                },
+                progress,
+            )
+        })?;
+        self.state().unset(RESTORE_JOURNAL)?;
+        Ok(report)
     }
 }
 

@@ -938,10 +938,19 @@ impl Engine {
         if opts.dry_run {
             return self.sync_unleased(opts, progress);
         }
+        // A restore killed while it wrote the local files: finish it first, so that no
+        // device ever adopts half of it as ordinary edits.
+        if let Some(target) = self.pending_restore()? {
+            tracing::warn!(
+                entities = target.len(),
+                "finishing a restore that was interrupted before its commit"
+            );
+            return self.finish_restore(&target, progress);
+        }
         self.with_lease(|e| e.sync_unleased(opts, progress))
     }
 
-    fn sync_unleased(
+    pub(crate) fn sync_unleased(
         &mut self,
         opts: &SyncOptions,
         progress: &dyn crate::progress::Progress,
