@@ -113,7 +113,11 @@ fn now_ms() -> u64 {
 
 /// Reads the lease file, if any (a malformed one counts as absent: it cannot name a holder).
 pub fn read_lease(remote: &dyn Remote) -> Result<Option<LeaseInfo>, RemoteError> {
-    match retry_transient(&mut Backoff::standard(), || remote.get(LEASE_FILE, None))? {
+    // A lease is a few hundred bytes; anything much larger is not one.
+    const MAX_LEASE_BYTES: u64 = 64 * 1024;
+    match retry_transient(&mut Backoff::standard(), || {
+        remote.get_max(LEASE_FILE, None, MAX_LEASE_BYTES)
+    })? {
         GetResult::Found { body, .. } => Ok(serde_json::from_slice(&body).ok()),
         _ => Ok(None),
     }

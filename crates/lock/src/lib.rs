@@ -176,7 +176,7 @@ pub fn cas_write(
                 if !backoff.wait() {
                     return Err(CasError::Unknown);
                 }
-                match retry_transient(backoff, || remote.get(path, None))? {
+                match retry_transient(backoff, || read_limited(remote, path, body))? {
                     GetResult::Found { body: now, etag } if now == body => {
                         if let Some(etag) = etag {
                             return Ok(etag);
@@ -198,6 +198,16 @@ pub fn cas_write(
     }
 }
 
+/// The most a file written by compare-and-swap is read back (the store's meta.json limit), or
+/// the length written if that is more.
+const READ_BACK_LIMIT: u64 = 64 << 20;
+
+/// Reads `path` with a size limit: what it may hold is the body written, or what another writer
+/// put there (which may be longer).
+fn read_limited(remote: &dyn Remote, path: &str, body: &[u8]) -> Result<GetResult, RemoteError> {
+    remote.get_max(path, None, READ_BACK_LIMIT.max(body.len() as u64))
+}
+
 /// Reads `path` back: `Some(etag)` when it holds exactly `body`.
 fn read_back(
     remote: &dyn Remote,
@@ -205,7 +215,7 @@ fn read_back(
     body: &[u8],
     backoff: &mut Backoff,
 ) -> Result<Option<Etag>, RemoteError> {
-    match retry_transient(backoff, || remote.get(path, None))? {
+    match retry_transient(backoff, || read_limited(remote, path, body))? {
         GetResult::Found { body: now, etag } if now == body => Ok(Some(
             etag.unwrap_or_else(|| Etag(deltasync_meta::sha256_hex(body))),
         )),
