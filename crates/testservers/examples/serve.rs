@@ -2,23 +2,26 @@
 //! by hand: `cargo run -p deltasync-testservers --example serve -- lighttpd` (or `nextcloud`
 //! for the in-process Nextcloud stand-in).
 
+use std::path::Path;
+
 use deltasync_testservers::{Kind, Nextcloud, Server};
+
+/// Prints how to reach the server, then waits for stdin to close.
+fn announce_and_wait(url: &str, user: &str, password: &str, data: &Path) -> std::io::Result<()> {
+    println!("{url} {user} {password} {}", data.display());
+    let mut line = String::new();
+    while std::io::stdin().read_line(&mut line)? > 0 {
+        line.clear();
+    }
+    Ok(())
+}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let name = std::env::args().nth(1).unwrap_or_else(|| "lighttpd".into());
     if name == "nextcloud" {
         let server = Nextcloud::start()?;
-        println!(
-            "{} {} {} {}",
-            server.url(),
-            server.user(),
-            server.password(),
-            server.data_dir().display()
-        );
-        let mut line = String::new();
-        while std::io::stdin().read_line(&mut line)? > 0 {
-            line.clear();
-        }
+        let url = server.url();
+        announce_and_wait(&url, server.user(), server.password(), server.data_dir())?;
         println!("{:?}", server.stats());
         return Ok(());
     }
@@ -31,17 +34,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             )
         })?;
     let server = Server::start(kind)?;
-    println!(
-        "{} {} {} {}",
+    announce_and_wait(
         server.url(),
         server.user(),
         server.password(),
-        server.data_dir().display()
-    );
-    let mut line = String::new();
-    while std::io::stdin().read_line(&mut line)? > 0 {
-        line.clear();
-    }
+        server.data_dir(),
+    )?;
     print!("{}", server.log());
     Ok(())
 }
