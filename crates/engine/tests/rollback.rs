@@ -119,3 +119,37 @@ fn an_emptied_remote_is_not_advice_to_init() {
     fresh.sync();
     assert_eq!(fresh.read("t1"), Some(json!({"v": 1})));
 }
+
+/// Put back from an older copy, and others committed on top since, past this device's head:
+/// the head alone does not tell, the history below it does.
+#[test]
+fn an_older_copy_with_newer_commits_on_top_is_refused() {
+    let remote = Arc::new(MemoryRemote::new());
+    let mut a = Device::new(remote.clone(), "a");
+    a.write("t1", &json!({"v": 1}));
+    a.sync();
+    let old = remote.files();
+    for v in 2..=3 {
+        a.write("t1", &json!({"v": v}));
+        a.sync();
+    }
+    // Another device commits on top, so a's commits are confirmed (not ones a racing writer
+    // may still have taken), and a syncs: it has applied commits 1 to 4.
+    let mut b = Device::new(remote.clone(), "b");
+    b.sync();
+    b.write("b1", &json!({"b": 1}));
+    b.sync();
+    a.sync();
+    put_back(&remote, &old);
+    let mut c = Device::new(remote.clone(), "c");
+    c.sync();
+    for i in 0..4 {
+        c.write(&format!("c{i}"), &json!({"i": i}));
+        c.sync();
+    }
+    let text = assert_refused(a.try_sync(), "an older copy with commits on top");
+    assert!(text.contains("put back from an older copy"), "{text}");
+    a.engine.repair(false).unwrap();
+    c.sync();
+    assert_eq!(c.read("t1"), Some(json!({"v": 3})));
+}
