@@ -10,6 +10,8 @@ use deltasync_engine::{Engine, SyncOptions, SyncReport};
 use deltasync_remote::Remote;
 use serde_json::Value;
 
+pub mod settle;
+
 /// A temp folder on tmpfs when there is one (fsync is free there), else the default.
 pub fn tempdir() -> tempfile::TempDir {
     let shm = Path::new("/dev/shm");
