@@ -498,7 +498,15 @@ pub fn backup(dir: &Path, out: Option<std::path::PathBuf>, json: bool) -> Result
         std::path::PathBuf::from(format!("deltasync-backup-{t}.zip"))
     });
     let tmp = path.with_extension("zip.partial");
-    std::fs::write(&tmp, &zip).with_context(|| format!("writing {}", tmp.display()))?;
+    // Written in full and flushed to the disk before it takes its name: a backup file that
+    // exists is whole, even after a crash or a power cut.
+    (|| -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&zip)?;
+        f.sync_all()
+    })()
+    .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
     if json {
         output::json(&serde_json::json!({
