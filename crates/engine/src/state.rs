@@ -262,7 +262,7 @@ impl State {
     /// The clock last issued or seen.
     pub fn clock(&self) -> Result<Hlc, StateError> {
         Ok(match self.get("hlc")? {
-            Some(s) => serde_json::from_str(&s)?,
+            Some(s) => deltasync_meta::parse_deep(s.as_bytes())?,
             None => Hlc::default(),
         })
     }
@@ -318,7 +318,9 @@ impl State {
         match row {
             Some((true, v, content)) => Ok(Some((
                 v as u64,
-                content.map(|c| serde_json::from_str(&c)).transpose()?,
+                content
+                    .map(|c| deltasync_meta::parse_deep(c.as_bytes()))
+                    .transpose()?,
             ))),
             _ => Ok(None),
         }
@@ -361,7 +363,9 @@ impl State {
                     counter: c as u32,
                 },
                 device,
-                content: content.map(|c| serde_json::from_str(&c)).transpose()?,
+                content: content
+                    .map(|c| deltasync_meta::parse_deep(c.as_bytes()))
+                    .transpose()?,
             })),
             _ => Ok(None),
         }
@@ -484,7 +488,9 @@ impl State {
                         counter: cc as u32,
                     },
                     device,
-                    content: content.map(|t| serde_json::from_str(&t)).transpose()?,
+                    content: content
+                        .map(|t| deltasync_meta::parse_deep(t.as_bytes()))
+                        .transpose()?,
                 },
             ));
         }
@@ -540,7 +546,7 @@ impl State {
         let mut out = Vec::new();
         for row in rows {
             let (json, resolved) = row?;
-            let mut c: ConflictReceipt = serde_json::from_str(&json)?;
+            let mut c: ConflictReceipt = deltasync_meta::parse_deep(json.as_bytes())?;
             c.resolved |= resolved;
             out.push(c);
         }
@@ -638,7 +644,7 @@ impl State {
         let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
         let mut out: Vec<PendingCommit> = Vec::new();
         for row in rows {
-            out.push(serde_json::from_str(&row?)?);
+            out.push(deltasync_meta::parse_deep(row?.as_bytes())?);
         }
         out.sort_by_key(|p| p.seq);
         Ok(out)

@@ -522,3 +522,39 @@ fn stale_temporary_files_are_removed_and_never_entities() {
         1
     );
 }
+
+/// Issue 10: a record nested beyond serde_json's limit that is already in a delta on the
+/// remote (an older writer let it through) made every fetch of every device fail. The delta
+/// is read whole; that one record is held, reported, and the rest of the commit applies.
+#[test]
+fn a_remote_delta_with_a_record_nested_too_deep_is_read_and_the_record_held() {
+    let remote = Arc::new(MemoryRemote::with_seed(15));
+    let mut a = Device::new(remote.clone(), "a");
+    a.write("t1", &json!({"n": 1}));
+    a.sync();
+    commit_raw(
+        remote.clone(),
+        vec![
+            ("tasks", "deep", nested(300)),
+            ("tasks", "t2", json!({"n": 2})),
+        ],
+    );
+    let r = a
+        .try_sync()
+        .unwrap_or_else(|e| panic!("the sync stopped at the deep record: {e}"));
+    assert_eq!(a.read("t2"), Some(json!({"n": 2})));
+    assert!(!a.path("deep").exists(), "an unreadable file was written");
+    assert!(
+        r.problems.iter().any(|p| p.contains("deep")),
+        "the held record is reported: {:?}",
+        r.problems
+    );
+    // Later syncs go on, and so does a device that starts now.
+    a.write("t1", &json!({"n": 10}));
+    a.try_sync().unwrap();
+    let mut b = Device::new(remote.clone(), "b");
+    b.try_sync()
+        .unwrap_or_else(|e| panic!("a new device stopped at the deep record: {e}"));
+    assert_eq!(b.read("t1"), Some(json!({"n": 10})));
+    assert_eq!(b.read("t2"), Some(json!({"n": 2})));
+}

@@ -464,6 +464,59 @@ fn check_reader(what: &'static str, min_reader: u32) -> Result<(), FormatError> 
     }
 }
 
+/// Parses JSON however deeply it is nested: past serde_json's recursion limit (128) it is
+/// read again without the limit, on a stack grown on the heap. Deltas and snapshots are read
+/// so (and the local state that mirrors them), so that one record too deep for a local file
+/// is held by the reader instead of making the whole file, and every sync, fail. What is
+/// read is size-capped where it is read.
+pub fn parse_deep<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
+    match serde_json::from_slice(bytes) {
+        Err(e)
+            if e.to_string().starts_with("recursion limit exceeded")
+                && nesting_depth(bytes) <= MAX_NESTING =>
+        {
+            let mut de = serde_json::Deserializer::from_slice(bytes);
+            de.disable_recursion_limit();
+            let value = T::deserialize(serde_stacker::Deserializer::new(&mut de))?;
+            de.end()?;
+            Ok(value)
+        }
+        other => other,
+    }
+}
+
+/// How deep [`parse_deep`] reads: far past anything a person writes, and shallow enough that
+/// the recursive drop, clone and serialisation of a `serde_json::Value` stay well inside a
+/// thread's stack. Deeper is refused with serde_json's recursion error.
+pub const MAX_NESTING: usize = 2048;
+
+/// The deepest nesting of arrays and objects in JSON text (brackets inside strings do not
+/// count). A linear scan, done before anything deeper than serde_json's limit is parsed.
+fn nesting_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
 /// One entity as stored on the remote (in data.json and in deltas).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -554,13 +607,12 @@ pub struct Delta {
 impl Delta {
     /// Parses a delta.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, FormatError> {
-        let probe: VersionProbe =
-            serde_json::from_slice(bytes).map_err(|source| FormatError::Json {
-                what: "delta",
-                source,
-            })?;
+        let probe: VersionProbe = parse_deep(bytes).map_err(|source| FormatError::Json {
+            what: "delta",
+            source,
+        })?;
         check_reader("delta", probe.min_reader)?;
-        serde_json::from_slice(bytes).map_err(|source| FormatError::Json {
+        parse_deep(bytes).map_err(|source| FormatError::Json {
             what: "delta",
             source,
         })
@@ -614,13 +666,12 @@ impl Snapshot {
 
     /// Parses a snapshot.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, FormatError> {
-        let probe: VersionProbe =
-            serde_json::from_slice(bytes).map_err(|source| FormatError::Json {
-                what: "data.json",
-                source,
-            })?;
+        let probe: VersionProbe = parse_deep(bytes).map_err(|source| FormatError::Json {
+            what: "data.json",
+            source,
+        })?;
         check_reader("data.json", probe.min_reader)?;
-        serde_json::from_slice(bytes).map_err(|source| FormatError::Json {
+        parse_deep(bytes).map_err(|source| FormatError::Json {
             what: "data.json",
             source,
         })
