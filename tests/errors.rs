@@ -91,6 +91,47 @@ fn a_damaged_state_database_says_how_to_recover() {
     assert!(dir.join("tasks/t1.json").is_file());
 }
 
+/// `chattr` on every path given, `+i` or `-i`; whether it took.
+fn chattr(flag: &str, paths: &[std::path::PathBuf]) -> bool {
+    std::process::Command::new("chattr")
+        .arg(flag)
+        .args(paths)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Issue 10: a read-only workspace said "unable to open database file: Error code 14". It
+/// must say which file and why. Made read-only with `chattr +i`, which even root meets.
+#[test]
+fn a_read_only_workspace_says_which_file_and_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = synced_workspace(tmp.path());
+    let state = dir.join(".deltasync");
+    let mut paths: Vec<std::path::PathBuf> = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    paths.push(state.clone());
+    if !chattr("+i", &paths) || std::fs::write(state.join("probe"), b"x").is_ok() {
+        chattr("-i", &paths);
+        eprintln!("SKIPPED: `chattr +i` does not work here (needs root on a disk file system)");
+        assert!(std::env::var_os("CI").is_none(), "CI must run this test");
+        return;
+    }
+    let r = run(&dir, &["sync"]);
+    chattr("-i", &paths);
+    expect(
+        &r,
+        EXIT_ERROR,
+        &["state.db", "read-only"],
+        "a read-only .deltasync",
+    );
+    assert!(!r.stderr.contains("Error code 14"), "{r}");
+    run(&dir, &["sync"]).expect_ok("sync once writable again");
+    assert!(dir.join("tasks/t1.json").is_file());
+}
+
 #[test]
 fn remote_typos_and_files_are_refused() {
     let tmp = tempfile::tempdir().unwrap();

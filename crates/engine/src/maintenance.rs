@@ -272,6 +272,7 @@ impl Engine {
                     last_modified_by: m.device,
                     is_deleted: m.content.is_none(),
                     data: m.content.unwrap_or(Value::Null),
+                    extra: m.extra,
                 });
             }
             report.generation = Some(generation);

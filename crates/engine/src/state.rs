@@ -67,6 +67,10 @@ pub struct MirrorRecord {
     pub device: String,
     /// Content; `None` for a tombstone.
     pub content: Option<serde_json::Value>,
+    /// The record's fields this version does not know, kept with it (a compaction writes them
+    /// into the snapshot).
+    #[serde(default, skip_serializing_if = "deltasync_meta::Extra::is_empty")]
+    pub extra: deltasync_meta::Extra,
 }
 
 /// Per-collection statistics of the last sync.
@@ -140,6 +144,7 @@ CREATE TABLE IF NOT EXISTS entities (
   m_clock_c INTEGER NOT NULL DEFAULT 0,
   m_device TEXT NOT NULL DEFAULT '',
   m_content TEXT,
+  m_extra TEXT,
   PRIMARY KEY (collection, id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS applied_deltas (path TEXT PRIMARY KEY, seq INTEGER NOT NULL);
@@ -155,6 +160,35 @@ CREATE TABLE IF NOT EXISTS sync_state (
 );
 CREATE TABLE IF NOT EXISTS journal (delta_path TEXT PRIMARY KEY, json TEXT NOT NULL);
 "#;
+
+/// The version of [`SCHEMA`] (`PRAGMA user_version`): 0, a database from before versions
+/// were kept; 1, `entities.m_extra` added.
+const SCHEMA_VERSION: i64 = 1;
+
+/// Creates the tables and brings an older database up to [`SCHEMA_VERSION`].
+fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
+    conn.execute_batch(SCHEMA)?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version < 1
+        && conn
+            .prepare("SELECT m_extra FROM entities LIMIT 0")
+            .is_err()
+    {
+        conn.execute_batch("ALTER TABLE entities ADD COLUMN m_extra TEXT")?;
+    }
+    if version < SCHEMA_VERSION {
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    }
+    Ok(())
+}
+
+/// The unknown fields of a mirrored record, from `m_extra`.
+fn extra_of(text: Option<String>) -> Result<deltasync_meta::Extra, StateError> {
+    Ok(match text {
+        Some(t) => deltasync_meta::parse_deep(t.as_bytes())?,
+        None => deltasync_meta::Extra::new(),
+    })
+}
 
 /// What to tell about a state database that cannot be opened.
 fn open_error(path: &Path, e: rusqlite::Error) -> StateError {
@@ -197,7 +231,7 @@ impl State {
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.pragma_update(None, "synchronous", "FULL")?;
             conn.busy_timeout(std::time::Duration::from_secs(10))?;
-            conn.execute_batch(SCHEMA)?;
+            migrate(&conn)?;
             Ok(conn)
         };
         let opened = std::fs::create_dir_all(dir)
@@ -214,7 +248,7 @@ impl State {
     /// An in-memory database (tests).
     pub fn in_memory() -> Result<Self, StateError> {
         let conn = Connection::open_in_memory()?;
-        conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         Ok(State { conn })
     }
 
@@ -346,17 +380,27 @@ impl State {
 
     /// The mirrored remote record of an entity.
     pub fn mirror(&self, collection: &str, id: &str) -> Result<Option<MirrorRecord>, StateError> {
-        type Row = (bool, i64, i64, i64, String, Option<String>);
+        type Row = (bool, i64, i64, i64, String, Option<String>, Option<String>);
         let row: Option<Row> = self
             .conn
             .query_row(
-                "SELECT has_mirror, m_version, m_clock_ms, m_clock_c, m_device, m_content FROM entities WHERE collection = ?1 AND id = ?2",
+                "SELECT has_mirror, m_version, m_clock_ms, m_clock_c, m_device, m_content, m_extra FROM entities WHERE collection = ?1 AND id = ?2",
                 params![collection, id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ))
+                },
             )
             .optional()?;
         match row {
-            Some((true, v, ms, c, device, content)) => Ok(Some(MirrorRecord {
+            Some((true, v, ms, c, device, content, extra)) => Ok(Some(MirrorRecord {
                 version: v as u64,
                 clock: Hlc {
                     ms: ms as u64,
@@ -366,6 +410,7 @@ impl State {
                 content: content
                     .map(|c| deltasync_meta::parse_deep(c.as_bytes()))
                     .transpose()?,
+                extra: extra_of(extra)?,
             })),
             _ => Ok(None),
         }
@@ -420,8 +465,11 @@ impl State {
         match mirror {
             Some(m) => {
                 let text = m.content.as_ref().map(serde_json::to_string).transpose()?;
+                let extra = (!m.extra.is_empty())
+                    .then(|| serde_json::to_string(&m.extra))
+                    .transpose()?;
                 self.conn.execute(
-                    "UPDATE entities SET has_mirror = 1, m_version = ?3, m_hash = ?4, m_clock_ms = ?5, m_clock_c = ?6, m_device = ?7, m_content = ?8 WHERE collection = ?1 AND id = ?2",
+                    "UPDATE entities SET has_mirror = 1, m_version = ?3, m_hash = ?4, m_clock_ms = ?5, m_clock_c = ?6, m_device = ?7, m_content = ?8, m_extra = ?9 WHERE collection = ?1 AND id = ?2",
                     params![
                         collection,
                         id,
@@ -430,13 +478,14 @@ impl State {
                         m.clock.ms as i64,
                         m.clock.counter as i64,
                         m.device,
-                        text
+                        text,
+                        extra
                     ],
                 )?;
             }
             None => {
                 self.conn.execute(
-                    "UPDATE entities SET has_mirror = 0, m_version = 0, m_hash = NULL, m_content = NULL WHERE collection = ?1 AND id = ?2",
+                    "UPDATE entities SET has_mirror = 0, m_version = 0, m_hash = NULL, m_content = NULL, m_extra = NULL WHERE collection = ?1 AND id = ?2",
                     params![collection, id],
                 )?;
             }
@@ -462,7 +511,7 @@ impl State {
     /// Every mirrored record (collection, id, record), for snapshots and verification.
     pub fn all_mirror(&self) -> Result<Vec<(String, String, MirrorRecord)>, StateError> {
         let mut stmt = self.conn.prepare(
-            "SELECT collection, id, m_version, m_clock_ms, m_clock_c, m_device, m_content FROM entities WHERE has_mirror = 1 ORDER BY collection, id",
+            "SELECT collection, id, m_version, m_clock_ms, m_clock_c, m_device, m_content, m_extra FROM entities WHERE has_mirror = 1 ORDER BY collection, id",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok((
@@ -473,11 +522,12 @@ impl State {
                 r.get::<_, i64>(4)?,
                 r.get::<_, String>(5)?,
                 r.get::<_, Option<String>>(6)?,
+                r.get::<_, Option<String>>(7)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (c, id, v, ms, cc, device, content) = row?;
+            let (c, id, v, ms, cc, device, content, extra) = row?;
             out.push((
                 c,
                 id,
@@ -491,6 +541,7 @@ impl State {
                     content: content
                         .map(|t| deltasync_meta::parse_deep(t.as_bytes()))
                         .transpose()?,
+                    extra: extra_of(extra)?,
                 },
             ));
         }
@@ -532,7 +583,7 @@ impl State {
             "INSERT INTO conflicts(id, json, resolved, to_push) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(id) DO UPDATE SET json = excluded.json, resolved = MAX(conflicts.resolved, excluded.resolved),
                to_push = MAX(conflicts.to_push, excluded.to_push)",
-            params![c.id, serde_json::to_string(c)?, c.resolved, to_push],
+            params![c.id, deltasync_meta::to_string_kept(c), c.resolved, to_push],
         )?;
         Ok(())
     }
@@ -546,7 +597,7 @@ impl State {
         let mut out = Vec::new();
         for row in rows {
             let (json, resolved) = row?;
-            let mut c: ConflictReceipt = deltasync_meta::parse_deep(json.as_bytes())?;
+            let mut c: ConflictReceipt = deltasync_meta::from_slice_kept(json.as_bytes())?;
             c.resolved |= resolved;
             out.push(c);
         }
@@ -670,17 +721,51 @@ mod tests {
                     clock: Hlc { ms: 9, counter: 1 },
                     device: "d".into(),
                     content: v.clone(),
+                    extra: serde_json::from_str(r#"{"newer":{"n":1.50}}"#).unwrap(),
                 }),
             )
         })
         .unwrap();
         assert_eq!(s.base("t", "x").unwrap(), Some((3, v.clone())));
+        let m = s.mirror("t", "x").unwrap().unwrap();
+        assert_eq!(
+            serde_json::to_string(&m.extra).unwrap(),
+            r#"{"newer":{"n":1.50}}"#
+        );
+        assert_eq!(s.all_mirror().unwrap()[0].2, m);
         let st = &s.all_states().unwrap()[&("t".to_string(), "x".to_string())];
         assert_eq!(st.base_hash, st.m_hash);
         assert!(st.has_base && st.has_mirror);
         s.set_base("t", "x", Some((4, &None))).unwrap();
         assert_eq!(s.base("t", "x").unwrap(), Some((4, None)));
         assert_eq!(s.mirror("t", "y").unwrap(), None);
+    }
+
+    /// A state.db from before schema versions (no `m_extra`) opens and keeps its rows.
+    #[test]
+    fn an_older_database_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join("state.db")).unwrap();
+            conn.execute_batch(&SCHEMA.replace("  m_extra TEXT,\n", ""))
+                .unwrap();
+            conn.execute(
+                "INSERT INTO entities(collection, id, has_mirror, m_version, m_content) VALUES ('t', 'x', 1, 2, '{}')",
+                [],
+            )
+            .unwrap();
+            assert!(conn.prepare("SELECT m_extra FROM entities").is_err());
+        }
+        let s = State::open(dir.path()).unwrap();
+        let m = s.mirror("t", "x").unwrap().unwrap();
+        assert_eq!((m.version, m.extra.len()), (2, 0));
+        let version: i64 = s
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        drop(s);
+        State::open(dir.path()).unwrap();
     }
 
     #[test]

@@ -1342,6 +1342,7 @@ impl Engine {
             lost_by: fc.lost_by,
             at,
             resolved: false,
+            extra: Default::default(),
         }
     }
 
@@ -1394,6 +1395,9 @@ impl Engine {
                 last_modified_by: self.device_id.clone(),
                 is_deleted: content.is_none(),
                 data: content.unwrap_or(Value::Null),
+                // A new version of the record: what a newer writer said of the last one
+                // does not hold for it.
+                extra: Default::default(),
             });
         }
         let supersedes = self.state.get("supersedes")?;
@@ -1617,6 +1621,7 @@ fn mirror_of(r: &EntityRecord) -> MirrorRecord {
         } else {
             Some(r.data.clone())
         },
+        extra: r.extra.clone(),
     }
 }
 

@@ -266,6 +266,7 @@ fn commit_raw(remote: Arc<dyn Remote>, records: Vec<(&str, &str, Value)>) {
                 last_modified_by: "other".into(),
                 is_deleted: false,
                 data,
+                extra: Default::default(),
             })
             .collect(),
         conflicts: Vec::new(),

@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 mod hlc;
 mod unknown;
 pub use hlc::Hlc;
-pub use unknown::Extra;
+pub use unknown::{Extra, WithExtra, from_slice_kept, to_string_kept};
 use unknown::{Kept, KeptRef};
 
 /// The format version this library writes.
@@ -537,6 +537,20 @@ pub struct EntityRecord {
     /// The entity's JSON (an object); `null` for a tombstone.
     #[serde(default)]
     pub data: serde_json::Value,
+    /// Fields of the record this version does not know (a newer writer's), kept with this
+    /// version of the record: written back where the record is (a snapshot), dropped when a
+    /// new version replaces it. Read and written only inside a delta or snapshot.
+    #[serde(skip)]
+    pub extra: Extra,
+}
+
+impl WithExtra for EntityRecord {
+    fn extra(&self) -> &Extra {
+        &self.extra
+    }
+    fn set_extra(&mut self, extra: Extra) {
+        self.extra = extra;
+    }
 }
 
 /// A value that lost a conflict, kept so that a person can take it back.
@@ -566,6 +580,19 @@ pub struct ConflictReceipt {
     /// Whether a person resolved it (a resolution travels as a new receipt state).
     #[serde(default)]
     pub resolved: bool,
+    /// Fields of the receipt this version does not know, kept with it (in deltas, snapshots
+    /// and the local state: [`to_string_kept`]).
+    #[serde(skip)]
+    pub extra: Extra,
+}
+
+impl WithExtra for ConflictReceipt {
+    fn extra(&self) -> &Extra {
+        &self.extra
+    }
+    fn set_extra(&mut self, extra: Extra) {
+        self.extra = extra;
+    }
 }
 
 /// The kinds of conflict.
@@ -598,9 +625,10 @@ pub struct Delta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub supersedes: Option<String>,
     /// Changed entities.
+    #[serde(with = "unknown::kept_vec")]
     pub records: Vec<EntityRecord>,
     /// Conflict receipts created or resolved by this commit.
-    #[serde(default)]
+    #[serde(default, with = "unknown::kept_vec")]
     pub conflicts: Vec<ConflictReceipt>,
 }
 
@@ -639,9 +667,10 @@ pub struct Snapshot {
     /// Wall-clock time it was written, ms since the Unix epoch.
     pub time: u64,
     /// Every entity, sorted by (collection, id).
+    #[serde(with = "unknown::kept_vec")]
     pub records: Vec<EntityRecord>,
     /// Conflict receipts still open.
-    #[serde(default)]
+    #[serde(default, with = "unknown::kept_vec")]
     pub conflicts: Vec<ConflictReceipt>,
     /// Paths of the deltas folded into this snapshot (those the previous meta listed), so a
     /// device can tell that a commit of its own made it in rather than being lost.

@@ -391,3 +391,62 @@ mod tests {
         assert_eq!(text, r#"{"b":1,"a":2}"#);
     }
 }
+
+/// A format type that keeps the fields of its JSON object that this version does not know
+/// (entity records and conflict receipts: those fields describe that version of the record, or
+/// that receipt, so they travel with it into a snapshot and through the local state).
+pub trait WithExtra {
+    /// The unknown fields read with this value.
+    fn extra(&self) -> &Extra;
+    /// Sets the unknown fields.
+    fn set_extra(&mut self, extra: Extra);
+}
+
+/// `#[serde(with = "kept_vec")]`: a list of [`WithExtra`] values, each written with its
+/// unknown fields after its own and read with them.
+pub(crate) mod kept_vec {
+    use super::{Kept, KeptRef, WithExtra};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer, T: Serialize + WithExtra>(
+        values: &[T],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(values.iter().map(|value| KeptRef {
+            value,
+            extra: value.extra(),
+        }))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de> + WithExtra>(
+        deserializer: D,
+    ) -> Result<Vec<T>, D::Error> {
+        let kept: Vec<Kept<T>> = Vec::deserialize(deserializer)?;
+        Ok(kept
+            .into_iter()
+            .map(|Kept { mut value, extra }| {
+                value.set_extra(extra);
+                value
+            })
+            .collect())
+    }
+}
+
+/// One [`WithExtra`] value as JSON text, its unknown fields included (the local state keeps
+/// receipts so).
+pub fn to_string_kept<T: Serialize + WithExtra>(value: &T) -> String {
+    serde_json::to_string(&KeptRef {
+        value,
+        extra: value.extra(),
+    })
+    .expect("format types always serialise")
+}
+
+/// Reads what [`to_string_kept`] wrote (any depth, as [`crate::parse_deep`]).
+pub fn from_slice_kept<T: serde::de::DeserializeOwned + WithExtra>(
+    bytes: &[u8],
+) -> Result<T, serde_json::Error> {
+    let Kept { mut value, extra } = crate::parse_deep::<Kept<T>>(bytes)?;
+    value.set_extra(extra);
+    Ok(value)
+}

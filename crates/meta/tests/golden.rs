@@ -42,6 +42,7 @@ fn record(id: &str, version: u64, deleted: bool) -> EntityRecord {
         } else {
             json!({"id": id, "title": "Buy milk", "done": false, "tags": ["home"]})
         },
+        extra: Default::default(),
     }
 }
 
@@ -61,6 +62,7 @@ fn receipt() -> ConflictReceipt {
             counter: 2,
         },
         resolved: false,
+        extra: Default::default(),
     }
 }
 

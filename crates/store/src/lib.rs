@@ -529,6 +529,7 @@ mod tests {
                 last_modified_by: "dev1".into(),
                 is_deleted: false,
                 data: serde_json::json!({"title": "x"}),
+                extra: Default::default(),
             }],
             conflicts: vec![],
         }
