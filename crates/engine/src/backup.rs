@@ -477,12 +477,18 @@ impl Engine {
 
     /// Writes the local files of a restore's target (again: what is already written is left
     /// alone), commits, and forgets the restore.
+    ///
+    /// A file that holds neither the target nor what this device last synced (its base: the
+    /// restore starts with a sync) was changed by the person after the restore began — in the
+    /// app, between a kill and this run: it is newer than the restore, so it is kept, pushed,
+    /// and named in the report (the restore's value is still in the history or the backup).
     pub(crate) fn finish_restore(
         &mut self,
         target: &RestoreTarget,
         progress: &dyn Progress,
     ) -> Result<SyncReport, EngineError> {
         let names: Vec<String> = self.config().collections.keys().cloned().collect();
+        let mut kept_edits = Vec::new();
         progress.start("restoring", target.len() as u64);
         for name in names {
             let kind = self.config().collections[&name].kind();
@@ -498,6 +504,17 @@ impl Engine {
                 let want = target.get(&(name.clone(), id.clone())).cloned().flatten();
                 let have = scan.entities.get(&id);
                 if want.as_ref() == have {
+                    continue;
+                }
+                let base = self
+                    .state()
+                    .base(&name, &id)?
+                    .and_then(|(_, content)| content);
+                if have != base.as_ref() {
+                    kept_edits.push(format!(
+                        "{name}/{id} was changed after the restore began: the change is kept \
+                         and the restore's value was not applied (restore again to apply it)"
+                    ));
                     continue;
                 }
                 writes.push(match want {
@@ -529,6 +546,8 @@ impl Engine {
             )
         })?;
         self.state().unset(RESTORE_JOURNAL)?;
+        let mut report = report;
+        report.problems.extend(kept_edits);
         Ok(report)
     }
 }

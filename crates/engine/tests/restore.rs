@@ -89,3 +89,52 @@ fn an_interrupted_restore_is_finished_by_the_next_sync() {
     b.sync();
     assert_eq!(b.read("t5"), Some(json!({"v": "new"})));
 }
+
+/// A restore killed after it recorded its target, then an edit in the app before the next
+/// sync: finishing the restore must not overwrite that edit (it is newer than the restore).
+/// The edit is kept and pushed, and the report says the restore's value was not applied.
+#[test]
+fn an_edit_made_after_a_killed_restore_is_kept_when_the_restore_finishes() {
+    let remote = Arc::new(MemoryRemote::new());
+    let mut a = Device::new(remote.clone(), "a");
+    let mut b = Device::new(remote.clone(), "b");
+    for i in 0..4 {
+        a.write(&format!("t{i}"), &json!({"v": "old"}));
+    }
+    a.sync();
+    for i in 0..4 {
+        a.write(&format!("t{i}"), &json!({"v": "new"}));
+    }
+    a.sync();
+    b.sync();
+    // Killed after recording the target and writing t0.
+    let target: Vec<(String, String, Option<Value>)> = (0..4)
+        .map(|i| ("tasks".into(), format!("t{i}"), Some(json!({"v": "old"}))))
+        .collect();
+    a.engine
+        .state()
+        .set("restore_target", &serde_json::to_string(&target).unwrap())
+        .unwrap();
+    a.write("t0", &json!({"v": "old"}));
+    // The person edits t2 (not yet restored) and t0 (already restored) in the app.
+    a.write("t2", &json!({"v": "edited after the kill"}));
+    a.write("t0", &json!({"v": "old", "note": "edited too"}));
+    let r = a.sync();
+    b.sync();
+    for (id, want) in [
+        ("t0", json!({"v": "old", "note": "edited too"})),
+        ("t1", json!({"v": "old"})),
+        ("t2", json!({"v": "edited after the kill"})),
+        ("t3", json!({"v": "old"})),
+    ] {
+        assert_eq!(a.read(id), Some(want.clone()), "a: {id}");
+        assert_eq!(b.read(id), Some(want), "b: {id}");
+    }
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.contains("t2") && p.contains("restore")),
+        "the report says t2 kept its edit: {:?}",
+        r.problems
+    );
+}
