@@ -209,6 +209,117 @@ fn stale_temporary_files(s: &Setup) {
     assert_eq!(s.read(1, "tasks/t2.json"), None);
 }
 
+/// Files that are not an entity: each is held and named, left byte for byte as it was, and
+/// the good one beside them syncs. Duplicate keys are among them: JSON parsers keep one of
+/// the values, so syncing such a file would drop the other without a word.
+fn unreadable_files_are_held_untouched(s: &Setup) {
+    let bad: &[(&str, &[u8], &str)] = &[
+        ("trunc", b"{\"n\": 1", "invalid JSON"),
+        ("empty", b"", "invalid JSON"),
+        ("badutf8", b"{\"s\": \"\xff\xfe\"}", "invalid"),
+        ("array", b"[1, 2]", "array"),
+        ("number", b"42", "number"),
+        (
+            "dup",
+            b"{\"a\": 1, \"b\": {\"c\": 2}, \"a\": 3}",
+            "\"a\" twice",
+        ),
+        ("dupdeep", b"{\"x\": {\"c\": 1, \"c\": 2}}", "\"c\" twice"),
+        ("dupescaped", b"{\"k\": 1, \"\\u006b\": 2}", "\"k\" twice"),
+    ];
+    for (id, bytes, _) in bad {
+        let p = s.path(0, &format!("tasks/{id}.json"));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+    std::fs::create_dir_all(s.path(0, "tasks/folder.json")).unwrap();
+    // Not duplicates: the same key in two objects, and a key spelled like a value.
+    s.write(
+        0,
+        "tasks/ok.json",
+        "{\"a\": {\"k\": 1}, \"b\": {\"k\": \"a\"}, \"k\": [\"k\"]}",
+    );
+    let r = s.sync(0);
+    assert_eq!(r.code, Some(EXIT_ATTENTION), "{r}");
+    for (id, _, words) in bad {
+        let line = r
+            .all()
+            .lines()
+            .find(|l| l.contains(&format!("{id}.json")))
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("{id} is not named: {r}"));
+        assert!(line.contains(words), "{id}: no {words:?} in {line:?}");
+        assert!(
+            line.contains("held") || line.contains("fix the file"),
+            "{line}"
+        );
+    }
+    assert!(r.all().contains("folder.json"), "{r}");
+    for round in 0..2 {
+        s.sync(1).expect_ok(format_args!("d1, round {round}"));
+        went_through(&s.sync(0), &format!("d0, round {round}"));
+    }
+    assert_eq!(
+        s.read(1, "tasks/ok.json"),
+        Some(json!({"a": {"k": 1}, "b": {"k": "a"}, "k": ["k"]}))
+    );
+    for (id, bytes, _) in bad {
+        assert_eq!(
+            std::fs::read(s.path(0, &format!("tasks/{id}.json"))).unwrap(),
+            *bytes,
+            "{id} was changed"
+        );
+        assert!(
+            !s.path(1, &format!("tasks/{id}.json")).exists(),
+            "{id} went out"
+        );
+    }
+}
+
+/// Ids from another device's document that are not file names (`..`, `a/b`, NUL…) land inside
+/// the folder collection, encoded, and nowhere else; they go back unchanged.
+fn remote_ids_never_become_paths_outside(s: &Setup) {
+    let doc = r#"{"../escape": {"n": 1}, "a/b": {"n": 2}, "..": {"n": 3}, ".": {"n": 4},
+        "x\u0000y": {"n": 5}, "a\\b": {"n": 6}, ".hidden": {"n": 7}, "CON": {"n": 8},
+        "/abs": {"n": 9}, "ok": {"n": 10}}"#;
+    s.write(0, "tasks.json", doc);
+    s.sync(0).expect_ok("d0");
+    s.sync(1).expect_ok("d1");
+    let files: Vec<PathBuf> = walk(s.path(1, ""))
+        .into_iter()
+        .filter(|p| !p.components().any(|c| c.as_os_str() == ".deltasync"))
+        .collect();
+    assert_eq!(files.len(), 11, "{files:?}"); // ten entities and deltasync.toml
+    for f in &files {
+        assert!(
+            f.starts_with(s.path(1, "tasks")) || f.ends_with("deltasync.toml"),
+            "{f:?} is outside the collection"
+        );
+    }
+    assert!(!s.path(1, "escape.json").exists() && !s.path(0, "escape.json").exists());
+    assert!(!Path::new("/abs.json").exists());
+    // Stable: nothing to do on either side, and d0's document is as it was.
+    for i in [1, 0, 1] {
+        let r = s.sync(i);
+        r.expect_ok(format_args!("d{i} again"));
+    }
+    let want: Value = serde_json::from_str(doc).unwrap();
+    assert_eq!(s.read(0, "tasks.json"), Some(want));
+}
+
+fn walk(dir: PathBuf) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
 #[test]
 fn bad_input_never_stops_the_rest_and_loses_nothing() {
     let cases = [
@@ -248,6 +359,16 @@ fn bad_input_never_stops_the_rest_and_loses_nothing() {
             devices: &[TASKS, TASKS],
             run: stale_temporary_files,
         },
+        Case {
+            name: "unreadable files and duplicate keys are held untouched",
+            devices: &[TASKS, TASKS],
+            run: unreadable_files_are_held_untouched,
+        },
+        Case {
+            name: "remote ids never become paths outside the collection",
+            devices: &[&["tasks=file:tasks.json"], &["tasks=dir:tasks"]],
+            run: remote_ids_never_become_paths_outside,
+        },
     ];
     // Every case runs, each on its own workspaces; the failures are listed together.
     let mut failed = Vec::new();
@@ -255,6 +376,7 @@ fn bad_input_never_stops_the_rest_and_loses_nothing() {
         let setup = Setup::new(case.devices);
         let outcome = std::panic::catch_unwind(|| (case.run)(&setup));
         if outcome.is_err() {
+            eprintln!("case failed: {}", case.name);
             failed.push(case.name);
         }
     }

@@ -517,6 +517,11 @@ fn line_col(text: &[u8], offset: usize) -> (usize, usize) {
 }
 
 /// A problem for invalid JSON, with serde_json's line and column.
+/// The problem of an entity with a repeated key ([`spans::duplicate_key`]).
+fn twice(key: &str) -> String {
+    format!("has the key {key:?} twice in one object: which value is meant? entity held")
+}
+
 fn json_problem(file: &Path, e: &serde_json::Error, ids: Option<Vec<String>>) -> ScanProblem {
     ScanProblem {
         file: file.to_owned(),

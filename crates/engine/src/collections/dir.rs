@@ -1,3 +1,5 @@
+//! `dir` collections: one JSON file per entity in a folder, read and written atomically.
+
 use super::*;
 
 /// Editor and temporary files, never entities.
@@ -95,8 +97,19 @@ pub(super) fn scan(dir: &Path) -> Result<Scan, CollectionError> {
                 continue;
             }
         };
-        match serde_json::from_slice::<Value>(split_bom(&bytes).1) {
+        let body = split_bom(&bytes).1;
+        match serde_json::from_slice::<Value>(body) {
             Ok(Value::Object(map)) => {
+                if let Some((key, at)) = spans::duplicate_key(body) {
+                    let (line, column) = line_col(body, at);
+                    out.problems.push(ScanProblem {
+                        line: Some(line),
+                        column: Some(column),
+                        ..problem(&path, twice(&key), Some(vec![id.clone()]))
+                    });
+                    out.held.insert(id);
+                    continue;
+                }
                 if let Some(message) = limits::too_deep_to_sync(&map) {
                     out.problems
                         .push(problem(&path, message, Some(vec![id.clone()])));

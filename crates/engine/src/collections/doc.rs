@@ -1,3 +1,6 @@
+//! `file` collections: entities in one JSON document (a map or an `@id` array at a JSON
+//! pointer), read by spans and edited in place.
+
 use super::spans::{self, Span};
 use super::style::{self, Style};
 use super::*;
@@ -251,8 +254,20 @@ fn analyze(file: &Path, text: &[u8], tokens: &[String], id_field: &str) -> Analy
                     a.whole_held = true;
                     continue;
                 }
-                let entity = match limits::too_deep_to_sync(&entity) {
-                    Some(message) => {
+                let dup = spans::duplicate_key(&text[item.start..item.end]);
+                let entity = match (dup, limits::too_deep_to_sync(&entity)) {
+                    (Some((key, at)), _) => {
+                        a.problems.push(problem_at(
+                            file,
+                            text,
+                            Some(item.start + at),
+                            format!("element {n} ({id:?}) {}", twice(&key)),
+                            Some(vec![id.clone()]),
+                        ));
+                        a.held.insert(id.clone());
+                        None
+                    }
+                    (None, Some(message)) => {
                         a.problems.push(problem_at(
                             file,
                             text,
@@ -263,7 +278,7 @@ fn analyze(file: &Path, text: &[u8], tokens: &[String], id_field: &str) -> Analy
                         a.held.insert(id.clone());
                         None
                     }
-                    None => Some(entity),
+                    (None, None) => Some(entity),
                 };
                 a.entries.push(Entry {
                     id,
@@ -293,8 +308,21 @@ fn analyze(file: &Path, text: &[u8], tokens: &[String], id_field: &str) -> Analy
                     a.whole_held = true;
                     continue;
                 }
+                let dup = spans::duplicate_key(&text[m.value.start..m.value.end]);
                 let entity =
                     match serde_json::from_slice::<Value>(&text[m.value.start..m.value.end]) {
+                        Ok(Value::Object(_)) if dup.is_some() => {
+                            let (key, at) = dup.expect("matched");
+                            a.problems.push(problem_at(
+                                file,
+                                text,
+                                Some(m.value.start + at),
+                                format!("entry {id:?} {}", twice(&key)),
+                                Some(vec![id.clone()]),
+                            ));
+                            a.held.insert(id.clone());
+                            None
+                        }
                         Ok(Value::Object(e)) if !id.is_empty() => {
                             match limits::too_deep_to_sync(&e) {
                                 Some(message) => {

@@ -1,3 +1,9 @@
+//! Spans of JSON text: members, items and values located by a byte scanner, so that a
+//! document is edited in place and keeps its formatting.
+
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+
 /// A byte range `[start, end)` in the text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Span {
@@ -156,4 +162,74 @@ pub(super) fn line_indent(b: &[u8], pos: usize) -> String {
             .take_while(|&&c| c == b' ' || c == b'\t')
             .count();
     String::from_utf8_lossy(&b[line_start..indent_end]).into_owned()
+}
+
+/// The first key that appears twice in one object of the JSON text `b`, decoded, with the
+/// offset of its second appearance. JSON parsers keep one of the values of a repeated key
+/// and drop the other without a word; a sync must not, so such an entity is held. `None`
+/// also for text that is not JSON (the parser reports that).
+pub(super) fn duplicate_key(b: &[u8]) -> Option<(String, usize)> {
+    // One frame per open object (its keys so far) or array (`None`).
+    let mut stack: Vec<Option<BTreeSet<Cow<'_, [u8]>>>> = Vec::new();
+    let mut expect_key = false;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                let end = string_end(b, i)?;
+                if expect_key && let Some(Some(keys)) = stack.last_mut() {
+                    let raw = b.get(i..end)?;
+                    // Compared as written; decoded only when it holds an escape.
+                    let key = if raw.contains(&b'\\') {
+                        Cow::Owned(serde_json::from_slice::<String>(raw).ok()?.into_bytes())
+                    } else {
+                        Cow::Borrowed(&raw[1..raw.len() - 1])
+                    };
+                    if let Some(key) = keys.replace(key) {
+                        return Some((String::from_utf8_lossy(&key).into_owned(), i));
+                    }
+                }
+                expect_key = false;
+                i = end;
+                continue;
+            }
+            b'{' => {
+                stack.push(Some(BTreeSet::new()));
+                expect_key = true;
+            }
+            b'[' => {
+                stack.push(None);
+                expect_key = false;
+            }
+            b'}' | b']' => {
+                stack.pop();
+                expect_key = false;
+            }
+            b',' => expect_key = matches!(stack.last(), Some(Some(_))),
+            b':' => expect_key = false,
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod duplicate_tests {
+    use super::duplicate_key;
+
+    #[test]
+    fn finds_a_repeated_key_at_any_depth_and_in_any_spelling() {
+        let at = |t: &str| duplicate_key(t.as_bytes());
+        assert_eq!(at(r#"{"a": 1, "a": 2}"#), Some(("a".into(), 9)));
+        assert_eq!(at(r#"{"x": [{"c": 1, "c": 2}]}"#).unwrap().0, "c");
+        assert_eq!(at(r#"{"k": 1, "\u006b": 2}"#).unwrap().0, "k");
+        assert_eq!(
+            at(r#"{"a": {"k": 1}, "b": {"k": "a"}, "k": ["k", "k"]}"#),
+            None
+        );
+        assert_eq!(at(r#"{"s": "a\"b", "a\"b": 1}"#), None);
+        assert_eq!(at(r#"[{"a": 1}, {"a": 1}]"#), None);
+        assert_eq!(at(r#"{"a": 1, "#), None);
+    }
 }

@@ -1138,3 +1138,34 @@ proptest! {
         }
     }
 }
+
+/// A repeated key inside an entity of a document holds that entity (a parser would keep one
+/// value and drop the other); the others are read, and the position is given.
+#[test]
+fn doc_entity_with_a_repeated_key_is_held_with_its_position() {
+    let ws = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ws.path().join("main.json"),
+        "{\"t1\": {\"a\": 1},\n \"t2\": {\"a\": 1, \"a\": 2},\n \"t3\": {\"b\": {\"a\": 1}, \"a\": 1}}",
+    )
+    .unwrap();
+    let s = scan(ws.path(), &file_kind("main.json", None, "id")).unwrap();
+    assert_eq!(s.entities.keys().collect::<Vec<_>>(), ["t1", "t3"]);
+    let p = &s.problems[0];
+    assert!(p.message.contains("\"a\" twice"), "{p:?}");
+    assert_eq!((p.line, p.column), (Some(2), Some(17)), "{p:?}");
+    assert!(!s.whole_collection_held);
+    let arr = tempfile::tempdir().unwrap();
+    std::fs::write(
+        arr.path().join("main.json"),
+        "{\"items\": [{\"id\": \"i1\", \"x\": 1, \"x\": 2}, {\"id\": \"i2\"}]}",
+    )
+    .unwrap();
+    let s = scan(arr.path(), &file_kind("main.json", Some("/items"), "id")).unwrap();
+    assert_eq!(s.entities.keys().collect::<Vec<_>>(), ["i2"]);
+    assert!(
+        s.problems[0].message.contains("\"x\" twice"),
+        "{:?}",
+        s.problems
+    );
+}
