@@ -16,7 +16,6 @@ use deltasync_meta::{
     ARCHIVE_DIR, Delta, DeviceInfo, EntityRecord, META_FILE, Meta, Snapshot, sha256_hex,
     verify_sha256,
 };
-use deltasync_store::MetaRead;
 use deltasync_store::archive::{read_zip, write_zip};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -223,9 +222,7 @@ impl Engine {
         &self,
         progress: &dyn Progress,
     ) -> Result<(Vec<u8>, BackupManifest), EngineError> {
-        let MetaRead::Fresh { meta, .. } = self.store().read_meta(None)? else {
-            unreachable!("an unconditional read is never 'not modified'")
-        };
+        let (meta, _) = self.store().read_meta_fresh()?;
         let archives = self.store().list_archives()?;
         progress.start(
             "backing up",

@@ -54,9 +54,7 @@ impl Engine {
         &self,
         progress: &dyn Progress,
     ) -> Result<Vec<(DeltaRef, Delta, String)>, EngineError> {
-        let MetaRead::Fresh { meta, .. } = self.store().read_meta(None)? else {
-            unreachable!("an unconditional read is never 'not modified'")
-        };
+        let (meta, _) = self.store().read_meta_fresh()?;
         let archives = self.store().list_archives()?;
         progress.start(
             "reading history",
@@ -76,7 +74,13 @@ impl Engine {
         }
         for r in &meta.deltas {
             if seen.insert(r.path.clone()) {
-                let d = self.store().read_delta(r)?;
+                // The fetch cached what it applied: no second download of it.
+                let cached = crate::maintenance::cached_delta(self.root(), r)
+                    .and_then(|b| Delta::from_bytes(&b).ok());
+                let d = match cached {
+                    Some(d) => d,
+                    None => self.store().read_delta(r)?,
+                };
                 out.push((r.clone(), d, r.path.clone()));
             }
             progress.advance(1);

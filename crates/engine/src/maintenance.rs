@@ -30,7 +30,7 @@ use deltasync_meta::{
     sha256_hex,
 };
 use deltasync_remote::CasClass;
-use deltasync_store::{MetaRead, StoreError, now_ms};
+use deltasync_store::{StoreError, now_ms};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -172,7 +172,8 @@ pub(crate) fn cache_delta(root: &Path, r: &DeltaRef, delta: &Delta) {
     }
 }
 
-fn cached_delta(root: &Path, r: &DeltaRef) -> Option<Vec<u8>> {
+/// A delta's bytes from the local cache, if they are there and match its checksum.
+pub(crate) fn cached_delta(root: &Path, r: &DeltaRef) -> Option<Vec<u8>> {
     let bytes = std::fs::read(cache_path(root, &r.path)).ok()?;
     (sha256_hex(&bytes) == r.sha256).then_some(bytes)
 }
@@ -554,9 +555,7 @@ impl Engine {
     /// Reads the remote state from the remote's files (snapshot, then deltas in seq
     /// order), checking checksums and versions. Read-only.
     pub(crate) fn read_remote_state(&self) -> Result<RemoteState, EngineError> {
-        let MetaRead::Fresh { meta, .. } = self.store().read_meta(None)? else {
-            unreachable!("an unconditional read is never 'not modified'")
-        };
+        let (meta, _) = self.store().read_meta_fresh()?;
         let mut problems = Vec::new();
         let mut records: BTreeMap<(String, String), EntityRecord> = BTreeMap::new();
         let mut files = 0;

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use deltasync_meta::content_hash;
-use deltasync_store::{MetaRead, StoreError};
+use deltasync_store::StoreError;
 
 use crate::{Engine, EngineError, SyncOptions, SyncReport};
 
@@ -53,8 +53,8 @@ impl Engine {
             local_head: local_head.as_ref().map(|m| m.head).unwrap_or(0),
             ..RepairReport::default()
         };
-        let remote: BTreeMap<(String, String), Value> = match self.store().read_meta(None) {
-            Ok(MetaRead::Fresh { meta, .. }) => {
+        let remote: BTreeMap<(String, String), Value> = match self.store().read_meta_fresh() {
+            Ok((meta, _)) => {
                 report.remote_head = meta.head;
                 self.read_remote_state()?
                     .records
@@ -63,7 +63,6 @@ impl Engine {
                     .map(|(k, r)| (k, r.data))
                     .collect()
             }
-            Ok(MetaRead::NotModified) => unreachable!("an unconditional read"),
             Err(StoreError::NotInitialised) => {
                 report.remote_empty = true;
                 BTreeMap::new()

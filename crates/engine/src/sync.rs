@@ -459,7 +459,17 @@ impl Engine {
         };
         let (meta, etag) = match answer {
             MetaRead::NotModified => {
-                let (m, e) = cached.expect("not-modified only when an etag was sent");
+                // The store answers "not modified" only to a read with our etag, so there is
+                // a cached meta; a broken answer is temporary rather than a panic.
+                let Some((m, e)) = cached else {
+                    return Err(
+                        StoreError::Remote(deltasync_remote::RemoteError::Transient {
+                            what: "GET meta.json".into(),
+                            detail: "304 Not Modified without a condition".into(),
+                        })
+                        .into(),
+                    );
+                };
                 // The meta we hold is current: a commit attempted since (a crash before or
                 // during its meta write) is decided against it now.
                 if self.state.pending()?.iter().any(|p| p.state == "attempted") {

@@ -256,9 +256,23 @@ impl Store {
         }
     }
 
+    /// Reads meta.json unconditionally ([`Store::read_meta`] with no etag): its content and
+    /// etag.
+    pub fn read_meta_fresh(&self) -> Result<(Meta, Etag), StoreError> {
+        match self.read_meta(None)? {
+            MetaRead::Fresh { meta, etag, .. } => Ok((meta, etag)),
+            // read_meta refuses a 304 to an unconditional read.
+            MetaRead::NotModified => Err(StoreError::Remote(RemoteError::Transient {
+                what: format!("GET {META_FILE}"),
+                detail: "304 Not Modified without a condition".into(),
+            })),
+        }
+    }
+
     /// Reads meta.json, conditionally on the etag we hold. One that does not parse is read
     /// again: the same bytes three times are [`StoreError::Damaged`], other bytes (an answer
-    /// cut in transit, a write under way) a temporary [`StoreError::Format`].
+    /// cut in transit, a write under way) a temporary [`StoreError::Format`]. A 304 to a read
+    /// without an etag is refused (temporary).
     pub fn read_meta(&self, known: Option<&Etag>) -> Result<MetaRead, StoreError> {
         let mut previous: Option<Vec<u8>> = None;
         let mut known = known;
@@ -267,7 +281,19 @@ impl Store {
             reads += 1;
             let (body, etag) =
                 match self.retry(|| self.remote.get_max(META_FILE, known, MAX_META_BYTES))? {
-                    GetResult::NotModified => return Ok(MetaRead::NotModified),
+                    GetResult::NotModified if known.is_some() => {
+                        return Ok(MetaRead::NotModified);
+                    }
+                    // A server or proxy that says "not modified" to a read with no condition:
+                    // nothing to compare with, so no answer at all.
+                    GetResult::NotModified => {
+                        return Err(StoreError::Remote(RemoteError::Transient {
+                            what: format!("GET {META_FILE}"),
+                            detail: "the server answered 304 Not Modified to a read that asked \
+                                     for no condition (a caching proxy in the way?)"
+                                .into(),
+                        }));
+                    }
                     GetResult::NotFound => return Err(StoreError::NotInitialised),
                     GetResult::Found { body, etag } => (body, etag),
                 };
@@ -511,6 +537,53 @@ mod tests {
         let mem = Arc::new(MemoryRemote::new());
         let store = Store::new(mem.clone()).with_backoff(Backoff::quick());
         (mem, store)
+    }
+
+    /// A server (or a caching proxy) that answers 304 to every read of meta.json.
+    struct Always304(Arc<MemoryRemote>);
+
+    impl Remote for Always304 {
+        fn get(&self, path: &str, inm: Option<&Etag>) -> Result<GetResult, RemoteError> {
+            if path == META_FILE {
+                return Ok(GetResult::NotModified);
+            }
+            self.0.get(path, inm)
+        }
+        fn put(
+            &self,
+            path: &str,
+            body: &[u8],
+            mode: &PutMode,
+        ) -> Result<Option<Etag>, RemoteError> {
+            self.0.put(path, body, mode)
+        }
+        fn head(&self, path: &str) -> Result<Option<deltasync_remote::ObjectInfo>, RemoteError> {
+            self.0.head(path)
+        }
+        fn list(&self, dir: &str) -> Result<Vec<deltasync_remote::ObjectInfo>, RemoteError> {
+            self.0.list(dir)
+        }
+        fn delete(&self, path: &str) -> Result<(), RemoteError> {
+            self.0.delete(path)
+        }
+        fn capabilities(&self) -> deltasync_remote::Capabilities {
+            self.0.capabilities()
+        }
+        fn describe(&self) -> String {
+            self.0.describe()
+        }
+    }
+
+    /// Issue 11: a 304 to a read that sent no etag panicked the engine (`unreachable!`).
+    #[test]
+    fn not_modified_to_an_unconditional_read_is_a_temporary_error() {
+        let (mem, store) = store();
+        store.init(None).unwrap();
+        let lying = Store::new(Arc::new(Always304(mem))).with_backoff(Backoff::quick());
+        let e = lying.read_meta_fresh().unwrap_err();
+        assert!(e.is_temporary(), "{e:?}");
+        assert!(e.to_string().contains("304"), "{e}");
+        assert!(matches!(lying.read_meta(None), Err(StoreError::Remote(_))));
     }
 
     fn delta(seq: u64) -> Delta {
