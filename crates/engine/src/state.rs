@@ -10,6 +10,7 @@
 //! steps of one sync. Besides: the applied deltas, the meta etag, the device id and clock, the
 //! conflict receipts, per-collection sync statistics and the pending-commit journal.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use deltasync_meta::{ConflictReceipt, Hlc};
@@ -86,6 +87,26 @@ pub struct CollectionSyncState {
     pub duration_ms: u64,
 }
 
+/// Where a commit in the journal stands (stored as `"attempted"` / `"unconfirmed"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JournalState {
+    /// The delta is written (or being written); whether meta.json was is not known.
+    Attempted,
+    /// meta.json lists the delta, as we wrote it; not yet seen under a meta.json someone else
+    /// wrote (a racing writer on a non-atomic server may still overwrite it).
+    Unconfirmed,
+}
+
+impl std::fmt::Display for JournalState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            JournalState::Attempted => "attempted",
+            JournalState::Unconfirmed => "unconfirmed",
+        })
+    }
+}
+
 /// A commit recorded before meta.json is written, so that a crash can be recovered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PendingCommit {
@@ -93,9 +114,8 @@ pub struct PendingCommit {
     pub delta_path: String,
     /// Seq it was written for.
     pub seq: u64,
-    /// `attempted` (meta write not known to have happened) or `unconfirmed` (meta written,
-    /// not yet seen referenced by a meta someone else wrote).
-    pub state: String,
+    /// Where the commit stands.
+    pub state: JournalState,
     /// The meta etag after our write (for `unconfirmed`).
     pub meta_etag: Option<String>,
     /// What each entity's base and mirror were before the commit, to undo it if it is lost.
@@ -700,7 +720,70 @@ impl State {
         out.sort_by_key(|p| p.seq);
         Ok(out)
     }
+
+    /// The delta the next commit replaces (an orphan of a lost or crashed commit of ours),
+    /// named in that commit's `supersedes`.
+    pub fn supersedes(&self) -> Result<Option<String>, StateError> {
+        self.get(SUPERSEDES)
+    }
+
+    /// Sets [`State::supersedes`] (`None` clears it: the commit that named it is in).
+    pub fn set_supersedes(&self, delta_path: Option<&str>) -> Result<(), StateError> {
+        match delta_path {
+            Some(p) => self.set(SUPERSEDES, p),
+            None => self.unset(SUPERSEDES),
+        }
+    }
+
+    /// Entities to push in the next commit whatever the planner says, with the seq of the
+    /// lost commit that wrote them (see [`State::add_forced`]).
+    pub fn forced(&self) -> Result<BTreeMap<(String, String), u64>, StateError> {
+        Ok(match self.get(FORCED)? {
+            Some(text) => serde_json::from_str::<Vec<((String, String), u64)>>(&text)?
+                .into_iter()
+                .collect(),
+            None => BTreeMap::new(),
+        })
+    }
+
+    /// Marks the entities of a lost commit to be pushed in the next commit: other devices may
+    /// have applied the lost delta, and only a newer record replaces what they took from it.
+    /// (An entity that someone wrote at or after the lost seq needs no push: that record,
+    /// read after the lost one everywhere, replaces it already.)
+    pub fn add_forced(&self, p: &PendingCommit) -> Result<(), StateError> {
+        let mut map = self.forced()?;
+        for r in &p.records {
+            map.insert((r.collection.clone(), r.id.clone()), p.seq);
+        }
+        let list: Vec<_> = map.into_iter().collect();
+        self.set(FORCED, &serde_json::to_string(&list)?)
+    }
+
+    /// Clears [`State::forced`]: a commit carried them (they are pushed whenever set).
+    pub fn clear_forced(&self) -> Result<(), StateError> {
+        self.unset(FORCED)
+    }
+
+    /// How many commits of this device were lost to a racing writer and made again.
+    pub fn recommitted(&self) -> Result<u64, StateError> {
+        Ok(self
+            .get(RECOMMITTED)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Counts one more lost and remade commit.
+    pub fn count_recommitted(&self) -> Result<(), StateError> {
+        self.set(RECOMMITTED, &(self.recommitted()? + 1).to_string())
+    }
 }
+
+/// State key of [`State::supersedes`].
+const SUPERSEDES: &str = "supersedes";
+/// State key of [`State::forced`] (JSON).
+const FORCED: &str = "force_push";
+/// State key of [`State::recommitted`].
+const RECOMMITTED: &str = "recommitted";
 
 #[cfg(test)]
 mod tests {

@@ -618,3 +618,72 @@ fn a_commit_folded_by_compaction_is_confirmed_not_made_again() {
     c.sync();
     assert_eq!(c.read("t1"), Some(json!({"x": 1})));
 }
+
+/// A remote whose DELETE of the lease file fails (the release of the lease).
+struct LeaseStaysBehind(Arc<MemoryRemote>);
+
+impl deltasync_remote::Remote for LeaseStaysBehind {
+    fn get(
+        &self,
+        path: &str,
+        inm: Option<&deltasync_remote::Etag>,
+    ) -> Result<deltasync_remote::GetResult, deltasync_remote::RemoteError> {
+        self.0.get(path, inm)
+    }
+    fn put(
+        &self,
+        path: &str,
+        body: &[u8],
+        mode: &deltasync_remote::PutMode,
+    ) -> Result<Option<deltasync_remote::Etag>, deltasync_remote::RemoteError> {
+        self.0.put(path, body, mode)
+    }
+    fn head(
+        &self,
+        path: &str,
+    ) -> Result<Option<deltasync_remote::ObjectInfo>, deltasync_remote::RemoteError> {
+        self.0.head(path)
+    }
+    fn list(
+        &self,
+        dir: &str,
+    ) -> Result<Vec<deltasync_remote::ObjectInfo>, deltasync_remote::RemoteError> {
+        self.0.list(dir)
+    }
+    fn delete(&self, path: &str) -> Result<(), deltasync_remote::RemoteError> {
+        if path == "lock.json" {
+            return Err(deltasync_remote::RemoteError::Permanent {
+                what: format!("DELETE {path}"),
+                detail: "refused (test)".into(),
+            });
+        }
+        self.0.delete(path)
+    }
+    fn capabilities(&self) -> deltasync_remote::Capabilities {
+        self.0.capabilities()
+    }
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+}
+
+/// Issue 11: a sync that committed, then failed to release the lease, reported the release
+/// error instead of its commit (the lease expires by itself; the commit is done).
+#[test]
+fn a_lease_that_cannot_be_released_does_not_hide_the_commit() {
+    let remote = Arc::new(MemoryRemote::with_seed(9));
+    remote.set_faults(Faults {
+        ignore_preconditions: true,
+        ..Faults::default()
+    });
+    let mut a = Device::new(Arc::new(LeaseStaysBehind(remote.clone())), "a");
+    a.write("t1", &json!({"x": 1}));
+    let r = a
+        .try_sync()
+        .unwrap_or_else(|e| panic!("the commit was done, yet: {e}"));
+    assert_eq!(r.committed, Some(1));
+    assert!(remote.files().contains_key("lock.json"), "the lease stayed");
+    // This device's own lease left behind does not block its next sync.
+    a.write("t2", &json!({"x": 2}));
+    assert_eq!(a.try_sync().unwrap().committed, Some(2));
+}

@@ -9,6 +9,8 @@ use deltasync_meta::{ConflictReceipt, Delta, Meta};
 use deltasync_remote::{GetResult, MemoryRemote, Remote};
 use serde_json::Value;
 
+use deltasync_engine::state::JournalState;
+
 use super::Device;
 
 /// Devices on one remote: `devs[0]` is A (the one that crashes), then B, C.
@@ -125,7 +127,7 @@ pub fn unreferenced_attempts(w: &World, meta: &Meta) -> Vec<String> {
     w.devs
         .iter()
         .flat_map(|d| d.engine.state().pending().unwrap())
-        .filter(|p| p.state == "attempted" && !meta.references(&p.delta_path))
+        .filter(|p| p.state == JournalState::Attempted && !meta.references(&p.delta_path))
         .map(|p| p.delta_path)
         .collect()
 }
@@ -292,11 +294,14 @@ pub fn settle_and_check(w: &mut World, lost_puts: &BTreeSet<String>, ctx: &str) 
         // Commits stay `unconfirmed` until a meta someone else wrote is read.
         let pending = state.pending().unwrap();
         for p in &pending {
-            if BUG_304_SKIPS_JOURNAL && p.state == "attempted" && !meta.references(&p.delta_path) {
+            if BUG_304_SKIPS_JOURNAL
+                && p.state == JournalState::Attempted
+                && !meta.references(&p.delta_path)
+            {
                 continue;
             }
             assert!(
-                p.state == "unconfirmed" && meta.references(&p.delta_path),
+                p.state == JournalState::Unconfirmed && meta.references(&p.delta_path),
                 "{ctx}: {name}: journal entry left behind: {} {} (seq {})",
                 p.state,
                 p.delta_path,

@@ -1,0 +1,329 @@
+//! Step 3 of a sync, execute: pulls and merges written to the local files (never over a save
+//! the app made meanwhile), bases recorded, conflict receipts made.
+
+use super::*;
+
+/// An entity written locally by a pull or merge: its id, the base to record once the write
+/// is done (`None`: no base), and what to push after it (`Some(None)`: a delete).
+pub(crate) type AfterWrite = (
+    String,
+    Option<(u64, Option<Value>)>,
+    Option<(Option<Value>, Hlc)>,
+);
+
+/// An entity to push: collection, id, content (`None`: a delete) and the clock of the change.
+pub(crate) type Outgoing = (String, String, Option<Value>, Hlc);
+
+impl Engine {
+    /// Step 3: writes pulls and merges locally, updates bases; returns the records to push
+    /// (without version and clock yet): (collection, id, content or None for a delete).
+    pub(crate) fn execute(
+        &mut self,
+        planned: &Planned,
+        report: &mut SyncReport,
+    ) -> Result<Vec<Outgoing>, EngineError> {
+        let mut outgoing = Vec::new();
+        let forced = self.state.forced()?;
+        // Per collection: local writes, the base to record once written, and pushes that
+        // depend on the write.
+        for (cname, cconf) in &self.config.collections {
+            // Receipts are recorded with the bases, after the local writes, so that a crash in
+            // between leaves neither (the merge is simply done again).
+            let mut receipts: Vec<(String, ConflictReceipt)> = Vec::new();
+            let scan = &planned.scans[cname];
+            let strategy = cconf.strategy;
+            let mut writes: Vec<Write> = Vec::new();
+            let mut after_write: Vec<AfterWrite> = Vec::new();
+            let mut adopt: Vec<(String, u64, Option<Value>)> = Vec::new();
+            for (key, op) in planned.plan.ops.range(
+                EntityKey {
+                    collection: cname.clone(),
+                    id: String::new(),
+                }..,
+            ) {
+                if &key.collection != cname {
+                    break;
+                }
+                let id = &key.id;
+                let local = scan.entities.get(id);
+                match op {
+                    Op::Hold => {}
+                    Op::Unchanged | Op::Adopt
+                        if forced.get(&(cname.clone(), id.clone())).is_some_and(|seq| {
+                            planned
+                                .states
+                                .get(&(cname.clone(), id.clone()))
+                                .is_none_or(|st| st.m_version < *seq)
+                        }) =>
+                    {
+                        let clock = self.edit_clock(cname, cconf, scan, id, true)?;
+                        outgoing.push((cname.clone(), id.clone(), local.cloned(), clock));
+                    }
+                    Op::Unchanged => {}
+                    Op::Push(_) => {
+                        let clock = self.edit_clock(cname, cconf, scan, id, true)?;
+                        outgoing.push((cname.clone(), id.clone(), local.cloned(), clock));
+                    }
+                    Op::Adopt => {
+                        let m = self.state.mirror(cname, id)?;
+                        if let Some(m) = m {
+                            adopt.push((id.clone(), m.version, m.content));
+                        }
+                    }
+                    Op::Pull(_) => {
+                        let Some(m) = self.state.mirror(cname, id)? else {
+                            continue;
+                        };
+                        if local.map(content_hash) == m.content.as_ref().map(content_hash) {
+                            adopt.push((id.clone(), m.version, m.content));
+                            continue;
+                        }
+                        writes.push(match &m.content {
+                            Some(v) => Write::Put {
+                                id: id.clone(),
+                                value: v.clone(),
+                            },
+                            None => Write::Delete { id: id.clone() },
+                        });
+                        after_write.push((id.clone(), Some((m.version, m.content.clone())), None));
+                    }
+                    Op::Merge => {
+                        let local_clock = self.edit_clock(cname, cconf, scan, id, true)?;
+                        let (outcome, m) =
+                            self.merge_entity(cname, id, local, local_clock, strategy)?;
+                        let (m_content, m_version) = match &m {
+                            Some(m) => (m.content.as_ref(), m.version),
+                            None => (None, 0),
+                        };
+                        for fc in outcome.conflicts {
+                            receipts.push((id.clone(), self.receipt(cname, id, fc, local_clock)));
+                        }
+                        let merged = outcome.value;
+                        let local_differs =
+                            local.map(content_hash) != merged.as_ref().map(content_hash);
+                        let remote_differs =
+                            m_content.map(content_hash) != merged.as_ref().map(content_hash);
+                        // The merged version comes after both sides it merges.
+                        let merged_clock = m
+                            .as_ref()
+                            .map(|m| local_clock.observe(m.clock, now_ms()))
+                            .unwrap_or(local_clock);
+                        let push = if remote_differs {
+                            Some((merged.clone(), merged_clock))
+                        } else {
+                            None
+                        };
+                        let new_base = if m.is_some() {
+                            Some((m_version, m_content.cloned()))
+                        } else {
+                            None
+                        };
+                        if local_differs {
+                            writes.push(match &merged {
+                                Some(v) => Write::Put {
+                                    id: id.clone(),
+                                    value: v.clone(),
+                                },
+                                None => Write::Delete { id: id.clone() },
+                            });
+                            after_write.push((id.clone(), new_base, push));
+                        } else {
+                            // Nothing to write locally: record the base now.
+                            if let Some((v, c)) = new_base {
+                                adopt.push((id.clone(), v, c));
+                            }
+                            if let Some((p, clock)) = push {
+                                outgoing.push((cname.clone(), id.clone(), p, clock));
+                            }
+                        }
+                    }
+                }
+            }
+            // Local writes, never over a save the app made since the scan.
+            let mut skipped: BTreeSet<String> = BTreeSet::new();
+            // Writes the collection cannot make (an id too long for a file name, a value that
+            // is not an object, too deep): held with a reason, the rest goes on.
+            let mut refused: BTreeSet<String> = BTreeSet::new();
+            if !writes.is_empty() {
+                match collections::apply(&self.root, &cconf.kind(), &writes, &scan.fingerprint) {
+                    Ok(r) => {
+                        skipped.extend(r.skipped);
+                        for why in r.refused {
+                            refused.insert(why.id().to_owned());
+                            report.problems.push(format!("{cname}: {why}"));
+                        }
+                    }
+                    Err(CollectionError::ChangedMeanwhile { .. }) => {
+                        skipped.extend(after_write.iter().map(|(id, _, _)| id.clone()));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            for id in skipped.difference(&refused) {
+                report.deferred.push(format!("{cname}/{id}"));
+            }
+            receipts.retain(|(id, _)| !skipped.contains(id));
+            self.state.transaction(|s| {
+                for (_, r) in &receipts {
+                    s.put_conflict(r, true)?;
+                }
+                for (id, v, c) in &adopt {
+                    s.set_base(cname, id, Some((*v, c)))?;
+                }
+                for (id, base, _) in &after_write {
+                    if skipped.contains(id) {
+                        continue;
+                    }
+                    match base {
+                        Some((v, c)) => s.set_base(cname, id, Some((*v, c)))?,
+                        None => s.set_base(cname, id, None)?,
+                    }
+                }
+                Ok(())
+            })?;
+            report
+                .conflicts
+                .extend(receipts.into_iter().map(|(_, r)| r));
+            for (id, _, push) in after_write {
+                if skipped.contains(&id) {
+                    continue;
+                }
+                if let Some((p, clock)) = push {
+                    outgoing.push((cname.clone(), id, p, clock));
+                }
+            }
+        }
+        // Forced entities that exist nowhere any more (created by the lost commit, deleted
+        // here since): a tombstone replaces what other devices took from the lost delta.
+        for (c, id) in forced.keys() {
+            let key = EntityKey {
+                collection: c.clone(),
+                id: id.clone(),
+            };
+            if self.config.collections.contains_key(c) && !planned.plan.ops.contains_key(&key) {
+                let clock = self.state.clock()?.tick(now_ms());
+                self.state.set_clock(clock)?;
+                outgoing.push((c.clone(), id.clone(), None, clock));
+            }
+        }
+        Ok(outgoing)
+    }
+
+    /// The clock of a local change: when the app saved it (the file's mtime), but never
+    /// before the version it was made on — a change is always later than what it changed, so
+    /// a device whose wall clock is wrong wins only against edits made concurrently, never
+    /// against edits made after seeing its own. Without an mtime (a deletion): now.
+    pub(crate) fn edit_clock(
+        &self,
+        collection: &str,
+        cconf: &crate::config::CollectionConfig,
+        scan: &Scan,
+        id: &str,
+        store: bool,
+    ) -> Result<Hlc, EngineError> {
+        let saved = match &scan.fingerprint {
+            collections::Fingerprint::Dir { files, .. } => files.get(id).and_then(|f| f.mtime),
+            collections::Fingerprint::File { .. } => std::fs::metadata(self.root.join(&cconf.path))
+                .and_then(|m| m.modified())
+                .ok(),
+        }
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as u64);
+        let base = self.state.base_clock(collection, id)?;
+        let after_base = Hlc {
+            ms: base.ms,
+            counter: base.counter.saturating_add(1),
+        };
+        let device = self.state.clock()?;
+        let clock = match saved {
+            Some(ms) => Hlc { ms, counter: 0 }.max(after_base),
+            None => device.tick(now_ms()).max(after_base),
+        };
+        if store {
+            self.state.set_clock(device.max(clock))?;
+        }
+        Ok(clock)
+    }
+
+    /// Three-way merge of one entity: local content (changed at `local_clock`) against the
+    /// mirror, from the base. Returns the outcome and the mirror record.
+    pub(crate) fn merge_entity(
+        &self,
+        collection: &str,
+        id: &str,
+        local: Option<&Value>,
+        local_clock: Hlc,
+        strategy: crate::merge::Strategy,
+    ) -> Result<(crate::merge::MergeOutcome, Option<MirrorRecord>), EngineError> {
+        let m = self.state.mirror(collection, id)?;
+        let base = self.state.base(collection, id)?;
+        let base_content = base.as_ref().and_then(|(_, c)| c.as_ref());
+        let (m_content, m_clock, m_device) = match &m {
+            Some(m) => (m.content.as_ref(), m.clock, m.device.as_str()),
+            None => (None, Hlc::default(), ""),
+        };
+        let outcome = merge3(
+            base_content,
+            Side {
+                value: local,
+                clock: local_clock,
+                device: &self.device_id,
+            },
+            Side {
+                value: m_content,
+                clock: m_clock,
+                device: m_device,
+            },
+            strategy,
+        );
+        Ok((outcome, m))
+    }
+
+    pub(crate) fn receipt(
+        &self,
+        collection: &str,
+        id: &str,
+        fc: crate::merge::FieldConflict,
+        at: Hlc,
+    ) -> ConflictReceipt {
+        ConflictReceipt {
+            id: format!("{}-{}-{:04x}", self.device_id, now_ms(), fastrand::u16(..)),
+            collection: collection.to_string(),
+            entity_id: id.to_string(),
+            field: fc.field,
+            kind: fc.kind,
+            kept: fc.kept,
+            kept_by: fc.kept_by,
+            lost: fc.lost,
+            lost_by: fc.lost_by,
+            at,
+            resolved: false,
+            extra: Default::default(),
+        }
+    }
+
+    /// The conflicts a sync would record, without recording them (dry run).
+    pub(crate) fn preview_conflicts(
+        &self,
+        planned: &Planned,
+    ) -> Result<Vec<ConflictReceipt>, EngineError> {
+        let mut out = Vec::new();
+        for (key, op) in &planned.plan.ops {
+            if *op != Op::Merge {
+                continue;
+            }
+            let Some(cconf) = self.config.collections.get(&key.collection) else {
+                continue;
+            };
+            let scan = &planned.scans[&key.collection];
+            let local = scan.entities.get(&key.id);
+            let at = self.edit_clock(&key.collection, cconf, scan, &key.id, false)?;
+            let (outcome, _) =
+                self.merge_entity(&key.collection, &key.id, local, at, cconf.strategy)?;
+            for fc in outcome.conflicts {
+                out.push(self.receipt(&key.collection, &key.id, fc, at));
+            }
+        }
+        Ok(out)
+    }
+}

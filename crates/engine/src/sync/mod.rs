@@ -1,0 +1,478 @@
+//! Push and pull: the [`Engine`] of one workspace.
+//!
+//! One sync round is:
+//! 1. **fetch**: a conditional GET of meta.json; our pending commits are confirmed, finished
+//!    (after a crash) or found lost and undone; every delta meta lists that was not applied
+//!    here is read, verified and applied to the *mirror* (the local copy of the remote state);
+//! 2. **plan**: the local files are scanned and each entity is planned from (local, base,
+//!    mirror) by [`crate::planner::plan`];
+//! 3. **execute**: pulls and merges are written to the local files (never over a save the app
+//!    made meanwhile) and bases updated;
+//! 4. **commit**: the changed entities go into one delta (create-only), then meta.json is
+//!    written with If-Match. On 412 the round starts again after a jittered backoff.
+//!
+//! Every step leaves a state the next run can finish from: see `docs/architecture.md`.
+//!
+//! Each step has its file: [`fetch`], [`plan`], [`execute`], [`commit`] (the whole commit
+//! protocol and its journal); this one holds the engine itself, the round that runs the steps
+//! under the lease, and the status. Errors are in [`error`], options and reports in
+//! [`report`].
+
+mod commit;
+mod error;
+mod execute;
+mod fetch;
+mod plan;
+mod report;
+
+pub use error::EngineError;
+pub(crate) use execute::*;
+pub use fetch::STALE_ETAG_BOUND;
+pub(crate) use fetch::*;
+pub(crate) use plan::*;
+pub use report::{CollectionReport, CollectionStatus, Status, SyncOptions, SyncReport};
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deltasync_lock::{Backoff, Lease, LeaseConfig, LeaseError};
+use deltasync_meta::{
+    ConflictReceipt, Delta, EntityRecord, FORMAT_VERSION, Hlc, Meta, content_hash,
+};
+use deltasync_remote::{CasClass, Etag, Remote, RemoteError};
+use deltasync_store::{MetaRead, Store, StoreError, now_ms};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::collections::{self, CollectionError, Scan, Write};
+use crate::config::{Config, ConfigError};
+use crate::merge::{Side, merge3};
+use crate::planner::{self, BaseSide, Change, EntityKey, LocalSide, Op, RemoteSide};
+use crate::state::{
+    BeforeCommit, CollectionSyncState, JournalState, MirrorRecord, PendingCommit, State, StateError,
+};
+
+/// The folder of local state inside a workspace.
+pub const STATE_DIR: &str = ".deltasync";
+
+/// The sync engine of one workspace.
+pub struct Engine {
+    root: PathBuf,
+    config: Config,
+    state: State,
+    store: Store,
+    device_id: String,
+    lease: LeaseConfig,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("root", &self.root)
+            .field("device_id", &self.device_id)
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Opens a workspace, with the remote from its configuration.
+    pub fn open(
+        root: &Path,
+        remote_options: &deltasync_remote::WebDavOptions,
+    ) -> Result<Self, EngineError> {
+        let config = Config::load(root)?;
+        let remote = deltasync_remote::open(&config.remote, remote_options)?;
+        Self::with_remote(root, config, remote)
+    }
+
+    /// Opens a workspace with a given configuration and remote (tests, embedding apps).
+    pub fn with_remote(
+        root: &Path,
+        config: Config,
+        remote: Arc<dyn Remote>,
+    ) -> Result<Self, EngineError> {
+        config.validate()?;
+        let state = State::open(&root.join(STATE_DIR))?;
+        let device_id = match state.get("device_id")? {
+            Some(id) => id,
+            None => {
+                let id = format!("{:012x}", fastrand::u64(..) & 0xffff_ffff_ffff);
+                state.set("device_id", &id)?;
+                id
+            }
+        };
+        let backoff =
+            if remote.capabilities().weak_window_ms > 0 || remote.describe().starts_with("http") {
+                Backoff::standard()
+            } else {
+                Backoff::new(
+                    std::time::Duration::from_millis(2),
+                    std::time::Duration::from_millis(200),
+                    8,
+                )
+            };
+        Ok(Engine {
+            root: root.to_path_buf(),
+            config,
+            state,
+            store: Store::new(remote).with_backoff(backoff),
+            device_id,
+            lease: LeaseConfig::default(),
+        })
+    }
+
+    /// Sets the timing of the lease taken on remotes without compare-and-swap.
+    pub fn set_lease_config(&mut self, lease: LeaseConfig) {
+        self.lease = lease;
+    }
+
+    /// This device's id.
+    pub fn device_id(&self) -> &str {
+        &self.device_id
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The workspace root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The store (remote layout).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The local state.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The local state, for transactions (maintenance, records).
+    pub(crate) fn state_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+
+    /// Creates the remote layout if the remote is empty; returns whether it did.
+    pub fn init_remote(&self, server: Option<Value>) -> Result<bool, EngineError> {
+        Ok(self.store.init(server)?)
+    }
+
+    /// Checks a collection name, with the valid names in the error.
+    pub fn check_collection(&self, name: &str) -> Result<(), EngineError> {
+        if self.config.collections.contains_key(name) {
+            Ok(())
+        } else {
+            Err(EngineError::UnknownCollection {
+                name: name.to_string(),
+                valid: self.config.collection_names(),
+            })
+        }
+    }
+
+    /// Runs `f` holding the remote's lease when the remote ignores preconditions (no
+    /// compare-and-swap); directly otherwise.
+    pub(crate) fn with_lease<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        if self.store.remote().capabilities().cas != CasClass::None {
+            return f(self);
+        }
+        let remote = self.store.remote().clone();
+        let lease = Lease::acquire(
+            remote.as_ref(),
+            &self.device_id,
+            &self.config.device,
+            self.lease.clone(),
+        )?;
+        let out = f(self);
+        // The work is done (or failed on its own): a lease left behind expires by itself,
+        // so failing to release it is worth a warning, never the result's place.
+        if let Err(e) = lease.release() {
+            tracing::warn!(error = %e, "could not release the remote's lease; it expires by itself");
+        }
+        out
+    }
+
+    /// Runs one sync: fetch, plan, write locally, commit; retried on commit races. On a
+    /// remote that ignores preconditions, the whole sync holds the remote's lease.
+    pub fn sync(&mut self, opts: &SyncOptions) -> Result<SyncReport, EngineError> {
+        self.sync_with(opts, &crate::progress::NoProgress)
+    }
+
+    /// [`Engine::sync`], reporting long phases (a new device's first sync: the snapshot) to
+    /// `progress`.
+    pub fn sync_with(
+        &mut self,
+        opts: &SyncOptions,
+        progress: &dyn crate::progress::Progress,
+    ) -> Result<SyncReport, EngineError> {
+        if opts.dry_run {
+            return self.sync_unleased(opts, progress);
+        }
+        // A restore killed while it wrote the local files: finish it first, so that no
+        // device ever adopts half of it as ordinary edits.
+        if let Some(target) = self.pending_restore()? {
+            tracing::warn!(
+                entities = target.len(),
+                "finishing a restore that was interrupted before its commit"
+            );
+            return self.finish_restore(&target, progress);
+        }
+        self.with_lease(|e| e.sync_unleased(opts, progress))
+    }
+
+    pub(crate) fn sync_unleased(
+        &mut self,
+        opts: &SyncOptions,
+        progress: &dyn crate::progress::Progress,
+    ) -> Result<SyncReport, EngineError> {
+        let started = Instant::now();
+        let mut retry = self.commit_retry();
+        let mut report = SyncReport {
+            dry_run: opts.dry_run,
+            ..SyncReport::default()
+        };
+        let mut round = 0;
+        loop {
+            let (meta, etag, _) = self.fetch_with(progress)?;
+            if !meta.writable() && !opts.dry_run {
+                return Err(EngineError::ReadOnly(meta.min_writer));
+            }
+            let planned = self.plan()?;
+            report.collections = collection_reports(&planned);
+            report.problems = planned
+                .scans
+                .values()
+                .flat_map(|s| {
+                    s.problems
+                        .iter()
+                        .map(|p| format!("{}: {}", p.file.display(), p.message))
+                })
+                .collect();
+            report.head = meta.head;
+            self.check_mass_delete(&planned, opts)?;
+            if opts.dry_run {
+                report.conflicts = self.preview_conflicts(&planned)?;
+                return Ok(report);
+            }
+            let outgoing = self.execute(&planned, &mut report)?;
+            let receipts = self.state.conflicts_to_push()?;
+            if outgoing.is_empty() && receipts.is_empty() {
+                self.finish_stats(&report, started)?;
+                return Ok(report);
+            }
+            match self.commit(&meta, &etag, outgoing, receipts) {
+                Ok(seq) => {
+                    report.committed = Some(seq);
+                    report.head = seq;
+                    report.retries = round;
+                    report.recommitted = self.state.recommitted()?;
+                    self.finish_stats(&report, started)?;
+                    return Ok(report);
+                }
+                // Someone committed first, or our commit's answer was lost: the next fetch
+                // pulls their work (and finds out about ours from the journal).
+                Err(EngineError::Store(StoreError::Conflict | StoreError::CommitUnknown)) => {
+                    tracing::debug!(round, "someone committed first; pulling and trying again");
+                    if !retry.wait() {
+                        return Err(EngineError::TooManyRetries(round + 1));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+            round += 1;
+        }
+    }
+
+    fn finish_stats(&self, report: &SyncReport, started: Instant) -> Result<(), EngineError> {
+        let now = now_ms();
+        let ms = started.elapsed().as_millis() as u64;
+        for (c, r) in &report.collections {
+            self.state.set_sync_state(
+                c,
+                &CollectionSyncState {
+                    last_sync_ms: now,
+                    up: r.up.new + r.up.updated + r.up.deleted,
+                    down: r.down.new + r.down.updated + r.down.deleted,
+                    duration_ms: ms,
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Folds every delta into a new snapshot (generation + 1) built from this device's
+    /// mirror, archives the folded deltas and commits meta by compare-and-swap; returns the
+    /// new generation (`None`: nothing to fold). The folded deltas' folder is removed at
+    /// once, which suits a remote nobody else writes to at that moment (tests, the demo);
+    /// [`Engine::compact_with`] with default options (the `compact` command) waits until no
+    /// writer can still be creating a delta there.
+    pub fn compact(&mut self) -> Result<Option<u64>, EngineError> {
+        let report = self.compact_with(
+            &crate::maintenance::CompactOptions {
+                settle_ms: Some(0),
+                ..Default::default()
+            },
+            &crate::progress::NoProgress,
+        )?;
+        Ok(report.generation)
+    }
+
+    /// Status of the workspace (no request).
+    pub fn status(&self) -> Result<Status, EngineError> {
+        let head = self.cached_meta()?.map(|(m, _)| m.head).unwrap_or(0);
+        let mut collections = BTreeMap::new();
+        let states = self.state.all_states()?;
+        for name in self.config.collections.keys() {
+            let remote_entities = states
+                .iter()
+                .filter(|((c, _), s)| c == name && s.has_mirror && s.m_hash.is_some())
+                .count() as u64;
+            collections.insert(
+                name.clone(),
+                CollectionStatus {
+                    remote_entities,
+                    last_sync: self.state.sync_state(name)?,
+                },
+            );
+        }
+        Ok(Status {
+            device_id: self.device_id.clone(),
+            device: self.config.device.clone(),
+            remote: self.store.remote().describe(),
+            head,
+            unconfirmed_commits: self.state.pending()?.len(),
+            open_conflicts: self
+                .state
+                .conflicts()?
+                .iter()
+                .filter(|c| !c.resolved)
+                .count(),
+            collections,
+        })
+    }
+
+    /// Every conflict receipt this device knows, open first.
+    pub fn conflicts(&self) -> Result<Vec<ConflictReceipt>, EngineError> {
+        Ok(self.state.conflicts()?)
+    }
+
+    /// Resolves a conflict by taking the value this device wrote (`take_local`) or the other
+    /// device's, writing it into the local entity. The next sync pushes it and the resolution.
+    pub fn resolve_conflict(
+        &mut self,
+        id: &str,
+        take_local: bool,
+    ) -> Result<ConflictReceipt, EngineError> {
+        let mut receipt = self
+            .state
+            .conflicts()?
+            .into_iter()
+            .find(|c| c.id == id)
+            .ok_or_else(|| EngineError::NoSuchConflict(id.to_string()))?;
+        self.check_collection(&receipt.collection)?;
+        let mine_is_lost = receipt.lost_by == self.device_id;
+        let take_lost = if take_local {
+            mine_is_lost
+        } else {
+            !mine_is_lost
+        };
+        let value = if take_lost {
+            receipt.lost.clone()
+        } else {
+            receipt.kept.clone()
+        };
+        let kind = self.config.collections[&receipt.collection].kind();
+        let scan = collections::scan(&self.root, &kind)?;
+        let current = scan.entities.get(&receipt.entity_id).cloned();
+        let new = set_path(current, &receipt.field, value);
+        let write = match new {
+            Some(v) => Write::Put {
+                id: receipt.entity_id.clone(),
+                value: v,
+            },
+            None => Write::Delete {
+                id: receipt.entity_id.clone(),
+            },
+        };
+        let r = collections::apply(&self.root, &kind, &[write], &scan.fingerprint)?
+            .refusal_as_error(
+                &self
+                    .root
+                    .join(&self.config.collections[&receipt.collection].path),
+            )?;
+        if !r.skipped.is_empty() {
+            return Err(CollectionError::ChangedMeanwhile {
+                path: self.root.clone(),
+            }
+            .into());
+        }
+        receipt.resolved = true;
+        self.state.put_conflict(&receipt, true)?;
+        Ok(receipt)
+    }
+}
+
+/// Sets `value` at `path` inside `entity` (`null` at the root deletes the entity; `null` at a
+/// field removes it).
+fn set_path(entity: Option<Value>, path: &[String], value: Value) -> Option<Value> {
+    if path.is_empty() {
+        return if value.is_null() { None } else { Some(value) };
+    }
+    let mut root = entity.unwrap_or_else(|| Value::Object(Default::default()));
+    let mut cur = &mut root;
+    for (i, key) in path.iter().enumerate() {
+        if !cur.is_object() {
+            *cur = Value::Object(Default::default());
+        }
+        let obj = cur.as_object_mut().expect("object ensured above");
+        if i + 1 == path.len() {
+            if value.is_null() {
+                obj.remove(key);
+            } else {
+                obj.insert(key.clone(), value);
+            }
+            break;
+        }
+        cur = obj
+            .entry(key.clone())
+            .or_insert_with(|| Value::Object(Default::default()));
+    }
+    Some(root)
+}
+
+fn collection_reports(planned: &Planned) -> BTreeMap<String, CollectionReport> {
+    let mut out: BTreeMap<String, CollectionReport> = planned
+        .scans
+        .keys()
+        .map(|c| (c.clone(), CollectionReport::default()))
+        .collect();
+    for (k, op) in &planned.plan.ops {
+        let Some(r) = out.get_mut(&k.collection) else {
+            continue;
+        };
+        match op {
+            Op::Unchanged | Op::Adopt => r.unchanged += 1,
+            Op::Hold => r.held += 1,
+            Op::Merge => r.merged += 1,
+            Op::Push(c) => bump(&mut r.up, *c),
+            Op::Pull(c) => bump(&mut r.down, *c),
+        }
+    }
+    out
+}
+
+fn bump(c: &mut planner::Counts, change: Change) {
+    match change {
+        Change::Create => c.new += 1,
+        Change::Update => c.updated += 1,
+        Change::Delete => c.deleted += 1,
+    }
+}
