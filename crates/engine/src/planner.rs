@@ -53,16 +53,6 @@ pub struct RemoteSide {
     pub hash: Option<String>,
 }
 
-/// Which way content moves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Direction {
-    /// From this device to the remote.
-    Up,
-    /// From the remote to this device.
-    Down,
-}
-
 /// What a push or a pull does to the entity on the receiving side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -95,17 +85,6 @@ pub enum Op {
     Adopt,
     /// Local is unreadable: touch nothing this round.
     Hold,
-}
-
-impl Op {
-    /// Which way content moves, if it moves one way only.
-    pub fn direction(self) -> Option<Direction> {
-        match self {
-            Op::Push(_) => Some(Direction::Up),
-            Op::Pull(_) => Some(Direction::Down),
-            Op::Unchanged | Op::Merge | Op::Adopt | Op::Hold => None,
-        }
-    }
 }
 
 /// Plans one entity.
@@ -232,7 +211,7 @@ impl Counts {
     }
 }
 
-/// What a plan does to one collection (the `diff` report).
+/// What a plan does to one collection (a sync's [`crate::CollectionReport`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct Summary {
     /// Pushes.
@@ -780,15 +759,6 @@ mod tests {
                 "unchanged": 0, "conflicts": 0, "held": 0
             })
         );
-    }
-
-    #[test]
-    fn direction_of_ops() {
-        assert_eq!(Push(Update).direction(), Some(Direction::Up));
-        assert_eq!(Pull(Create).direction(), Some(Direction::Down));
-        for op in [Unchanged, Merge, Adopt, Hold] {
-            assert_eq!(op.direction(), None);
-        }
     }
 }
 

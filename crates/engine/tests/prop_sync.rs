@@ -102,11 +102,15 @@ fn nature(faults: &Faults) -> Faults {
     }
 }
 
-/// The shared remote, counting the writes of meta.json: a race window is one write.
+/// The shared remote, counting the writes of meta.json: a race window is one write. Its
+/// capabilities are those of the faults the run starts with, for the whole run: a server is
+/// what the probe found at `init` (a non-atomic one stays non-atomic while no race happens,
+/// as the faults are switched off and on around steps).
 struct MetaLog {
     inner: Arc<MemoryRemote>,
     writes: AtomicUsize,
     last: Mutex<Vec<u8>>,
+    capabilities: Mutex<Option<Capabilities>>,
 }
 
 impl MetaLog {
@@ -158,7 +162,8 @@ impl Remote for MetaLog {
         self.inner.delete(path)
     }
     fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
+        let fixed = self.capabilities.lock().unwrap().clone();
+        fixed.unwrap_or_else(|| self.inner.capabilities())
     }
     fn describe(&self) -> String {
         self.inner.describe()
@@ -179,6 +184,7 @@ impl Views {
             inner: remote.clone(),
             writes: AtomicUsize::new(0),
             last: Mutex::new(Vec::new()),
+            capabilities: Mutex::new(None),
         });
         Views {
             views: (0..DEVICES)
@@ -253,6 +259,7 @@ fn run(
         .map(|i| Device::new(views.views[i].clone(), &format!("d{i}")))
         .collect();
     remote.set_faults(faults.clone());
+    *views.log.capabilities.lock().unwrap() = Some(remote.capabilities());
     let mut counter = 0u64;
     // Every token written, and the tokens a device knowingly removed (overwrote or deleted
     // having seen them).

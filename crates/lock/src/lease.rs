@@ -11,6 +11,7 @@
 //! correctness never rests on it: deltas are immutable and uniquely named, and a commit that
 //! another writer overwrote anyway is detected and made again. The lease only makes that rare.
 
+use deltasync_meta::now_ms;
 use std::time::Duration;
 
 use deltasync_remote::{GetResult, PutMode, Remote, RemoteError};
@@ -102,13 +103,6 @@ impl std::fmt::Debug for Lease<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lease").field("info", &self.info).finish()
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Reads the lease file, if any (a malformed one counts as absent: it cannot name a holder).

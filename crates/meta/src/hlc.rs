@@ -32,6 +32,15 @@ impl From<Hlc> for (u64, u32) {
     }
 }
 
+/// Wall-clock time in milliseconds since the Unix epoch (0 for a clock set before 1970): the
+/// one clock reading of every crate here.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
 impl Hlc {
     /// The clock for a local event at wall time `now_ms`, after `self` (the last clock issued
     /// or seen).

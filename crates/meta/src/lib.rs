@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 
 mod hlc;
 mod unknown;
-pub use hlc::Hlc;
+pub use hlc::{Hlc, now_ms};
 pub use unknown::{Extra, WithExtra, from_slice_kept, to_string_kept};
 use unknown::{Kept, KeptRef};
 

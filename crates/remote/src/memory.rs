@@ -5,9 +5,9 @@ use crate::{
     Capabilities, CasClass, Etag, GetResult, ObjectInfo, PutMode, Remote, RemoteError,
     RequestStats, check_path,
 };
+use deltasync_meta::now_ms;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Faults a [`MemoryRemote`] injects, to test that the protocol survives servers that break
 /// their promises. [`Faults::default()`] injects none.
@@ -195,13 +195,6 @@ fn transient(op: Op, path: &str, detail: &str) -> RemoteError {
         what: format!("{op:?} {path}"),
         detail: detail.to_string(),
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 impl State {

@@ -519,13 +519,8 @@ fn sanitize_device(device: &str) -> String {
         .collect()
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+/// Milliseconds since the Unix epoch (the one clock reading, [`deltasync_meta::now_ms`]).
+pub use deltasync_meta::now_ms;
 
 #[cfg(test)]
 mod tests {

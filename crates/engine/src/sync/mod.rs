@@ -449,30 +449,20 @@ fn set_path(entity: Option<Value>, path: &[String], value: Value) -> Option<Valu
 }
 
 fn collection_reports(planned: &Planned) -> BTreeMap<String, CollectionReport> {
-    let mut out: BTreeMap<String, CollectionReport> = planned
+    let summary = planned.plan.summary();
+    planned
         .scans
         .keys()
-        .map(|c| (c.clone(), CollectionReport::default()))
-        .collect();
-    for (k, op) in &planned.plan.ops {
-        let Some(r) = out.get_mut(&k.collection) else {
-            continue;
-        };
-        match op {
-            Op::Unchanged | Op::Adopt => r.unchanged += 1,
-            Op::Hold => r.held += 1,
-            Op::Merge => r.merged += 1,
-            Op::Push(c) => bump(&mut r.up, *c),
-            Op::Pull(c) => bump(&mut r.down, *c),
-        }
-    }
-    out
-}
-
-fn bump(c: &mut planner::Counts, change: Change) {
-    match change {
-        Change::Create => c.new += 1,
-        Change::Update => c.updated += 1,
-        Change::Delete => c.deleted += 1,
-    }
+        .map(|c| {
+            let s = summary.get(c).copied().unwrap_or_default();
+            let report = CollectionReport {
+                up: s.up,
+                down: s.down,
+                unchanged: s.unchanged,
+                merged: s.conflicts,
+                held: s.held,
+            };
+            (c.clone(), report)
+        })
+        .collect()
 }
