@@ -37,7 +37,24 @@ pub enum StateError {
         path: PathBuf,
         /// What is wrong and what to do.
         detail: String,
+        /// Whether it may pass: another deltasync process holds the database.
+        busy: bool,
     },
+}
+
+impl StateError {
+    /// Whether trying again can help: the database is busy or locked by another deltasync
+    /// process on this workspace (SQLITE_BUSY / SQLITE_LOCKED past the 10 s busy timeout).
+    pub fn is_temporary(&self) -> bool {
+        use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
+        match self {
+            StateError::Sqlite(e) => {
+                matches!(e.sqlite_error_code(), Some(DatabaseBusy | DatabaseLocked))
+            }
+            StateError::Open { busy, .. } => *busy,
+            _ => false,
+        }
+    }
 }
 
 /// The base and mirror of one entity.
@@ -235,6 +252,10 @@ fn open_error(path: &Path, e: rusqlite::Error) -> StateError {
     StateError::Open {
         path: path.to_path_buf(),
         detail,
+        busy: matches!(
+            code,
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+        ),
     }
 }
 
@@ -260,6 +281,7 @@ impl State {
                 detail: format!(
                     "cannot create its folder ({e}): is the workspace writable by this user?"
                 ),
+                busy: false,
             })
             .and_then(|()| open().map_err(|e| open_error(&path, e)))?;
         Ok(State { conn: opened })
@@ -849,6 +871,30 @@ mod tests {
         assert_eq!(version, SCHEMA_VERSION);
         drop(s);
         State::open(dir.path()).unwrap();
+    }
+
+    /// Issue 11: a busy database (another deltasync process) is worth trying again; a damaged
+    /// one is not.
+    #[test]
+    fn busy_is_temporary_and_damage_is_not() {
+        let err = |code| {
+            StateError::Sqlite(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(code),
+                None,
+            ))
+        };
+        assert!(err(rusqlite::ffi::SQLITE_BUSY).is_temporary());
+        assert!(err(rusqlite::ffi::SQLITE_LOCKED).is_temporary());
+        assert!(!err(rusqlite::ffi::SQLITE_CORRUPT).is_temporary());
+        let busy = open_error(
+            Path::new("state.db"),
+            rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                None,
+            ),
+        );
+        assert!(busy.is_temporary(), "{busy}");
+        assert!(crate::EngineError::State(busy).is_temporary());
     }
 
     #[test]

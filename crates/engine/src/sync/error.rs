@@ -106,6 +106,7 @@ impl EngineError {
             EngineError::Remote(e) => e.is_temporary(),
             EngineError::TooManyRetries(_) => true,
             EngineError::Lease(e) => e.is_temporary(),
+            EngineError::State(e) => e.is_temporary(),
             EngineError::Collection(e) => matches!(e, CollectionError::ChangedMeanwhile { .. }),
             _ => false,
         }
