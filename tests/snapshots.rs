@@ -1,0 +1,141 @@
+//! What a person reads, as snapshot tests (insta): the output of the everyday commands and the
+//! texts of the errors they meet, with what changes from run to run (temp paths, device ids,
+//! times, durations) redacted. A change to any of these texts shows up as a diff to review;
+//! `INSTA_UPDATE=always cargo test --test snapshots` rewrites them after a deliberate change.
+
+mod support;
+
+use std::path::Path;
+
+use serde_json::json;
+use support::{Run, deltasync, write_renamed};
+
+fn run(dir: &Path, args: &[&str]) -> Run {
+    Run::command(deltasync().arg("-C").arg(dir).args(args))
+}
+
+/// stdout and stderr of one run, with its exit code, as the snapshot holds it.
+fn shown(r: &Run) -> String {
+    format!(
+        "exit: {:?}\n--- stdout\n{}--- stderr\n{}",
+        r.code, r.stdout, r.stderr
+    )
+}
+
+/// Redacts what differs between runs: the temp folder, device ids, times and durations.
+fn settings(tmp: &Path) -> insta::Settings {
+    let mut s = insta::Settings::clone_current();
+    s.set_prepend_module_to_snapshot(false);
+    let tmp = regex_escape(&tmp.display().to_string());
+    s.add_filter(&tmp, "[TMP]");
+    s.add_filter(r"\b[0-9a-f]{12}-\d{13}-[0-9a-f]{4}\b", "[RECEIPT]");
+    s.add_filter(r"\b[0-9a-f]{12}\b", "[DEVICE]");
+    s.add_filter(r"\b\d+(\.\d+)? ?(ms|s|µs) ago\b", "[AGO]");
+    s.add_filter(r"took \d+(\.\d+)? ?(ms|s|µs)\b", "took [DURATION]");
+    s.add_filter(r"in \d+(\.\d+)? ?(ms|s|µs)\b", "in [DURATION]");
+    s.add_filter(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2})?( UTC)?", "[TIME]");
+    s.add_filter(r"deltas/g\d+/[^ )\n]+\.json", "deltas/[DELTA].json");
+    s
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if "\\.+*?()|[]{}^$".contains(c) {
+                format!("\\{c}")
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+fn init(dir: &Path, remote: &Path, name: &str) -> Run {
+    let remote = remote.display().to_string();
+    run(
+        dir,
+        &[
+            "init",
+            "--remote",
+            &remote,
+            "--device",
+            name,
+            "--collection",
+            "tasks=dir:tasks",
+        ],
+    )
+}
+
+#[test]
+fn everyday_commands() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = settings(tmp.path()).bind_to_scope();
+    let remote = tmp.path().join("remote");
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    insta::assert_snapshot!("init", shown(&init(&a, &remote, "laptop")));
+    write_renamed(&a.join("tasks/t1.json"), &json!({"title": "milk", "prio": 1}));
+    write_renamed(&a.join("tasks/t2.json"), &json!({"title": "eggs"}));
+    insta::assert_snapshot!("sync_push", shown(&run(&a, &["sync"])));
+    insta::assert_snapshot!("sync_nothing", shown(&run(&a, &["sync"])));
+    init(&b, &remote, "phone").expect_ok("init b");
+    insta::assert_snapshot!("sync_pull", shown(&run(&b, &["sync"])));
+    // The same field changed on both: a conflict, kept as a receipt.
+    write_renamed(&a.join("tasks/t1.json"), &json!({"title": "oat milk", "prio": 1}));
+    run(&a, &["sync"]).expect_ok("a pushes");
+    write_renamed(&b.join("tasks/t1.json"), &json!({"title": "soy milk", "prio": 1}));
+    let r = run(&b, &["sync"]);
+    insta::assert_snapshot!("sync_conflict", shown(&r));
+    let listing = run(&b, &["conflicts"]);
+    insta::assert_snapshot!("conflicts", shown(&listing));
+    insta::assert_snapshot!("status", shown(&run(&b, &["status"])));
+    insta::assert_snapshot!("get", shown(&run(&b, &["get", "tasks", "t1"])));
+}
+
+#[test]
+fn errors_a_person_meets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = settings(tmp.path()).bind_to_scope();
+    let remote = tmp.path().join("remote");
+    let a = tmp.path().join("a");
+    insta::assert_snapshot!(
+        "not_a_workspace",
+        shown(&run(&tmp.path().join("nowhere"), &["sync"]))
+    );
+    init(&a, &remote, "laptop").expect_ok("init");
+    insta::assert_snapshot!(
+        "no_such_collection",
+        shown(&run(&a, &["get", "notes", "n1"]))
+    );
+    insta::assert_snapshot!(
+        "no_such_entity",
+        shown(&run(&a, &["get", "tasks", "t9"]))
+    );
+    insta::assert_snapshot!(
+        "remote_typo",
+        shown(&run(
+            &tmp.path().join("c"),
+            &[
+                "init",
+                "--remote",
+                "https//example.org/dav",
+                "--collection",
+                "tasks=dir:tasks"
+            ]
+        ))
+    );
+    for i in 0..5 {
+        write_renamed(&a.join(format!("tasks/t{i}.json")), &json!({"i": i}));
+    }
+    run(&a, &["sync"]).expect_ok("sync");
+    for i in 0..5 {
+        std::fs::remove_file(a.join(format!("tasks/t{i}.json"))).unwrap();
+    }
+    insta::assert_snapshot!("mass_delete", shown(&run(&a, &["sync"])));
+    std::fs::write(a.join("tasks/bad.json"), "{\"title\": ").unwrap();
+    write_renamed(&a.join("tasks/t0.json"), &json!({"i": 0}));
+    insta::assert_snapshot!("held_file", shown(&run(&a, &["sync"])));
+    let toml = a.join("deltasync.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, text.replace("[sync]", "[sync\n")).unwrap();
+    insta::assert_snapshot!("broken_toml", shown(&run(&a, &["status"])));
+}
