@@ -33,7 +33,10 @@ fn settings(tmp: &Path) -> insta::Settings {
     s.add_filter(r"\b\d+(\.\d+)? ?(ms|s|µs) ago\b", "[AGO]");
     s.add_filter(r"took \d+(\.\d+)? ?(ms|s|µs)\b", "took [DURATION]");
     s.add_filter(r"in \d+(\.\d+)? ?(ms|s|µs)\b", "in [DURATION]");
-    s.add_filter(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2})?( UTC)?", "[TIME]");
+    s.add_filter(
+        r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2})?( UTC)?",
+        "[TIME]",
+    );
     s.add_filter(r"deltas/g\d+/[^ )\n]+\.json", "deltas/[DELTA].json");
     s
 }
@@ -73,16 +76,25 @@ fn everyday_commands() {
     let remote = tmp.path().join("remote");
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     insta::assert_snapshot!("init", shown(&init(&a, &remote, "laptop")));
-    write_renamed(&a.join("tasks/t1.json"), &json!({"title": "milk", "prio": 1}));
+    write_renamed(
+        &a.join("tasks/t1.json"),
+        &json!({"title": "milk", "prio": 1}),
+    );
     write_renamed(&a.join("tasks/t2.json"), &json!({"title": "eggs"}));
     insta::assert_snapshot!("sync_push", shown(&run(&a, &["sync"])));
     insta::assert_snapshot!("sync_nothing", shown(&run(&a, &["sync"])));
     init(&b, &remote, "phone").expect_ok("init b");
     insta::assert_snapshot!("sync_pull", shown(&run(&b, &["sync"])));
     // The same field changed on both: a conflict, kept as a receipt.
-    write_renamed(&a.join("tasks/t1.json"), &json!({"title": "oat milk", "prio": 1}));
+    write_renamed(
+        &a.join("tasks/t1.json"),
+        &json!({"title": "oat milk", "prio": 1}),
+    );
     run(&a, &["sync"]).expect_ok("a pushes");
-    write_renamed(&b.join("tasks/t1.json"), &json!({"title": "soy milk", "prio": 1}));
+    write_renamed(
+        &b.join("tasks/t1.json"),
+        &json!({"title": "soy milk", "prio": 1}),
+    );
     let r = run(&b, &["sync"]);
     insta::assert_snapshot!("sync_conflict", shown(&r));
     let listing = run(&b, &["conflicts"]);
@@ -106,10 +118,7 @@ fn errors_a_person_meets() {
         "no_such_collection",
         shown(&run(&a, &["get", "notes", "n1"]))
     );
-    insta::assert_snapshot!(
-        "no_such_entity",
-        shown(&run(&a, &["get", "tasks", "t9"]))
-    );
+    insta::assert_snapshot!("no_such_entity", shown(&run(&a, &["get", "tasks", "t9"])));
     insta::assert_snapshot!(
         "remote_typo",
         shown(&run(

@@ -102,7 +102,7 @@ pub struct Auth {
     /// Environment variable holding the password (default `DELTASYNC_PASSWORD`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_env: Option<String>,
-    /// Command printing the password (run with `sh -c`).
+    /// Command printing the password (run with `sh -c`; `cmd /C` on Windows).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_command: Option<String>,
     /// The password is in the system keyring (service `deltasync`, user name

@@ -47,7 +47,7 @@ impl Secret {
         }
     }
 
-    /// Runs `command` with `sh -c` (a `password_command` such as `pass show nextcloud` or
+    /// Runs `command` with `sh -c` (`cmd /C` on Windows; a `password_command` such as `pass show nextcloud` or
     /// `secret-tool lookup service nextcloud`) and takes what it prints, less one trailing
     /// newline; stopped after [`DEFAULT_COMMAND_TIMEOUT`]. See [`Secret::from_command_within`].
     pub fn from_command(command: &str) -> Result<Secret, SecretError> {
@@ -59,19 +59,15 @@ impl Secret {
     /// to stderr is dropped, since it may repeat the password or the command line; neither its
     /// output nor the command line is ever in an error, which names only its first word.
     pub fn from_command_within(command: &str, timeout: Duration) -> Result<Secret, SecretError> {
-        use std::os::unix::process::CommandExt as _;
         let program = command
             .split_whitespace()
             .next()
             .unwrap_or_default()
             .to_string();
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(command)
+        let mut child = shell(command)
             .stdin(Stdio::inherit())
             .stderr(Stdio::null())
             .stdout(Stdio::piped())
-            .process_group(0)
             .spawn()
             .map_err(|source| SecretError::CommandSpawn {
                 program: program.clone(),
@@ -91,10 +87,7 @@ impl Secret {
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 _ => {
-                    // The group: `sh -c "sleep 1000"` forks, and the sleep holds stdout.
-                    let _ = Command::new("kill")
-                        .args(["-KILL", "--", &format!("-{}", child.id())])
-                        .status();
+                    kill_tree(child.id());
                     let _ = child.kill();
                     let _ = child.wait();
                     return Err(SecretError::CommandTimeout {
@@ -261,6 +254,44 @@ pub enum SecretError {
         /// How long deltasync waited.
         secs: f64,
     },
+}
+
+/// The command line run by the system's shell: `sh -c` in a process group of its own (so that
+/// [`kill_tree`] reaches what it forks) on Unix, `cmd /C` on Windows.
+#[cfg(unix)]
+fn shell(command: &str) -> Command {
+    use std::os::unix::process::CommandExt as _;
+    let mut c = Command::new("sh");
+    c.arg("-c").arg(command).process_group(0);
+    c
+}
+
+/// See the Unix version.
+#[cfg(windows)]
+fn shell(command: &str) -> Command {
+    let mut c = Command::new("cmd");
+    c.arg("/C").arg(command);
+    c
+}
+
+/// Stops the shell and everything it started: `sh -c "sleep 1000"` forks, and the sleep
+/// holds stdout.
+#[cfg(unix)]
+fn kill_tree(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pid}")])
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// See the Unix version.
+#[cfg(windows)]
+fn kill_tree(pid: u32) {
+    let _ = Command::new("taskkill")
+        .args(["/T", "/F", "/PID", &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 #[cfg(test)]
