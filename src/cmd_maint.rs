@@ -390,31 +390,13 @@ pub fn delete(dir: &Path, collection: &str, id: &str, force: bool, json: bool) -
     Ok(exit::OK)
 }
 
+/// `YYYY-MM-DD HH:MM:SS UTC` (humantime's RFC 3339 text, spelled for people).
 fn time_text(ms: u64) -> String {
-    // UTC, seconds precision, without a date library.
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_seconds(t)
+        .to_string()
+        .replace('T', " ")
+        .replace('Z', " UTC")
 }
 
 /// Formats a time for people (UTC).
@@ -648,5 +630,18 @@ pub fn auto_compact(engine: &mut deltasync_engine::Engine, json: bool) {
         Err(e) => {
             tracing::warn!(error = %e, "automatic compaction failed; the next sync tries again")
         }
+    }
+}
+
+#[cfg(test)]
+mod time_tests {
+    #[test]
+    fn times_are_utc_to_the_second() {
+        assert_eq!(super::time_text(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(
+            super::time_text(1_796_154_350_146),
+            "2026-12-01 19:45:50 UTC"
+        );
+        assert_eq!(super::time_text(951_782_400_000), "2000-02-29 00:00:00 UTC");
     }
 }
