@@ -547,16 +547,26 @@ impl Config {
         Ok(())
     }
 
-    /// Writes `deltasync.toml` into a workspace.
+    /// Writes `deltasync.toml` into a workspace, atomically; an existing file keeps its
+    /// comments and layout (toml_edit), with only the values that changed rewritten.
     pub fn save(&self, workspace: &Path) -> Result<(), ConfigError> {
         let path = workspace.join(CONFIG_FILE);
-        let mut text = String::from(
-            "# deltasync workspace configuration: see `deltasync --help` and the README.\n\
-             # Passwords are never stored here: use auth.keyring (deltasync login), auth.password_env\n\
-             # or auth.password_command.\n",
-        );
-        text.push_str(&toml::to_string(self).map_err(|e| ConfigError::Invalid(format!("{e}")))?);
-        std::fs::write(&path, text).map_err(|source| ConfigError::Io { path, source })
+        let fresh = toml::to_string(self).map_err(|e| ConfigError::Invalid(format!("{e}")))?;
+        let text = match std::fs::read_to_string(&path) {
+            // The person's file: the new values go in, their comments and layout stay.
+            Ok(old) => match (
+                old.parse::<toml_edit::DocumentMut>(),
+                fresh.parse::<toml_edit::DocumentMut>(),
+            ) {
+                (Ok(mut doc), Ok(new)) => {
+                    merge_table(doc.as_table_mut(), new.as_table());
+                    doc.to_string()
+                }
+                _ => format!("{HEADER}{fresh}"),
+            },
+            Err(_) => format!("{HEADER}{fresh}"),
+        };
+        write_atomically(&path, text.as_bytes()).map_err(|source| ConfigError::Io { path, source })
     }
 
     /// The names of the collections, for error messages.
@@ -569,9 +579,80 @@ impl Config {
     }
 }
 
+/// What a new deltasync.toml starts with.
+const HEADER: &str = "# deltasync workspace configuration: see `deltasync --help` and the README.\n\
+     # Passwords are never stored here: use auth.keyring (deltasync login), auth.password_env\n\
+     # or auth.password_command.\n";
+
+/// Makes `old` hold what `new` holds, keeping the comments and formatting of what stays:
+/// values are replaced in place (with their comments), tables merged, keys `new` lacks removed.
+fn merge_table(old: &mut toml_edit::Table, new: &toml_edit::Table) {
+    let gone: Vec<String> = old
+        .iter()
+        .map(|(k, _)| k.to_string())
+        .filter(|k| !new.contains_key(k))
+        .collect();
+    for k in gone {
+        old.remove(&k);
+    }
+    for (k, item) in new.iter() {
+        match (old.get_mut(k), item) {
+            (Some(toml_edit::Item::Table(o)), toml_edit::Item::Table(n)) => merge_table(o, n),
+            (Some(toml_edit::Item::Value(o)), toml_edit::Item::Value(n)) => {
+                if o.to_string().trim() != n.to_string().trim() {
+                    let decor = o.decor().clone();
+                    *o = n.clone();
+                    *o.decor_mut() = decor;
+                }
+            }
+            (Some(slot), _) => *slot = item.clone(),
+            (None, _) => {
+                old.insert(k, item.clone());
+            }
+        }
+    }
+}
+
+/// Writes `path` whole or not at all: a temp file beside it, flushed, renamed over it.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let tmp = path.with_extension("toml.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 11: saving rewrote deltasync.toml from scratch, non-atomically, dropping the
+    /// person's comments.
+    #[test]
+    fn save_keeps_comments_and_changes_only_what_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "# my sync setup\nremote = \"/tmp/r\" # the NAS\ndevice = \"laptop\"\n\n\
+                    # my tasks\n[collections.tasks]\nkind = \"dir\"\npath = \"tasks\" # app folder\n";
+        std::fs::write(dir.path().join(CONFIG_FILE), text).unwrap();
+        let mut c = Config::load(dir.path()).unwrap();
+        c.device = "work laptop".into();
+        c.save(dir.path()).unwrap();
+        let saved = std::fs::read_to_string(dir.path().join(CONFIG_FILE)).unwrap();
+        for kept in ["# my sync setup", "# the NAS", "# my tasks", "# app folder"] {
+            assert!(saved.contains(kept), "{kept:?} lost:\n{saved}");
+        }
+        assert!(saved.contains("device = \"work laptop\""), "{saved}");
+        assert_eq!(Config::load(dir.path()).unwrap(), c);
+        assert!(!dir.path().join("deltasync.toml.tmp").exists());
+        // A fresh file gets the header.
+        let fresh = tempfile::tempdir().unwrap();
+        c.save(fresh.path()).unwrap();
+        let t = std::fs::read_to_string(fresh.path().join(CONFIG_FILE)).unwrap();
+        assert!(t.starts_with("# deltasync workspace configuration"), "{t}");
+        assert_eq!(Config::load(fresh.path()).unwrap(), c);
+    }
 
     #[test]
     fn specs() {
