@@ -443,3 +443,32 @@ fn regression_a_racing_overwrite_is_not_a_rolled_back_remote() {
     };
     run(steps, faults, 0, true).unwrap();
 }
+
+/// Another the free races found: a reader applied a commit that a racing writer then
+/// overwrote, and the quiescence syncs ran with the faults off. The remote must still count as
+/// the non-atomic server it is (a probed class does not change when no race is on), or the
+/// history check takes the rewritten history for a remote put back from an older copy.
+#[test]
+fn regression_a_non_atomic_remote_stays_non_atomic_between_races() {
+    use Step::*;
+    let steps = vec![
+        Freeze { dev: 1 },
+        EditShared { dev: 2, entity: 1 },
+        EditOwn { dev: 1, entity: 0 },
+        EditOwn { dev: 0, entity: 1 },
+        Sync { dev: 2 },
+        Freeze { dev: 0 },
+        Sync { dev: 1 },
+        EditShared { dev: 2, entity: 0 },
+        Race {
+            racer: 2,
+            victim: 1,
+            reader: true,
+        },
+    ];
+    let faults = Faults {
+        stale_if_match_succeeds: 1.0,
+        ..Faults::default()
+    };
+    run(steps, faults, 0, true).unwrap();
+}
