@@ -346,6 +346,61 @@ pub fn scan(workspace: &Path, kind: &CollectionKind) -> Result<Scan, CollectionE
     }
 }
 
+/// What one file of a `dir` collection holds, read by the rules of [`scan`]
+/// ([`read_dir_entity`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum EntityFile {
+    /// The entity's file, with the entity object in it.
+    Entity {
+        /// The entity id (decoded from the file name).
+        id: String,
+        /// The entity object.
+        value: Value,
+        /// What the file looked like when it was read.
+        stamp: FileStamp,
+    },
+    /// The entity's file exists but cannot be used now (unreadable, half-written, not a JSON
+    /// object, a link to nothing, nested too deep): held, never taken as a deletion.
+    Held {
+        /// The entity id.
+        id: String,
+        /// Why, as a scan reports it.
+        problem: ScanProblem,
+    },
+    /// No file at the path: the entity is deleted here (or never existed).
+    Absent {
+        /// The entity id.
+        id: String,
+    },
+    /// Not an entity's file: an editor's or a temporary file, a name that is not
+    /// `<stem>.json`, or a stem that is not an encoded id (a scan reports that one).
+    NotAnEntity,
+}
+
+/// Whether a `dir` collection takes a file named `name` for an entity's file: `<stem>.json`,
+/// and not an editor's or a temporary file (`.*`, `*~`, `*.tmp`, `*.swp`, `#*#`, ours). The
+/// stem may still fail to decode ([`crate::ids::decode_stem`]).
+pub fn is_entity_file_name(name: &str) -> bool {
+    !dir::is_ignored(name) && name.len() > ".json".len() && name.ends_with(".json")
+}
+
+/// Reads one file of a `dir` collection by the rules of [`scan`], for a caller that looks at
+/// single files (a file watcher). Two entities that symbolic links make one file are held by a
+/// scan of the whole folder, not here.
+pub fn read_dir_entity(path: &Path) -> EntityFile {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return EntityFile::NotAnEntity;
+    };
+    if !is_entity_file_name(name) {
+        return EntityFile::NotAnEntity;
+    }
+    let stem = &name[..name.len() - ".json".len()];
+    match ids::decode_stem(stem) {
+        Ok(id) => dir::read_entity(path, id),
+        Err(_) => EntityFile::NotAnEntity,
+    }
+}
+
 /// Writes `writes` to a collection, checking first that what is there is still what the scan
 /// that produced `expected` read (see the module documentation).
 ///

@@ -47,8 +47,10 @@ pub mod records;
 pub mod repair;
 pub mod state;
 mod sync;
+pub mod touched;
 
 pub use sync::{
     CollectionReport, CollectionStatus, Engine, EngineError, STALE_ETAG_BOUND, STATE_DIR, Status,
     SyncOptions, SyncReport,
 };
+pub use touched::{LocalChanges, Touched};

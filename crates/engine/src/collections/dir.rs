@@ -14,6 +14,68 @@ pub(super) fn is_ignored(name: &str) -> bool {
         || name.contains(".deltasync-tmp-")
 }
 
+/// Reads the file of entity `id` at `path` as a scan does: the entity, or why it is held
+/// (unreadable, a link to nothing, not a JSON object, a key twice in one object, nested too
+/// deep), or absent.
+pub(super) fn read_entity(path: &Path, id: String) -> EntityFile {
+    let (stamp, bytes) = match read_file(path) {
+        Ok(Some(read)) => read,
+        // A link to nothing (its target removed, or on a disk not mounted now): unreadable,
+        // not deleted.
+        Ok(None) if let Some(target) = dangling_link(path) => {
+            let problem = problem(
+                path,
+                format!(
+                    "a symbolic link to {}, which does not exist; entity held",
+                    target.display()
+                ),
+                Some(vec![id.clone()]),
+            );
+            return EntityFile::Held { id, problem };
+        }
+        Ok(None) => return EntityFile::Absent { id },
+        Err(e) => {
+            let problem = problem(
+                path,
+                format!("cannot read: {e}; entity held"),
+                Some(vec![id.clone()]),
+            );
+            return EntityFile::Held { id, problem };
+        }
+    };
+    let body = split_bom(&bytes).1;
+    let problem = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(_)) if let Some((key, at)) = spans::duplicate_key(body) => {
+            let (line, column) = line_col(body, at);
+            ScanProblem {
+                line: Some(line),
+                column: Some(column),
+                ..problem(path, twice(&key), Some(vec![id.clone()]))
+            }
+        }
+        Ok(Value::Object(map)) => match limits::too_deep_to_sync(&map) {
+            Some(message) => problem(path, message, Some(vec![id.clone()])),
+            None => {
+                return EntityFile::Entity {
+                    id,
+                    value: Value::Object(map),
+                    stamp,
+                };
+            }
+        },
+        Ok(other) => problem(
+            path,
+            format!(
+                "holds a JSON {}, not an object; entity held",
+                type_name(&other)
+            ),
+            Some(vec![id.clone()]),
+        ),
+        Err(e) => json_problem(path, &e, Some(vec![id.clone()])),
+    };
+    EntityFile::Held { id, problem }
+}
+
 pub(super) fn scan(dir: &Path) -> Result<Scan, CollectionError> {
     let mut out = Scan {
         entities: BTreeMap::new(),
@@ -69,77 +131,21 @@ pub(super) fn scan(dir: &Path) -> Result<Scan, CollectionError> {
                 continue;
             }
         };
-        let (stamp, bytes) = match read_file(&path) {
-            Ok(Some(read)) => read,
-            // A link to nothing (its target removed, or on a disk not mounted now): unreadable,
-            // not deleted.
-            Ok(None) if let Some(target) = dangling_link(&path) => {
-                out.problems.push(problem(
-                    &path,
-                    format!(
-                        "a symbolic link to {}, which does not exist; entity held",
-                        target.display()
-                    ),
-                    Some(vec![id.clone()]),
-                ));
-                out.held.insert(id);
-                continue;
-            }
-            // Removed between the listing and the read: the app deleted it.
-            Ok(None) => continue,
-            Err(e) => {
-                out.problems.push(problem(
-                    &path,
-                    format!("cannot read: {e}; entity held"),
-                    Some(vec![id.clone()]),
-                ));
-                out.held.insert(id);
-                continue;
-            }
-        };
-        let body = split_bom(&bytes).1;
-        match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Object(map)) => {
-                if let Some((key, at)) = spans::duplicate_key(body) {
-                    let (line, column) = line_col(body, at);
-                    out.problems.push(ScanProblem {
-                        line: Some(line),
-                        column: Some(column),
-                        ..problem(&path, twice(&key), Some(vec![id.clone()]))
-                    });
-                    out.held.insert(id);
-                    continue;
-                }
-                if let Some(message) = limits::too_deep_to_sync(&map) {
-                    out.problems
-                        .push(problem(&path, message, Some(vec![id.clone()])));
-                    out.held.insert(id);
-                    continue;
-                }
-                if entry.file_type().is_ok_and(|t| t.is_symlink())
-                    && let Ok(target) = fs::canonicalize(&path)
-                {
+        let is_link = entry.file_type().is_ok_and(|t| t.is_symlink());
+        match read_entity(&path, id) {
+            EntityFile::Entity { id, value, stamp } => {
+                if is_link && let Ok(target) = fs::canonicalize(&path) {
                     linked.entry(target).or_default().push(id.clone());
                 }
-                out.entities.insert(id.clone(), Value::Object(map));
+                out.entities.insert(id.clone(), value);
                 files.insert(id, stamp);
             }
-            Ok(other) => {
-                out.problems.push(problem(
-                    &path,
-                    format!(
-                        "holds a JSON {}, not an object; entity held",
-                        type_name(&other)
-                    ),
-                    Some(vec![id.clone()]),
-                ));
+            EntityFile::Held { id, problem } => {
+                out.problems.push(problem);
                 out.held.insert(id);
             }
-            Err(e) => {
-                out.problems
-                    .push(json_problem(&path, &e, Some(vec![id.clone()])));
-                out.held.insert(id);
-            }
+            // Removed between the listing and the read: the app deleted it.
+            EntityFile::Absent { .. } | EntityFile::NotAnEntity => {}
         }
     }
     hold_aliases(dir, linked, &mut out, &mut files);
