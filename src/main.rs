@@ -197,6 +197,10 @@ enum Command {
         /// events a file watcher misses, e.g. on network file systems).
         #[arg(long, default_value = "5m", value_parser = watch::parse_duration)]
         rescan: std::time::Duration,
+        /// How long a sync in progress may go on after SIGTERM or SIGINT before the watcher
+        /// exits anyway (exit 1; the next start finishes or undoes a commit in flight).
+        #[arg(long, default_value = "30s", value_parser = watch::parse_duration)]
+        stop_grace: std::time::Duration,
     },
     /// Show one entity: every field, its remote version and whether the local copy differs.
     Get {
@@ -517,12 +521,14 @@ fn run(cli: Cli) -> Result<u8> {
             poll,
             debounce,
             rescan,
+            stop_grace,
         } => watch::run(
             &dir,
             watch::Options {
                 poll,
                 debounce,
                 rescan,
+                stop_grace,
             },
         ),
         Command::Get {

@@ -537,3 +537,84 @@ fn a_collection_inside_a_document_keeps_the_other_devices_own_edits() {
     assert_eq!(a_now["settings"]["theme"], json!("light"), "{a_now}");
     assert!(a_now.get("bOnly").is_none(), "{a_now}");
 }
+
+/// A sync stuck on a server that accepts connections and never answers runs in the watcher's
+/// own process (no child), and does not hold SIGTERM for the request deadline (60 s) and its
+/// retries: after `--stop-grace` the watcher exits anyway, with exit 1 and a log line that says
+/// why. Needs no test server.
+#[test]
+fn a_stuck_sync_does_not_hold_sigterm_and_runs_in_process() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // Accepts every connection and keeps it open without a word.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ws");
+    std::fs::create_dir_all(dir.join("tasks")).unwrap();
+    std::fs::write(
+        dir.join("deltasync.toml"),
+        format!(
+            "remote = \"http://127.0.0.1:{port}/ws/\"\ndevice = \"stuck\"\n\n[auth]\nuser = \"u\"\n\n\
+             [collections.tasks]\nkind = \"dir\"\npath = \"tasks\"\n"
+        ),
+    )
+    .unwrap();
+    let mut dev = Dev {
+        name: "stuck",
+        dir: dir.clone(),
+        password: "p".into(),
+        watcher: None,
+        log: tmp.path().join("stuck.log"),
+    };
+    let log = std::fs::File::create(&dev.log).unwrap();
+    let child = dev
+        .command(&["watch", "--poll", "500ms", "--stop-grace", "2s"])
+        .env("DELTASYNC_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    dev.watcher = Some(child);
+    dev.wait("the watcher to start", Duration::from_secs(20), |d| {
+        let rec = std::fs::read(d.path(".deltasync/watch.json")).ok();
+        rec.and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .is_some_and(|v| v["pid"] == json!(pid))
+    });
+    // The first sync has sent its first request by now, and waits for the answer.
+    std::thread::sleep(Duration::from_millis(1500));
+    let children: String = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .map(|t| std::fs::read_to_string(t.path().join("children")).unwrap_or_default())
+        .collect();
+    assert_eq!(
+        children.trim(),
+        "",
+        "the watcher runs a child process\n{}",
+        dev.log_text()
+    );
+    let t = Instant::now();
+    dev.term();
+    let status = dev.wait_exit();
+    let took = t.elapsed();
+    assert!(
+        took < Duration::from_secs(15),
+        "SIGTERM took {took:?} to stop a stuck sync\n{}",
+        dev.log_text()
+    );
+    assert_eq!(status.code(), Some(EXIT_ERROR), "{}", dev.log_text());
+    assert!(
+        dev.log_text()
+            .contains("did not finish within the stop grace"),
+        "{}",
+        dev.log_text()
+    );
+}

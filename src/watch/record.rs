@@ -1,11 +1,15 @@
 //! One watcher per workspace: the lock `.deltasync/watch.lock` (held for the process's
-//! lifetime) and the record `.deltasync/watch.json` that `deltasync status` reads.
+//! lifetime), the record `.deltasync/watch.json` that `deltasync status` reads, the
+//! [`Recorder`] that keeps it and logs what the watcher did, and `status`'s view of it.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use deltasync_engine::{EngineError, STATE_DIR, SyncReport};
+use deltasync_store::now_ms;
 use serde::{Deserialize, Serialize};
 
 /// The lock file, inside the workspace's state folder.
@@ -115,6 +119,203 @@ pub fn ago_s(ms: u64) -> u64 {
     deltasync_store::now_ms().saturating_sub(ms) / 1000
 }
 
+/// How often an idle watcher records that the remote still answers.
+const CONTACT_SAVE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Keeps the record of a running watcher and logs what it did: syncs, errors, files held back
+/// (each problem once).
+pub struct Recorder {
+    state_dir: PathBuf,
+    record: Record,
+    /// When the record was last written.
+    saved_at: Option<Instant>,
+}
+
+impl Recorder {
+    /// The record of this process, started now, written at once.
+    pub fn start(state_dir: &Path, poll: Duration) -> Recorder {
+        let mut r = Recorder {
+            state_dir: state_dir.to_path_buf(),
+            record: Record {
+                pid: std::process::id(),
+                started_ms: now_ms(),
+                poll_interval_ms: poll.as_millis() as u64,
+                ..Record::default()
+            },
+            saved_at: None,
+        };
+        r.save();
+        r
+    }
+
+    /// A sync succeeded: logs what it did (when it changed something), its conflicts and the
+    /// files it held back.
+    pub fn synced(&mut self, r: &SyncReport, took: Duration) {
+        let now = now_ms();
+        let (mut up, mut down, mut merged) = (0, 0, 0);
+        for c in r.collections.values() {
+            up += c.up.new + c.up.updated + c.up.deleted;
+            down += c.down.new + c.down.updated + c.down.deleted;
+            merged += c.merged;
+        }
+        if let Some(seq) = r.committed {
+            self.record.last_push_ms = Some(now);
+            self.record.last_push_seq = Some(seq);
+        }
+        let pulled = down + merged > 0;
+        if pulled {
+            self.record.last_pull_ms = Some(now);
+        }
+        let changed = r.committed.is_some() || pulled;
+        if changed {
+            tracing::info!(
+                up,
+                down,
+                merged,
+                commit = r.committed,
+                head = r.head,
+                ms = took.as_millis() as u64,
+                "synced"
+            );
+        }
+        for c in &r.conflicts {
+            tracing::warn!(
+                conflict = %format!("{}/{} field '{}' (receipt {})", c.collection, c.entity_id, c.field.join("."), c.id),
+                "both devices changed this field; the other value is kept in the receipt (deltasync conflicts)"
+            );
+        }
+        self.problems(r.problems.clone());
+        self.contact_ok();
+        if changed {
+            self.save();
+        }
+    }
+
+    /// The remote answered.
+    pub fn contact_ok(&mut self) {
+        let had_error = self.record.last_error.take().is_some();
+        let first = self.record.last_contact_ms.is_none();
+        self.record.last_error_ms = None;
+        self.record.last_contact_ms = Some(now_ms());
+        if had_error {
+            tracing::info!("the remote answers again");
+        }
+        // An idle poll changes only the time of the last contact: saved now and then.
+        if had_error
+            || first
+            || self
+                .saved_at
+                .is_none_or(|t| t.elapsed() >= CONTACT_SAVE_INTERVAL)
+        {
+            self.save();
+        }
+    }
+
+    /// A poll or a sync (`what`) failed; it is tried again after `retry_in`.
+    pub fn failed(&mut self, what: &str, e: &EngineError, retry_in: Duration) {
+        let text = chain_text(what, e);
+        let retry_in_ms = retry_in.as_millis() as u64;
+        if e.is_temporary() {
+            tracing::warn!(error = %text, retry_in_ms, "temporary failure");
+        } else {
+            tracing::error!(error = %text, retry_in_ms, "failed");
+        }
+        self.record.last_error = Some(text);
+        self.record.last_error_ms = Some(now_ms());
+        self.save();
+    }
+
+    /// The files held back now (each new one is logged once).
+    pub fn problems(&mut self, mut problems: Vec<String>) {
+        problems.sort();
+        problems.dedup();
+        for p in &problems {
+            if !self.record.problems.contains(p) {
+                tracing::warn!(problem = %p, "file held back: nothing is pushed for it until it is valid again");
+            }
+        }
+        if problems != self.record.problems {
+            self.record.problems = problems;
+            self.save();
+        }
+    }
+
+    /// The watcher stops.
+    pub fn stopped(&mut self) {
+        self.record.stopped_ms = Some(now_ms());
+        self.save();
+    }
+
+    fn save(&mut self) {
+        self.saved_at = Some(Instant::now());
+        if let Err(e) = write(&self.state_dir, &self.record) {
+            tracing::warn!(error = %format!("{e:#}"), "cannot write the watcher's record");
+        }
+    }
+}
+
+/// `what: error: cause: …`, each cause once (library errors often repeat their source in
+/// their own message), as the binary prints errors.
+fn chain_text(what: &str, e: &dyn std::error::Error) -> String {
+    let mut out = what.to_owned();
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
+/// The watcher's state for `status --json`.
+pub fn status_json(dir: &Path) -> serde_json::Value {
+    let state_dir = dir.join(STATE_DIR);
+    let running = is_running(&state_dir);
+    let rec = read(&state_dir);
+    serde_json::json!({ "running": running, "record": rec })
+}
+
+/// Prints the watcher's state for `status`.
+pub fn print_status(dir: &Path) {
+    let state_dir = dir.join(STATE_DIR);
+    let running = is_running(&state_dir);
+    let rec = read(&state_dir);
+    let ago = |ms: Option<u64>| match ms {
+        Some(ms) => format!("{} s ago", ago_s(ms)),
+        None => "never".to_string(),
+    };
+    match (&rec, running) {
+        (Some(r), true) => println!(
+            "watcher:  running (pid {}, for {} s, polling every {} ms)",
+            r.pid,
+            ago_s(r.started_ms),
+            r.poll_interval_ms
+        ),
+        (None, true) => println!("watcher:  running"),
+        (_, false) => println!("watcher:  not running"),
+    }
+    if let Some(r) = rec {
+        println!(
+            "  last push {}{}, last pull {}, last contact with the remote {}",
+            ago(r.last_push_ms),
+            r.last_push_seq
+                .map(|s| format!(" (seq {s})"))
+                .unwrap_or_default(),
+            ago(r.last_pull_ms),
+            ago(r.last_contact_ms)
+        );
+        if let Some(e) = &r.last_error {
+            println!("  last error ({}): {e}", ago(r.last_error_ms));
+        }
+        for p in &r.problems {
+            println!("  held back: {p}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,5 +345,52 @@ mod tests {
         assert!(!is_running(&state));
         let _again = acquire(&state).unwrap();
         assert_eq!(read(&state).unwrap().pid, std::process::id());
+    }
+
+    #[test]
+    fn the_record_follows_typed_reports_and_errors() {
+        use deltasync_engine::CollectionReport;
+        use deltasync_remote::RemoteError;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join(".deltasync");
+        std::fs::create_dir_all(&state).unwrap();
+        let mut r = Recorder::start(&state, Duration::from_secs(5));
+        assert_eq!(read(&state).unwrap().poll_interval_ms, 5000);
+
+        // Nothing happened: no push, no pull.
+        r.synced(&SyncReport::default(), Duration::ZERO);
+        let rec = read(&state).unwrap();
+        assert!(rec.last_contact_ms.is_some());
+        assert_eq!((rec.last_push_seq, rec.last_pull_ms), (None, None));
+
+        let mut report = SyncReport {
+            committed: Some(7),
+            head: 7,
+            problems: vec!["tasks/t9.json: invalid JSON".into()],
+            ..SyncReport::default()
+        };
+        let mut c = CollectionReport::default();
+        c.down.updated = 2;
+        report.collections.insert("tasks".into(), c);
+        r.synced(&report, Duration::from_millis(3));
+        let rec = read(&state).unwrap();
+        assert_eq!(rec.last_push_seq, Some(7));
+        assert!(rec.last_pull_ms.is_some());
+        assert_eq!(rec.problems, ["tasks/t9.json: invalid JSON"]);
+
+        let e = EngineError::Remote(RemoteError::Transient {
+            what: "GET meta.json".into(),
+            detail: "connection reset".into(),
+        });
+        r.failed("polling", &e, Duration::from_secs(1));
+        let rec = read(&state).unwrap();
+        assert_eq!(
+            rec.last_error.as_deref(),
+            Some("polling: GET meta.json: temporary failure: connection reset")
+        );
+        r.contact_ok();
+        assert_eq!(read(&state).unwrap().last_error, None);
+        r.stopped();
+        assert!(read(&state).unwrap().stopped_ms.is_some());
     }
 }
