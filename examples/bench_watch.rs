@@ -259,7 +259,7 @@ fn main() {
         "| same: RSS (max during the idle period / at its end) | {rss_max:.1} MB / {rss_end:.1} MB | ≤ 50 MB |"
     );
     println!(
-        "| same: peak RSS of the watcher process (VmHWM; its syncs run in a child) | {hwm:.1} MB | |"
+        "| same: peak RSS of the watcher process (VmHWM; its syncs run in it) | {hwm:.1} MB | |"
     );
     println!(
         "| watcher start-up over {entities} entities (first sync: a scan of every file) | {:.1} s | |",
@@ -270,7 +270,7 @@ fn main() {
         first_sync.as_secs_f64()
     );
     println!(
-        "\nLatency = the watcher's debounce (500 ms, plus the quiet period that gathers a burst) + A's sync + up to one poll period on B (1 s) + B's sync. Idle = one conditional GET of meta.json per second (304), the debouncer's 50 ms tick, no file reads. Each sync runs as a child `deltasync sync`, whose memory (the scan of every file) is given back when it exits and is not in these RSS figures."
+        "\nLatency = the watcher's debounce (500 ms, plus the quiet period that gathers a burst) + A's sync + up to one poll period on B (1 s) + B's sync. Idle = one conditional GET of meta.json per second (304), the debouncer's 50 ms tick, no file reads. Each sync runs in the watcher's own process (the scan of every file is in these RSS figures; mimalloc gives it back after the sync)."
     );
     println!("\nCommand: `scripts/bench-watch {edits} {entities} {idle_secs}`.");
 }

@@ -17,6 +17,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use deltasync_engine::config::{CollectionConfig, Config};
 use deltasync_engine::{Engine, EngineError, SyncOptions};
 
+/// mimalloc gives freed memory back to the system soon after a sync (glibc's malloc kept a
+/// watcher as large as its largest sync); figures in `docs/architecture.md`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit codes (documented in the README).
 pub mod exit {
     /// Success.
