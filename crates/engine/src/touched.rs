@@ -310,6 +310,12 @@ mod tests {
         assert!(!c.dirty, "{c:?}");
         assert_eq!(c.problems.len(), 1, "{c:?}");
 
+        // A key twice in one object: held too, as a scan holds it.
+        std::fs::write(root.join("tasks/t1.json"), r#"{"a": 1, "a": 2}"#).unwrap();
+        let c = e.local_changes(&[file("t1.json")].into());
+        assert!(!c.dirty, "{c:?}");
+        assert_eq!(c.problems.len(), 1, "{c:?}");
+
         // A real edit and a deletion are changes.
         std::fs::write(root.join("tasks/t1.json"), r#"{"a": 3}"#).unwrap();
         assert!(e.local_changes(&[file("t1.json")].into()).dirty);
