@@ -245,7 +245,9 @@ impl Daemon {
             // 2. Wait for the next event or deadline.
             let mut deadline = self.rescan.deadline();
             if !self.syncer.wanted() {
-                deadline = deadline.min(self.poller.deadline());
+                // Not before a backoff ends: a poll due meanwhile waits for it, asleep.
+                let poll = self.poller.deadline();
+                deadline = deadline.min(self.syncer.backoff_until().map_or(poll, |t| poll.max(t)));
             }
             if let Some(t) = self.files.deadline() {
                 deadline = deadline.min(t);

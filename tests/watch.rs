@@ -618,3 +618,50 @@ fn a_stuck_sync_does_not_hold_sigterm_and_runs_in_process() {
         dev.log_text()
     );
 }
+
+/// While polls fail, the watcher waits out its backoff asleep: it neither spins until the
+/// backoff ends (the poll's own deadline passed long before) nor stops, and once the remote
+/// answers again the error is cleared.
+#[test]
+fn a_failing_poll_backs_off_asleep_and_recovers() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(mut p) = Pair::new(&["tasks=dir:tasks"]) else {
+        return;
+    };
+    p.a.write_plain("tasks/t1.json", &task(1, "synced"));
+    p.a.start_watch();
+    let record = |d: &Dev| -> Value {
+        std::fs::read(d.path(".deltasync/watch.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null)
+    };
+    p.a.wait("the first sync", FOLLOW, |a| {
+        record(a)["last_push_seq"].is_u64()
+    });
+    // meta.json damaged on the server: every poll fails at once (a permanent error).
+    let meta = p.server.data_dir().join(FOLDER).join("meta.json");
+    let good = std::fs::read(&meta).unwrap();
+    std::fs::write(&meta, b"<html>maintenance</html>").unwrap();
+    p.a.wait("a failed poll", FOLLOW, |a| {
+        record(a)["last_error"].is_string()
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let pid = p.a.watcher.as_ref().unwrap().id();
+    let (t0, c0) = (Instant::now(), cpu_ticks(pid));
+    std::thread::sleep(Duration::from_secs(4));
+    let share = (cpu_ticks(pid) - c0) as f64 / 100.0 / t0.elapsed().as_secs_f64();
+    assert!(
+        share < 0.15,
+        "a watcher backing off used {:.0} % CPU\n{}",
+        share * 100.0,
+        p.a.log_text()
+    );
+    std::fs::write(&meta, &good).unwrap();
+    p.a.wait("the remote to answer again", Duration::from_secs(60), |a| {
+        let r = record(a);
+        r["last_error"].is_null() && r["last_contact_ms"].is_u64()
+    });
+    assert!(p.a.log_text().contains("the remote answers again"));
+    assert_eq!(p.a.stop_watch().code(), Some(EXIT_OK));
+}

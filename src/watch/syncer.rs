@@ -59,6 +59,11 @@ impl Syncer {
         self.not_before.is_none_or(|t| now >= t)
     }
 
+    /// When the remote may be asked again, if a backoff runs.
+    pub fn backoff_until(&self) -> Option<Instant> {
+        self.not_before
+    }
+
     /// When the syncer next has something to do: the end of a backoff, or now when a sync is
     /// wanted.
     pub fn deadline(&self) -> Option<Instant> {
