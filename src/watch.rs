@@ -20,14 +20,16 @@
 //!   progress has finished (a second one, or a sync still running after `--stop-grace`,
 //!   exits at once: the engine's journal finishes or undoes the commit on the next start).
 //!
-//! Each part has a start (its constructor), handles what concerns it, and a stop. Errors back
-//! off (jittered, doubling to 5 minutes, reset on success). Tickers compute their next
+//! Each part has a start (its constructor), handles what concerns it, and a stop (dropped,
+//! or [`files::FileWatcher::stop`]). Errors back off (jittered, doubling to 5 minutes, reset
+//! on success); a poll due during a backoff waits for its end. Tickers compute their next
 //! deadline from now, so a laptop waking from sleep runs one poll, not a storm. A refused
 //! password ([`EngineError::is_refused_credentials`]) stops the watcher with exit 1 rather
 //! than send it again.
 //!
 //! Memory: a sync holds the scanned collections (about 4 KB per entity) while it runs; the
-//! allocator keeps part of that after it (see `docs/architecture.md` for the figures).
+//! binary's allocator (mimalloc) gives most of it back afterwards (figures in
+//! `docs/architecture.md`).
 
 mod files;
 mod poll;
