@@ -69,31 +69,23 @@ pub struct Options {
     pub stop_grace: Duration,
 }
 
-/// Parses a duration: `500ms`, `1s`, `1.5s`, `2m`, `1h`, or a plain number of seconds.
+/// Parses a duration with humantime (`500ms`, `1.5s`, `2m`, `1h 30m`, …), or a plain number
+/// of seconds (`5`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-        Some(i) => (&s[..i], s[i..].trim()),
-        None => (s, "s"),
+    let plain = !s.is_empty() && s.chars().all(|c| c.is_ascii_digit() || c == '.');
+    let parsed = if plain {
+        humantime::parse_duration(&format!("{s}s"))
+    } else {
+        humantime::parse_duration(s)
     };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration '{s}' (examples: 500ms, 5s, 2m)"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" | "sec" => n,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => {
-            return Err(format!(
-                "invalid duration unit in '{s}' (use ms, s, m or h)"
-            ));
-        }
-    };
-    if !(secs.is_finite() && secs > 0.0) {
-        return Err(format!("duration '{s}' must be positive"));
+    match parsed {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err(format!("duration '{s}' must be positive")),
+        Err(e) => Err(format!(
+            "invalid duration '{s}': {e} (examples: 500ms, 5s, 2m)"
+        )),
     }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 /// What the threads around the loop send it.
@@ -324,6 +316,10 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("5 parsecs").is_err());
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration(" 0.5 "), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("0").is_err());
+        assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("").is_err());
     }
 }
