@@ -9,6 +9,8 @@
 //! - [`WebDav`]: any WebDAV server, Nextcloud first. Its password is a [`Secret`] (never
 //!   printed), read from an environment variable, a command, or the system keyring
 //!   ([`Keyring`]).
+//! - [`S3`]: an S3 bucket or a prefix of one (`s3://BUCKET/PREFIX`): AWS, MinIO, R2, Ceph,
+//!   with [`S3Options`] and [`S3Credentials`].
 //!
 //! Semantics every backend keeps (tested by the shared behaviour suite):
 //!
@@ -38,17 +40,20 @@ use std::sync::Arc;
 
 pub mod conformance;
 mod counting;
+mod http;
 mod local;
 mod memory;
 mod path;
 mod probe;
+mod s3;
 mod webdav;
 
 pub use counting::{Counting, RequestStats};
 pub use local::LocalFolder;
 pub use memory::{Faults, MemoryRemote};
 pub use path::{PathError, check_path};
-pub use probe::{ProbeReport, probe, probe_webdav};
+pub use probe::{ProbeReport, probe, probe_s3, probe_webdav};
+pub use s3::{S3, S3Credentials, S3Options};
 pub use webdav::{AppPassword, LoginFlow};
 pub use webdav::{DEFAULT_KEYRING_TIMEOUT, KEYRING_SERVICE, Keyring};
 pub use webdav::{PASSWORD_ENV, Secret, SecretError};
@@ -211,6 +216,16 @@ pub enum RemoteError {
         /// The HTTP status.
         status: u16,
     },
+    /// The server refused the credentials or the request (S3: SignatureDoesNotMatch,
+    /// InvalidAccessKeyId, RequestTimeTooSkewed, AccessDenied); `detail` says what to check.
+    /// Never contains a secret.
+    #[error("{what}: access denied: {detail}")]
+    Denied {
+        /// What was being done (method and address, never a signed URL).
+        what: String,
+        /// What the server said, and what to check.
+        detail: String,
+    },
     /// A write refused because another request holds the file's lock (HTTP 423): nothing was
     /// written. Temporary.
     #[error("{what}: the file is locked by another writer (HTTP 423); try again")]
@@ -266,7 +281,7 @@ pub enum RemoteError {
     },
     /// The remote URL is not understood.
     #[error(
-        "unsupported remote '{0}': use a folder path, file://, http(s)://, nextcloud:// or nextcloud+http://"
+        "unsupported remote '{0}': use a folder path, file://, http(s)://, nextcloud://, nextcloud+http:// or s3://"
     )]
     UnsupportedUrl(String),
 }
@@ -353,6 +368,13 @@ pub trait Remote: Send + Sync {
     /// Deletes a file or a folder with its contents; a missing path is fine.
     fn delete(&self, path: &str) -> Result<(), RemoteError>;
 
+    /// Deletes many files (not folders) at once; missing ones are fine. Backends with a batch
+    /// request use it (S3's DeleteObjects, a thousand keys per request); the default deletes
+    /// them one by one, stopping at the first error.
+    fn delete_many(&self, paths: &[String]) -> Result<(), RemoteError> {
+        paths.iter().try_for_each(|p| self.delete(p))
+    }
+
     /// What this backend promises.
     fn capabilities(&self) -> Capabilities;
 
@@ -393,6 +415,9 @@ impl<R: Remote + ?Sized> Remote for Arc<R> {
     fn delete(&self, path: &str) -> Result<(), RemoteError> {
         (**self).delete(path)
     }
+    fn delete_many(&self, paths: &[String]) -> Result<(), RemoteError> {
+        (**self).delete_many(paths)
+    }
     fn capabilities(&self) -> Capabilities {
         (**self).capabilities()
     }
@@ -403,7 +428,7 @@ impl<R: Remote + ?Sized> Remote for Arc<R> {
 
 /// Opens a remote from a URL or path: a folder path or `file://…` gives [`LocalFolder`];
 /// `http(s)://…`, `nextcloud://user@host/path` and `nextcloud+http://user@host/path` give
-/// [`WebDav`] (credentials from `options`).
+/// [`WebDav`] (credentials from `options`). `s3://` remotes are opened with [`S3::open`].
 pub fn open(url: &str, options: &WebDavOptions) -> Result<Arc<dyn Remote>, RemoteError> {
     if let Some(rest) = url.strip_prefix("file://") {
         return Ok(Arc::new(LocalFolder::new(rest)?));

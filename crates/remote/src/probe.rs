@@ -14,8 +14,57 @@
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
+use crate::s3::S3;
 use crate::webdav::WebDav;
 use crate::{Capabilities, CasClass, Etag, GetResult, PutMode, Remote, RemoteError};
+
+/// What the server said in answer to a PUT, before any fallback (for the probe).
+#[derive(Debug, Clone)]
+pub(crate) struct RawPut {
+    /// The `OC-ETag` or `ETag` header, raw.
+    pub etag: Option<String>,
+}
+
+/// What only a backend's raw HTTP answers show: PUTs without the backend's own fallbacks and
+/// checks, and the ETag header as sent.
+pub(crate) trait Raw {
+    /// A PUT as the server answers it.
+    fn put_raw(&self, path: &str, body: &[u8], mode: &PutMode) -> Result<RawPut, RemoteError>;
+    /// The `ETag` header of a HEAD, as sent.
+    fn raw_etag(&self, path: &str) -> Result<Option<String>, RemoteError>;
+    /// Whether the server answered as Nextcloud does.
+    fn is_nextcloud(&self) -> bool {
+        false
+    }
+    /// Whether this is S3 (folders are key prefixes; listing is ListObjectsV2).
+    fn is_s3(&self) -> bool {
+        false
+    }
+}
+
+impl Raw for WebDav {
+    fn put_raw(&self, path: &str, body: &[u8], mode: &PutMode) -> Result<RawPut, RemoteError> {
+        WebDav::put_raw(self, path, body, mode)
+    }
+    fn raw_etag(&self, path: &str) -> Result<Option<String>, RemoteError> {
+        WebDav::raw_etag(self, path)
+    }
+    fn is_nextcloud(&self) -> bool {
+        WebDav::is_nextcloud(self)
+    }
+}
+
+impl Raw for S3 {
+    fn put_raw(&self, path: &str, body: &[u8], mode: &PutMode) -> Result<RawPut, RemoteError> {
+        S3::put_raw(self, path, body, mode)
+    }
+    fn raw_etag(&self, path: &str) -> Result<Option<String>, RemoteError> {
+        Ok(self.head(path)?.and_then(|i| i.etag).map(|e| e.quoted()))
+    }
+    fn is_s3(&self) -> bool {
+        true
+    }
+}
 
 /// Writers racing with one ETag, per round.
 const RACE_THREADS: usize = 8;
@@ -85,6 +134,9 @@ pub struct ProbeReport {
     /// The server answered as Nextcloud (or ownCloud) does (`OC-ETag`, `OC-FileId`, a
     /// `/remote.php/` URL).
     pub nextcloud: bool,
+    /// The remote is S3: folders are key prefixes and listing is ListObjectsV2 (the
+    /// `propfind_*` and `mkcol_*` fields are about listing and nested keys).
+    pub s3: bool,
     /// Anything else worth telling (unexpected answers, cleanup failures).
     pub notes: Vec<String>,
     /// How long the probe took.
@@ -175,26 +227,44 @@ impl ProbeReport {
             "A same-second rewrite with a same-length body KEPT the ETag: a stale If-Match can \
              succeed.",
         ));
+        let listing = if self.s3 {
+            "Listing (ListObjectsV2)"
+        } else {
+            "PROPFIND"
+        };
         out.extend(tri(
             self.propfind_etags_match,
-            "PROPFIND gives the same ETags as HEAD.",
-            "PROPFIND gives no ETags, or other ones than HEAD.",
+            &format!("{listing} gives the same ETags as HEAD."),
+            &format!("{listing} gives no ETags, or other ones than HEAD."),
         ));
         out.push(yes(
             self.conditional_get,
             "A GET with the current ETag answered 304 Not Modified.",
             "A GET with the current ETag did not answer 304: every poll downloads the file.",
         ));
-        out.push(yes(
-            self.mkcol_ok,
-            "Missing folders were created (MKCOL).",
-            "Missing folders could not be created.",
-        ));
-        out.push(yes(
-            self.delete_ok,
-            "A folder was deleted with its contents in one request.",
-            "Deleting a folder with contents did not work in one request.",
-        ));
+        if self.s3 {
+            out.push(yes(
+                self.mkcol_ok,
+                "Keys under new prefixes were written (S3 has no folders to create).",
+                "Keys under new prefixes could not be written.",
+            ));
+            out.push(yes(
+                self.delete_ok,
+                "A prefix was deleted with everything under it (DeleteObjects).",
+                "Deleting a prefix with everything under it did not work.",
+            ));
+        } else {
+            out.push(yes(
+                self.mkcol_ok,
+                "Missing folders were created (MKCOL).",
+                "Missing folders could not be created.",
+            ));
+            out.push(yes(
+                self.delete_ok,
+                "A folder was deleted with its contents in one request.",
+                "Deleting a folder with contents did not work in one request.",
+            ));
+        }
         if !self.race_winners.is_empty() {
             out.push(format!(
                 "{} writers racing with one ETag: {}.",
@@ -248,6 +318,15 @@ impl ProbeReport {
                  meta.json back after writing it."
             ),
         });
+        if self.s3 && self.class == CasClass::None {
+            out.push(
+                "This S3 server accepts If-Match and If-None-Match: * and ignores them, as \
+                 several S3-compatible servers do (s3rver, Garage; AWS, R2, recent MinIO and \
+                 Ceph honour them): safe only while the lease holds, so prefer a provider that \
+                 honours conditional writes."
+                    .to_string(),
+            );
+        }
         if self.class != CasClass::Atomic
             && self.weak_window_ms > 0
             && self.class != CasClass::WeakWindow
@@ -299,6 +378,7 @@ impl ProbeReport {
             "race_winners": self.race_winners,
             "create_race_winners": self.create_race_winners,
             "nextcloud": self.nextcloud,
+            "s3": self.s3,
             "notes": self.notes,
             "elapsed_ms": self.elapsed_ms,
             "explain": self.explain(),
@@ -332,6 +412,12 @@ pub fn probe(remote: &dyn Remote) -> Result<ProbeReport, RemoteError> {
 /// an ETag and whether ETags are weak right after a write.
 pub fn probe_webdav(dav: &WebDav) -> Result<ProbeReport, RemoteError> {
     run(dav, Some(dav))
+}
+
+/// [`probe`] for an S3 remote, adding whether an `If-Match` on a missing key is refused (the
+/// backend itself refuses that case on servers not proven atomic).
+pub fn probe_s3(s3: &S3) -> Result<ProbeReport, RemoteError> {
+    run(s3, Some(s3))
 }
 
 /// Deletes the probe folder when dropped (best effort, also on early return).
@@ -406,7 +492,7 @@ fn clone_error(e: &RemoteError) -> RemoteError {
     }
 }
 
-fn run(remote: &dyn Remote, raw: Option<&WebDav>) -> Result<ProbeReport, RemoteError> {
+fn run(remote: &dyn Remote, raw: Option<&dyn Raw>) -> Result<ProbeReport, RemoteError> {
     let started = Instant::now();
     let dir = format!(".deltasync-probe-{:016x}", fastrand::u64(..));
     let mut cleanup = Cleanup {
@@ -439,6 +525,7 @@ fn run(remote: &dyn Remote, raw: Option<&WebDav>) -> Result<ProbeReport, RemoteE
         race_winners: Vec::new(),
         create_race_winners: Vec::new(),
         nextcloud: false,
+        s3: raw.is_some_and(|r| r.is_s3()),
         notes: Vec::new(),
         elapsed_ms: 0,
     };
@@ -469,12 +556,18 @@ fn run(remote: &dyn Remote, raw: Option<&WebDav>) -> Result<ProbeReport, RemoteE
                 GetResult::NotFound => "not found".into(),
                 GetResult::NotModified => "not modified".into(),
             };
+            let check = if r.s3 {
+                "this is not an S3 bucket that keeps what is written — check the endpoint \
+                 (AWS_ENDPOINT_URL, or [s3] endpoint in deltasync.toml)"
+            } else {
+                "this is not a WebDAV folder that keeps what is written — check the URL (for \
+                 Nextcloud: https://HOST/remote.php/dav/files/USER/FOLDER, or \
+                 nextcloud://USER@HOST/FOLDER)"
+            };
             return Err(RemoteError::Permanent {
                 what: format!("probing {}", remote.describe()),
                 detail: format!(
-                    "a file written there reads back as something else ({got}): this is not a \
-                     WebDAV folder that keeps what is written — check the URL (for Nextcloud: \
-                     https://HOST/remote.php/dav/files/USER/FOLDER, or nextcloud://USER@HOST/FOLDER)"
+                    "a file written there reads back as something else ({got}): {check}"
                 ),
             });
         }
@@ -760,7 +853,7 @@ fn run(remote: &dyn Remote, raw: Option<&WebDav>) -> Result<ProbeReport, RemoteE
             "{create_failed} racing creators got an error instead of 412"
         ));
     }
-    r.nextcloud = raw.is_some_and(WebDav::is_nextcloud);
+    r.nextcloud = raw.is_some_and(|r| r.is_nextcloud());
     if r.nextcloud {
         non_atomic.push(
             "this is Nextcloud, whose If-Match is not atomic and which reuses ETags within a \
@@ -872,6 +965,7 @@ mod tests {
             race_winners: vec![1, 1, 1],
             create_race_winners: vec![1, 1],
             nextcloud: false,
+            s3: false,
             notes: vec![],
             elapsed_ms: 10,
         };

@@ -30,13 +30,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::Method;
 use reqwest::blocking::{Client, RequestBuilder, Response};
-use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::header::HeaderMap;
 
 pub use keyring::{DEFAULT_KEYRING_TIMEOUT, KEYRING_SERVICE, Keyring};
 pub use login_flow::{AppPassword, LoginFlow};
 pub use secret::{PASSWORD_ENV, Secret, SecretError};
 use target::Target;
+pub(crate) use target::is_loopback;
 
+use crate::http::{Failure, Policy, header, http_date_ms, is_transient_status, retry_after};
+use crate::probe::RawPut;
 use crate::{
     Capabilities, CasClass, Etag, GetResult, ObjectInfo, PathError, PutMode, Remote, RemoteError,
     check_path,
@@ -90,6 +93,17 @@ impl Default for WebDavOptions {
 }
 
 impl WebDavOptions {
+    /// The timeouts and retries as the shared HTTP plumbing takes them.
+    pub(crate) fn policy(&self) -> Policy {
+        Policy {
+            connect_timeout: self.connect_timeout,
+            timeout: self.timeout,
+            retries: self.retries,
+            retry_base_delay: self.retry_base_delay,
+            max_retry_after: self.max_retry_after,
+        }
+    }
+
     /// Options with a user and password.
     pub fn with_credentials(user: impl Into<String>, password: Secret) -> WebDavOptions {
         WebDavOptions {
@@ -98,13 +112,6 @@ impl WebDavOptions {
             ..WebDavOptions::default()
         }
     }
-}
-
-/// What the server said in answer to a PUT, before any fallback (for the probe).
-#[derive(Debug, Clone)]
-pub(crate) struct RawPut {
-    /// The `OC-ETag` or `ETag` header, raw.
-    pub etag: Option<String>,
 }
 
 /// A WebDAV remote, Nextcloud first.
@@ -147,21 +154,6 @@ pub struct WebDav {
     nextcloud: AtomicBool,
 }
 
-/// A failed attempt: the error, and how long the server asked us to wait.
-struct Failure {
-    error: RemoteError,
-    retry_after: Option<Duration>,
-}
-
-impl From<RemoteError> for Failure {
-    fn from(error: RemoteError) -> Self {
-        Failure {
-            error,
-            retry_after: None,
-        }
-    }
-}
-
 const PROPFIND_BODY: &str = r#"<?xml version="1.0" encoding="utf-8"?>
 <d:propfind xmlns:d="DAV:"><d:prop><d:resourcetype/><d:getcontentlength/><d:getetag/><d:getlastmodified/></d:prop></d:propfind>"#;
 
@@ -191,17 +183,9 @@ impl WebDav {
                     .into(),
             });
         }
-        let client = Client::builder()
-            .connect_timeout(options.connect_timeout)
-            .timeout(options.timeout)
-            .user_agent(concat!("deltasync/", env!("CARGO_PKG_VERSION")))
-            .redirect(redirect_policy())
-            .pool_idle_timeout(Duration::from_secs(50))
-            .build()
-            .map_err(|e| RemoteError::Permanent {
-                what: format!("remote {}", target.base),
-                detail: format!("cannot set up the HTTP client: {}", chain(&e)),
-            })?;
+        let client = options
+            .policy()
+            .client(&format!("remote {}", target.base), redirect_policy())?;
         Ok(WebDav {
             capabilities: RwLock::new(
                 options
@@ -355,53 +339,7 @@ impl WebDav {
     }
 
     fn transport_error(&self, what: &str, e: &reqwest::Error) -> RemoteError {
-        let detail = chain(e);
-        let lower = detail.to_ascii_lowercase();
-        if lower.contains("certificate") || lower.contains("unknownissuer") {
-            return RemoteError::Permanent {
-                what: what.to_string(),
-                detail: format!(
-                    "certificate not trusted: {detail} (the server's TLS certificate is not \
-                     signed by an authority this machine trusts, is expired, or names another \
-                     host; install a proper certificate, e.g. from Let's Encrypt, or add its \
-                     authority to the system's trust store)"
-                ),
-            };
-        }
-        if lower.contains("tls") || lower.contains("handshake") || lower.contains("ssl") {
-            return RemoteError::Permanent {
-                what: what.to_string(),
-                detail: format!(
-                    "TLS failed: {detail} (is this an https:// URL for a server that speaks \
-                     plain http, or the other way round?)"
-                ),
-            };
-        }
-        if e.is_builder() || e.is_redirect() {
-            return RemoteError::Permanent {
-                what: what.to_string(),
-                detail,
-            };
-        }
-        if e.is_timeout() {
-            return RemoteError::TimedOut {
-                what: what.to_string(),
-                detail: format!(
-                    "timed out (connect {} s, request {} s): {detail}",
-                    self.options.connect_timeout.as_secs(),
-                    self.options.timeout.as_secs()
-                ),
-            };
-        }
-        let detail = if e.is_connect() {
-            format!("cannot connect: {detail}")
-        } else {
-            detail
-        };
-        RemoteError::Transient {
-            what: what.to_string(),
-            detail,
-        }
+        self.options.policy().transport_error(what, e)
     }
 
     /// Runs `attempt`, retrying transient failures of idempotent requests with jittered
@@ -409,45 +347,9 @@ impl WebDav {
     fn with_retries<T>(
         &self,
         idempotent: bool,
-        mut attempt: impl FnMut() -> Result<T, Failure>,
+        attempt: impl FnMut() -> Result<T, Failure>,
     ) -> Result<T, RemoteError> {
-        let mut tries = 0u32;
-        loop {
-            let failure = match attempt() {
-                Ok(v) => return Ok(v),
-                Err(f) => f,
-            };
-            tries += 1;
-            let RemoteError::Transient { what, detail } = failure.error else {
-                return Err(failure.error);
-            };
-            if !idempotent {
-                return Err(RemoteError::Transient { what, detail });
-            }
-            if tries > self.options.retries {
-                let detail = if tries > 1 {
-                    format!("{detail} (tried {tries} times)")
-                } else {
-                    detail
-                };
-                return Err(RemoteError::Transient { what, detail });
-            }
-            let delay = match failure.retry_after {
-                Some(d) if d > self.options.max_retry_after => {
-                    return Err(RemoteError::Transient {
-                        what,
-                        detail: format!(
-                            "{detail}; the server asks to retry after {} s",
-                            d.as_secs()
-                        ),
-                    });
-                }
-                Some(d) => d,
-                None => backoff(self.options.retry_base_delay, tries),
-            };
-            tracing::debug!(%what, %detail, try_no = tries, ?delay, "retrying");
-            std::thread::sleep(delay);
-        }
+        self.options.policy().with_retries(idempotent, attempt)
     }
 
     /// The error for an answer the caller did not expect.
@@ -733,7 +635,6 @@ impl Remote for WebDav {
         if_none_match: Option<&Etag>,
         max_len: u64,
     ) -> Result<GetResult, RemoteError> {
-        use std::io::Read as _;
         check_file_path(path)?;
         let url = self.target.url(path);
         let what = format!("GET {url}");
@@ -747,43 +648,10 @@ impl Remote for WebDav {
             match resp.status().as_u16() {
                 200 => {
                     let etag = etag_header(resp.headers()).map(Etag::normalise);
-                    let too_large = || RemoteError::TooLarge {
-                        path: path.to_string(),
-                        limit: max_len,
-                    };
-                    if resp.content_length().is_some_and(|n| n > max_len) {
-                        return Err(too_large().into());
-                    }
-                    // Streamed, cut one byte past the limit (an endless or huge answer is never
-                    // held in memory), and within the request's deadline (a server trickling
-                    // its answer byte by byte does not hold a sync for hours).
-                    let mut body = Vec::new();
-                    let mut chunk = vec![0u8; 64 * 1024];
-                    let mut resp = resp;
-                    loop {
-                        let n = resp.read(&mut chunk).map_err(|e| RemoteError::Transient {
-                            what: what.clone(),
-                            detail: format!("reading the answer: {e}"),
-                        })?;
-                        if n == 0 {
-                            break;
-                        }
-                        body.extend_from_slice(&chunk[..n]);
-                        if body.len() as u64 > max_len {
-                            return Err(too_large().into());
-                        }
-                        if started.elapsed() > self.options.timeout {
-                            return Err(RemoteError::TimedOut {
-                                what: what.clone(),
-                                detail: format!(
-                                    "the answer took longer than {} s (a server sending too \
-                                     slowly)",
-                                    self.options.timeout.as_secs()
-                                ),
-                            }
-                            .into());
-                        }
-                    }
+                    let body = self
+                        .options
+                        .policy()
+                        .read_body(&what, path, resp, max_len, started)?;
                     Ok(GetResult::Found { body, etag })
                 }
                 304 => Ok(GetResult::NotModified),
@@ -989,65 +857,9 @@ fn check_file_path(path: &str) -> Result<(), RemoteError> {
     Ok(())
 }
 
-fn is_transient_status(code: u16) -> bool {
-    matches!(code, 408 | 423 | 425 | 429 | 500..=599)
-}
-
-fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    h.get(name)
-        .and_then(|v: &HeaderValue| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-}
-
 /// `OC-ETag` (Nextcloud) if present, else `ETag`.
 fn etag_header(h: &HeaderMap) -> Option<&str> {
     header(h, "oc-etag").or_else(|| header(h, "etag"))
-}
-
-/// `Retry-After` as seconds or an HTTP date.
-fn retry_after(h: &HeaderMap) -> Option<Duration> {
-    let v = header(h, "retry-after")?;
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = httpdate::parse_http_date(v).ok()?;
-    Some(
-        when.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
-}
-
-fn http_date_ms(v: &str) -> Option<u64> {
-    let t = httpdate::parse_http_date(v).ok()?;
-    t.duration_since(UNIX_EPOCH)
-        .ok()
-        .map(|d| d.as_millis() as u64)
-}
-
-/// Exponential backoff from `base`, doubled per try, capped at 10 s, with ±50 % jitter.
-fn backoff(base: Duration, tries: u32) -> Duration {
-    let exp = base.saturating_mul(1u32 << tries.saturating_sub(1).min(10));
-    let capped = exp.min(Duration::from_secs(10));
-    capped.mul_f64(0.5 + fastrand::f64())
-}
-
-/// An error and its sources, joined, without the URL (which the caller names itself).
-fn chain(e: &reqwest::Error) -> String {
-    let url = e.url().map(|u| format!(" for url ({u})"));
-    let mut parts = Vec::new();
-    let mut cur: Option<&dyn std::error::Error> = Some(e);
-    while let Some(err) = cur {
-        let mut s = err.to_string();
-        if let Some(url) = &url {
-            s = s.replace(url.as_str(), "");
-        }
-        if !parts.iter().any(|p: &String| p.contains(&s)) {
-            parts.push(s);
-        }
-        cur = err.source();
-    }
-    parts.join(": ")
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Starts real WebDAV servers on `127.0.0.1` for deltasync's tests (dev only, never published).
+//! Starts real WebDAV and S3 servers on `127.0.0.1` for deltasync's tests (dev only, never published).
 //!
 //! Each [`Server`] runs one server binary on a free port, with its own configuration, data
 //! folder and log in a temporary folder, basic auth with a random password, and stops (kills)
@@ -26,10 +26,12 @@
 
 mod fault_proxy;
 mod nextcloud;
+mod s3;
 mod secret_service;
 
 pub use fault_proxy::{FaultProxy, FaultStats};
 pub use nextcloud::{Nextcloud, NextcloudOptions, NextcloudStats};
+pub use s3::BUCKET;
 pub use secret_service::{SecretService, SecretServiceError, start_secret_service_or_skip};
 
 use std::fmt;
@@ -58,10 +60,19 @@ pub enum Kind {
     NginxDav,
     /// `rclone serve webdav` (Debian `rclone`).
     Rclone,
+    /// An S3 server: moto (PyPI `moto[server]`), which honours `If-Match` and
+    /// `If-None-Match: *`. Its endpoint is [`Server::url`], with the bucket [`BUCKET`].
+    Moto,
+    /// An S3 server: s3rver (npm), which accepts `If-Match` and `If-None-Match: *` and ignores
+    /// them. Credentials are its fixed `S3RVER` / `S3RVER`, which it checks.
+    S3rver,
 }
 
 impl Kind {
-    /// Every kind, in a fixed order.
+    /// The S3 servers.
+    pub const S3: [Kind; 2] = [Kind::Moto, Kind::S3rver];
+
+    /// Every WebDAV server, in a fixed order.
     pub const ALL: [Kind; 6] = [
         Kind::Lighttpd,
         Kind::Apache,
@@ -80,7 +91,14 @@ impl Kind {
             Kind::WsgiDav => "wsgidav",
             Kind::NginxDav => "nginx",
             Kind::Rclone => "rclone",
+            Kind::Moto => "moto",
+            Kind::S3rver => "s3rver",
         }
+    }
+
+    /// Whether this is an S3 server (its URL is an endpoint, not a WebDAV folder).
+    pub fn is_s3(self) -> bool {
+        matches!(self, Kind::Moto | Kind::S3rver)
     }
 
     /// What installs this server.
@@ -95,6 +113,14 @@ impl Kind {
             }
             Kind::NginxDav => "apt-get install nginx-extras",
             Kind::Rclone => "apt-get install rclone",
+            Kind::Moto => {
+                "python3 -m venv /opt/deltasync-moto && /opt/deltasync-moto/bin/pip install 'moto[server]' \
+                 (or set DELTASYNC_MOTO to a moto_server binary)"
+            }
+            Kind::S3rver => {
+                "apt-get install nodejs npm && npm install --prefix /opt/deltasync-s3rver s3rver \
+                 (or set DELTASYNC_S3RVER to s3rver's bin/s3rver.js)"
+            }
         }
     }
 }
@@ -220,11 +246,11 @@ const USER: &str = "deltasync";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Paths and settings one start attempt uses.
-struct Setup<'a> {
-    dir: &'a Path,
-    data: &'a Path,
-    log: &'a Path,
-    port: u16,
+pub(crate) struct Setup<'a> {
+    pub(crate) dir: &'a Path,
+    pub(crate) data: &'a Path,
+    pub(crate) log: &'a Path,
+    pub(crate) port: u16,
     user: &'a str,
     password: &'a str,
 }
@@ -282,6 +308,8 @@ impl Server {
             Kind::WsgiDav => wsgidav(&setup),
             Kind::NginxDav => nginx(&setup),
             Kind::Rclone => rclone(&setup),
+            Kind::Moto => s3::moto(&setup),
+            Kind::S3rver => s3::s3rver(&setup),
         }
         .map_err(io("writing the configuration"))?;
         let out = fs::File::create(&log).map_err(io("creating the log"))?;
@@ -294,10 +322,14 @@ impl Server {
         let child = cmd
             .spawn()
             .map_err(io(&format!("starting {:?}", cmd.get_program())))?;
+        let (user, password) = match kind {
+            Kind::S3rver => (s3::S3RVER_KEY, s3::S3RVER_KEY),
+            _ => (USER, password),
+        };
         let mut server = Server {
             kind,
             url: format!("http://127.0.0.1:{port}/"),
-            user: USER.to_string(),
+            user: user.to_string(),
             password: password.to_string(),
             child,
             data,
@@ -305,6 +337,7 @@ impl Server {
             _dir: dir,
         };
         server.wait_ready(port)?;
+        s3::create_bucket(kind, port).map_err(io("creating the test bucket"))?;
         Ok(server)
     }
 
@@ -339,12 +372,17 @@ impl Server {
         &self.url
     }
 
-    /// The basic-auth user name.
+    /// The bucket of an S3 server ([`BUCKET`]).
+    pub fn bucket(&self) -> &str {
+        BUCKET
+    }
+
+    /// The basic-auth user name (S3: the access key id).
     pub fn user(&self) -> &str {
         &self.user
     }
 
-    /// The basic-auth password (random per start).
+    /// The basic-auth password, random per start (S3: the secret access key).
     pub fn password(&self) -> &str {
         &self.password
     }
@@ -480,6 +518,8 @@ fn requirements(kind: Kind) -> &'static [&'static str] {
         Kind::WsgiDav => &[],
         Kind::NginxDav => &["nginx", "/usr/lib/nginx/modules/ngx_http_dav_ext_module.so"],
         Kind::Rclone => &["rclone"],
+        Kind::Moto => &[],
+        Kind::S3rver => &["node"],
     }
 }
 
@@ -497,6 +537,17 @@ fn check_installed(kind: Kind) -> Result<(), Error> {
             });
         }
     }
+    let missing = match kind {
+        Kind::Moto if s3::moto_binary().is_none() => Some("moto_server"),
+        Kind::S3rver if s3::s3rver_script().is_none() => Some("s3rver"),
+        _ => None,
+    };
+    if let Some(what) = missing {
+        return Err(Error::NotInstalled {
+            kind,
+            what: what.to_string(),
+        });
+    }
     if kind == Kind::WsgiDav && wsgidav_binary().is_none() {
         return Err(Error::NotInstalled {
             kind,
@@ -506,7 +557,7 @@ fn check_installed(kind: Kind) -> Result<(), Error> {
     Ok(())
 }
 
-fn program(name: &str) -> Command {
+pub(crate) fn program(name: &str) -> Command {
     Command::new(which(name).unwrap_or_else(|| PathBuf::from(name)))
 }
 
@@ -793,7 +844,7 @@ mod tests {
 
     #[test]
     fn kinds_have_names_and_hints() {
-        for k in Kind::ALL {
+        for k in Kind::ALL.into_iter().chain(Kind::S3) {
             assert!(!k.name().is_empty());
             assert!(k.install_hint().contains("install"));
         }
@@ -820,7 +871,7 @@ mod tests {
     /// follows [`start_or_skip`]'s rules.
     #[test]
     fn every_server_starts_and_stops() {
-        for kind in Kind::ALL {
+        for kind in Kind::ALL.into_iter().chain(Kind::S3) {
             let Some(server) = start_or_skip(kind) else {
                 continue;
             };

@@ -1,0 +1,265 @@
+//! HTTP plumbing shared by the WebDAV and S3 backends: timeouts and retry policy, transport
+//! error mapping, jittered backoff with `Retry-After`, and reading an answer's body within a
+//! size cap and the request's deadline.
+
+use std::io::Read as _;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use reqwest::blocking::{Client, Response};
+use reqwest::header::{HeaderMap, HeaderValue};
+
+use crate::RemoteError;
+
+/// Timeouts and retries of one HTTP backend.
+#[derive(Debug, Clone)]
+pub(crate) struct Policy {
+    /// Time allowed to connect.
+    pub connect_timeout: Duration,
+    /// Time allowed for a whole request, body included.
+    pub timeout: Duration,
+    /// How many times an idempotent request is retried after a transient failure.
+    pub retries: u32,
+    /// The first backoff delay; it doubles per retry, with jitter.
+    pub retry_base_delay: Duration,
+    /// The longest `Retry-After` honoured.
+    pub max_retry_after: Duration,
+}
+
+/// A failed attempt: the error, and how long the server asked us to wait.
+pub(crate) struct Failure {
+    pub error: RemoteError,
+    pub retry_after: Option<Duration>,
+}
+
+impl From<RemoteError> for Failure {
+    fn from(error: RemoteError) -> Self {
+        Failure {
+            error,
+            retry_after: None,
+        }
+    }
+}
+
+impl Policy {
+    /// One blocking client with these timeouts (rustls, connections reused).
+    pub fn client(
+        &self,
+        what: &str,
+        redirect: reqwest::redirect::Policy,
+    ) -> Result<Client, RemoteError> {
+        Client::builder()
+            .connect_timeout(self.connect_timeout)
+            .timeout(self.timeout)
+            .user_agent(concat!("deltasync/", env!("CARGO_PKG_VERSION")))
+            .redirect(redirect)
+            .pool_idle_timeout(Duration::from_secs(50))
+            .build()
+            .map_err(|e| RemoteError::Permanent {
+                what: what.to_string(),
+                detail: format!("cannot set up the HTTP client: {}", chain(&e)),
+            })
+    }
+
+    /// Maps a transport failure: TLS and certificate problems are permanent and say why,
+    /// timeouts are [`RemoteError::TimedOut`], the rest (resets, refused connections) transient.
+    pub fn transport_error(&self, what: &str, e: &reqwest::Error) -> RemoteError {
+        let detail = chain(e);
+        let lower = detail.to_ascii_lowercase();
+        if lower.contains("certificate") || lower.contains("unknownissuer") {
+            return RemoteError::Permanent {
+                what: what.to_string(),
+                detail: format!(
+                    "certificate not trusted: {detail} (the server's TLS certificate is not \
+                     signed by an authority this machine trusts, is expired, or names another \
+                     host; install a proper certificate, e.g. from Let's Encrypt, or add its \
+                     authority to the system's trust store)"
+                ),
+            };
+        }
+        if lower.contains("tls") || lower.contains("handshake") || lower.contains("ssl") {
+            return RemoteError::Permanent {
+                what: what.to_string(),
+                detail: format!(
+                    "TLS failed: {detail} (is this an https:// URL for a server that speaks \
+                     plain http, or the other way round?)"
+                ),
+            };
+        }
+        if e.is_builder() || e.is_redirect() {
+            return RemoteError::Permanent {
+                what: what.to_string(),
+                detail,
+            };
+        }
+        if e.is_timeout() {
+            return RemoteError::TimedOut {
+                what: what.to_string(),
+                detail: format!(
+                    "timed out (connect {} s, request {} s): {detail}",
+                    self.connect_timeout.as_secs(),
+                    self.timeout.as_secs()
+                ),
+            };
+        }
+        let detail = if e.is_connect() {
+            format!("cannot connect: {detail}")
+        } else {
+            detail
+        };
+        RemoteError::Transient {
+            what: what.to_string(),
+            detail,
+        }
+    }
+
+    /// Runs `attempt`, retrying transient failures (when `retry` is true) with jittered
+    /// exponential backoff, or the server's `Retry-After` when within bounds.
+    pub fn with_retries<T>(
+        &self,
+        retry: bool,
+        mut attempt: impl FnMut() -> Result<T, Failure>,
+    ) -> Result<T, RemoteError> {
+        let mut tries = 0u32;
+        loop {
+            let failure = match attempt() {
+                Ok(v) => return Ok(v),
+                Err(f) => f,
+            };
+            tries += 1;
+            let RemoteError::Transient { what, detail } = failure.error else {
+                return Err(failure.error);
+            };
+            if !retry {
+                return Err(RemoteError::Transient { what, detail });
+            }
+            if tries > self.retries {
+                let detail = if tries > 1 {
+                    format!("{detail} (tried {tries} times)")
+                } else {
+                    detail
+                };
+                return Err(RemoteError::Transient { what, detail });
+            }
+            let delay = match failure.retry_after {
+                Some(d) if d > self.max_retry_after => {
+                    return Err(RemoteError::Transient {
+                        what,
+                        detail: format!(
+                            "{detail}; the server asks to retry after {} s",
+                            d.as_secs()
+                        ),
+                    });
+                }
+                Some(d) => d,
+                None => backoff(self.retry_base_delay, tries),
+            };
+            tracing::debug!(%what, %detail, try_no = tries, ?delay, "retrying");
+            std::thread::sleep(delay);
+        }
+    }
+
+    /// Reads an answer's body: refused past `max_len` bytes (by `Content-Length`, or one byte
+    /// past the limit while streaming: a huge or endless answer is never held in memory), and
+    /// within the request's deadline counted from `started` (a server trickling its answer
+    /// byte by byte does not hold a sync for hours).
+    pub fn read_body(
+        &self,
+        what: &str,
+        path: &str,
+        mut resp: Response,
+        max_len: u64,
+        started: Instant,
+    ) -> Result<Vec<u8>, RemoteError> {
+        let too_large = || RemoteError::TooLarge {
+            path: path.to_string(),
+            limit: max_len,
+        };
+        if resp.content_length().is_some_and(|n| n > max_len) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n = resp.read(&mut chunk).map_err(|e| RemoteError::Transient {
+                what: what.to_string(),
+                detail: format!("reading the answer: {e}"),
+            })?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+            if body.len() as u64 > max_len {
+                return Err(too_large());
+            }
+            if started.elapsed() > self.timeout {
+                return Err(RemoteError::TimedOut {
+                    what: what.to_string(),
+                    detail: format!(
+                        "the answer took longer than {} s (a server sending too slowly)",
+                        self.timeout.as_secs()
+                    ),
+                });
+            }
+        }
+        Ok(body)
+    }
+}
+
+/// Statuses a later retry may get past: 408, 423, 425, 429 and 5xx.
+pub(crate) fn is_transient_status(code: u16) -> bool {
+    matches!(code, 408 | 423 | 425 | 429 | 500..=599)
+}
+
+/// A header's value, trimmed; `None` when missing, empty or not text.
+pub(crate) fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name)
+        .and_then(|v: &HeaderValue| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+pub(crate) fn retry_after(h: &HeaderMap) -> Option<Duration> {
+    let v = header(h, "retry-after")?;
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// An HTTP date as ms since the Unix epoch.
+pub(crate) fn http_date_ms(v: &str) -> Option<u64> {
+    let t = httpdate::parse_http_date(v).ok()?;
+    t.duration_since(UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_millis() as u64)
+}
+
+/// Exponential backoff from `base`, doubled per try, capped at 10 s, with ±50 % jitter.
+pub(crate) fn backoff(base: Duration, tries: u32) -> Duration {
+    let exp = base.saturating_mul(1u32 << tries.saturating_sub(1).min(10));
+    let capped = exp.min(Duration::from_secs(10));
+    capped.mul_f64(0.5 + fastrand::f64())
+}
+
+/// An error and its sources, joined, without the URL (which the caller names itself).
+pub(crate) fn chain(e: &reqwest::Error) -> String {
+    let url = e.url().map(|u| format!(" for url ({u})"));
+    let mut parts = Vec::new();
+    let mut cur: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = cur {
+        let mut s = err.to_string();
+        if let Some(url) = &url {
+            s = s.replace(url.as_str(), "");
+        }
+        if !parts.iter().any(|p: &String| p.contains(&s)) {
+            parts.push(s);
+        }
+        cur = err.source();
+    }
+    parts.join(": ")
+}
