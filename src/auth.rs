@@ -46,7 +46,7 @@ pub fn check_password(config: &Config, password: &Secret) -> Result<()> {
     let opened = remote::open_with(config, Some(password.clone()))?;
     match opened.remote.head("meta.json") {
         Ok(_) => Ok(()),
-        Err(e @ RemoteError::Auth { .. }) => {
+        Err(e @ (RemoteError::Auth { .. } | RemoteError::Denied { .. })) => {
             Err(anyhow::Error::new(e).context("the server refused the password; nothing stored"))
         }
         Err(e) => Err(anyhow::Error::new(e).context("checking the password with the server")),
@@ -55,7 +55,7 @@ pub fn check_password(config: &Config, password: &Secret) -> Result<()> {
 
 fn webdav_config(dir: &Path) -> Result<Config> {
     let config = load(dir)?;
-    if !remote::is_webdav(&config.remote) {
+    if !remote::has_credentials(&config.remote) {
         bail!(
             "the remote {} is a folder: it needs no password",
             config.remote

@@ -626,7 +626,7 @@ fn init(dir: &Path, args: InitArgs) -> Result<u8> {
     let mut new_password = None;
     let mut keyring_entry = None;
     if keyring {
-        if !remote::is_webdav(&config.remote) {
+        if !remote::has_credentials(&config.remote) {
             bail!(
                 "--keyring: the remote {} is a folder, it needs no password",
                 config.remote

@@ -1,13 +1,19 @@
 //! `deltasync.toml`, the workspace configuration.
 //!
 //! ```toml
-//! remote = "file:///home/me/sync-remote"   # or https://…, nextcloud://user@host/path
+//! remote = "file:///home/me/sync-remote"   # or https://…, nextcloud://user@host/path,
+//!                                          # s3://bucket/prefix
 //! device = "laptop"
 //!
 //! [auth]                                   # WebDAV only; the password is never stored here
 //! user = "me"
 //! password_env = "DELTASYNC_PASSWORD"      # or: password_command = "pass show nextcloud",
 //!                                          # or: keyring = true (see `deltasync login`)
+//!
+//! [s3]                                     # s3:// only; AWS_ENDPOINT_URL(_S3), AWS_REGION win
+//! endpoint = "https://minio.example.org"   # default: AWS in the region
+//! region = "eu-west-1"                     # default us-east-1 (R2: auto)
+//! path_style = true                        # default: true with an endpoint, false on AWS
 //!
 //! [collections.tasks]
 //! kind = "dir"
@@ -67,9 +73,12 @@ pub struct Config {
     /// A human name for this device.
     #[serde(default = "default_device")]
     pub device: String,
-    /// Credentials for WebDAV remotes (never the password itself).
+    /// Credentials for WebDAV and S3 remotes (never the password or secret key itself).
     #[serde(default, skip_serializing_if = "Auth::is_empty")]
     pub auth: Auth,
+    /// Where an `s3://` remote's bucket is: endpoint, region, addressing style.
+    #[serde(default, skip_serializing_if = "S3Settings::is_empty")]
+    pub s3: S3Settings,
     /// Safety rails and tuning.
     #[serde(default)]
     pub sync: SyncSettings,
@@ -117,6 +126,28 @@ pub struct Auth {
 impl Auth {
     fn is_empty(&self) -> bool {
         self == &Auth::default()
+    }
+}
+
+/// Where an `s3://` remote's bucket is. The environment (`AWS_ENDPOINT_URL_S3`,
+/// `AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_DEFAULT_REGION`) takes precedence, as in AWS's tools.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    /// The endpoint, for S3-compatible providers (MinIO, R2, Ceph); default: AWS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The region (default `us-east-1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Path-style addressing (`ENDPOINT/BUCKET/KEY`); default: with a custom endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_style: Option<bool>,
+}
+
+impl S3Settings {
+    fn is_empty(&self) -> bool {
+        self == &S3Settings::default()
     }
 }
 
@@ -671,6 +702,7 @@ mod tests {
             remote: "/tmp/r".into(),
             device: "d".into(),
             auth: Auth::default(),
+            s3: S3Settings::default(),
             sync: SyncSettings::default(),
             compact: Default::default(),
             server: None,
@@ -684,6 +716,20 @@ mod tests {
         c.collections
             .insert("t".into(), CollectionConfig::parse_spec("dir:x/y").unwrap());
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn s3_settings_are_read_and_kept_out_when_empty() {
+        let c: Config = toml::from_str(
+            "remote = \"s3://b/n\"\n[s3]\nendpoint = \"https://minio.example.org\"\nregion = \"eu-west-1\"\npath_style = true\n",
+        )
+        .unwrap();
+        assert_eq!(c.s3.endpoint.as_deref(), Some("https://minio.example.org"));
+        assert_eq!(c.s3.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(c.s3.path_style, Some(true));
+        assert!(toml::from_str::<Config>("remote = \"s3://b\"\n[s3]\nbogus = 1\n").is_err());
+        let plain: Config = toml::from_str("remote = \"/tmp/r\"\n").unwrap();
+        assert!(!toml::to_string(&plain).unwrap().contains("[s3]"));
     }
 
     #[test]

@@ -424,12 +424,10 @@ impl Engine {
                     report.orphans_kept += 1;
                 }
             }
-            for path in to_remove {
-                if !dry_run {
-                    self.store().delete_quietly(&path);
-                }
-                removed.push(path);
+            if !dry_run {
+                self.store().delete_many_quietly(&to_remove);
             }
+            removed.extend(to_remove);
         }
         let current_name = meta.snapshot.as_ref().map(|s| s.name.as_str());
         for f in remote.list("")? {

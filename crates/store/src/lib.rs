@@ -509,6 +509,17 @@ impl Store {
             tracing::debug!(error = %e, path, "could not delete");
         }
     }
+
+    /// Deletes files best-effort, batched where the remote can ([`Remote::delete_many`]: S3's
+    /// DeleteObjects).
+    pub fn delete_many_quietly(&self, paths: &[String]) {
+        if paths.is_empty() {
+            return;
+        }
+        if let Err(e) = self.remote.delete_many(paths) {
+            tracing::debug!(error = %e, count = paths.len(), "could not delete");
+        }
+    }
 }
 
 fn sanitize_device(device: &str) -> String {
