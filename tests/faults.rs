@@ -1,5 +1,6 @@
 //! Network failures between `deltasync` and a real WebDAV server (issue 3, part 5): lighttpd
 //! (compare-and-swap), nginx (no compare-and-swap: the lease lock) and wsgidav (non-atomic),
+//! and the S3 server moto (issue 13; 503s there stand for S3's SlowDown),
 //! each behind `deltasync-testservers`' fault proxy, which closes connections before a request
 //! reaches the server, drops the answer after the server carried a request out (the client
 //! cannot know whether its write happened), answers 503, or cuts an answer in half.
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use deltasync_testservers::{FaultProxy, Kind, start_or_skip};
 use serde_json::{Value, json};
-use support::{EXIT_OK, EXIT_TEMPORARY, Run, deltasync_in, write_renamed};
+use support::{EXIT_OK, EXIT_TEMPORARY, Run, S3Env, deltasync_in, s3_env, write_renamed};
 
 /// The servers run one at a time (the machine may have 2 cores).
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -40,11 +41,21 @@ struct Dev {
     n: usize,
     dir: PathBuf,
     password: String,
+    /// S3: the endpoint (the proxy) and key, as AWS's variables.
+    s3: Option<S3Env>,
 }
 
 impl Dev {
     fn run(&self, args: &[&str]) -> Run {
-        Run::command(deltasync_in(&self.dir, Some(&self.password), args).stdin(Stdio::null()))
+        let mut c = match &self.s3 {
+            None => deltasync_in(&self.dir, Some(&self.password), args),
+            Some(env) => {
+                let mut c = deltasync_in(&self.dir, None, args);
+                s3_env(&mut c, env, &self.password, &self.dir);
+                c
+            }
+        };
+        Run::command(c.stdin(Stdio::null()))
     }
 
     /// `sync`, again while it exits 3; returns how many attempts exited 3, and panics on any
@@ -76,23 +87,29 @@ impl Dev {
     }
 }
 
-fn init(dir: &Path, url: &str, user: &str, password: &str, n: usize) -> Dev {
+/// Where the devices sync: a WebDAV URL (through the proxy) with a user, or an S3 bucket
+/// whose endpoint is the proxy.
+struct Target {
+    url: String,
+    user: String,
+    password: String,
+    s3: Option<S3Env>,
+}
+
+fn init(dir: &Path, t: &Target, n: usize) -> Dev {
     let dev = Dev {
         n,
         dir: dir.to_path_buf(),
-        password: password.to_string(),
+        password: t.password.clone(),
+        s3: t.s3.clone(),
     };
-    let r = dev.run(&[
-        "init",
-        "--remote",
-        url,
-        "--user",
-        user,
-        "--device",
-        &format!("dev{n}"),
-        "--collection",
-        "tasks=dir:tasks",
-    ]);
+    let device = format!("dev{n}");
+    let mut args = vec!["init", "--remote", &t.url, "--device", &device];
+    if t.s3.is_none() {
+        args.extend(["--user", &t.user]);
+    }
+    args.extend(["--collection", "tasks=dir:tasks"]);
+    let r = dev.run(&args);
     assert_eq!(r.code, Some(EXIT_OK), "init dev{n}:\n{r}");
     dev
 }
@@ -116,6 +133,12 @@ fn wsgidav_loses_nothing_through_resets_503s_and_cut_answers() {
     nothing_is_lost_through_faults(Kind::WsgiDav);
 }
 
+/// moto (S3): conditional PUTs whose answers are lost or cut, 503s, resets.
+#[test]
+fn moto_loses_nothing_through_resets_503s_and_cut_answers() {
+    nothing_is_lost_through_faults(Kind::Moto);
+}
+
 fn nothing_is_lost_through_faults(kind: Kind) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let Some(server) = start_or_skip(kind) else {
@@ -131,19 +154,29 @@ fn nothing_is_lost_through_faults(kind: Kind) {
     );
     let proxy = FaultProxy::start(server.url(), fault_rate(), seed).unwrap();
     let root = tempfile::tempdir().unwrap();
+    let target = if kind.is_s3() {
+        Target {
+            url: format!("s3://{}/faults", server.bucket()),
+            user: String::new(),
+            password: server.password().to_string(),
+            s3: Some(S3Env {
+                endpoint: proxy.url().to_string(),
+                key: server.user().to_string(),
+            }),
+        }
+    } else {
+        Target {
+            url: proxy.url().to_string(),
+            user: server.user().to_string(),
+            password: server.password().to_string(),
+            s3: None,
+        }
+    };
 
     // Set up without faults: the probe must measure the server, not the proxy.
     proxy.set_faults(false);
     let devs: Vec<Dev> = (0..DEVICES)
-        .map(|n| {
-            init(
-                &root.path().join(format!("dev{n}")),
-                proxy.url(),
-                server.user(),
-                server.password(),
-                n,
-            )
-        })
+        .map(|n| init(&root.path().join(format!("dev{n}")), &target, n))
         .collect();
     devs[0].put("shared", &json!({"id": "shared"}));
     devs[0].sync();
@@ -197,13 +230,7 @@ fn nothing_is_lost_through_faults(kind: Kind) {
             d.sync();
         }
     }
-    let fresh = init(
-        &root.path().join("fresh"),
-        proxy.url(),
-        server.user(),
-        server.password(),
-        DEVICES,
-    );
+    let fresh = init(&root.path().join("fresh"), &target, DEVICES);
     fresh.sync();
     for d in devs.iter().chain([&fresh]) {
         for n in 0..DEVICES {

@@ -118,3 +118,33 @@ pub fn write_renamed(path: &Path, v: &serde_json::Value) {
     std::fs::write(&tmp, serde_json::to_vec_pretty(v).unwrap()).unwrap();
     std::fs::rename(&tmp, path).unwrap();
 }
+
+/// What an S3 device gets in its environment.
+#[derive(Clone)]
+pub struct S3Env {
+    /// `AWS_ENDPOINT_URL`.
+    pub endpoint: String,
+    /// `AWS_ACCESS_KEY_ID`.
+    pub key: String,
+}
+
+/// Sets AWS's variables for an S3 device: endpoint, region, key and `secret`; no profile file
+/// of the machine's user is read.
+pub fn s3_env(c: &mut Command, env: &S3Env, secret: &str, dir: &Path) {
+    for var in [
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_DEFAULT_REGION",
+    ] {
+        c.env_remove(var);
+    }
+    c.env("AWS_ENDPOINT_URL", &env.endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", &env.key)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.join("no-aws-credentials"),
+        );
+}
