@@ -491,7 +491,11 @@ fn run(cli: Cli) -> Result<u8> {
                 match kind {
                     "keyring" => println!("password: system keyring ({detail})"),
                     "command" => println!("password: the command '{detail}'"),
+                    "env" if detail == "AWS_ACCESS_KEY_ID" => println!(
+                        "credentials: environment variables AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+                    ),
                     "env" => println!("password: environment variable ${detail}"),
+                    "profile" => println!("credentials: AWS profile {detail}"),
                     _ => {}
                 }
                 watch::print_status(&dir);
