@@ -295,7 +295,11 @@ impl Opened {
     pub fn recorded_verdict(&self) -> Result<Option<ServerSettings>> {
         let answer = self
             .remote
-            .get(deltasync_meta::META_FILE, None)
+            .get_max(
+                deltasync_meta::META_FILE,
+                None,
+                deltasync_store::MAX_META_BYTES,
+            )
             .with_context(|| format!("reading meta.json on {}", self.remote.describe()))?;
         let deltasync_remote::GetResult::Found { body, .. } = answer else {
             return Ok(None);
@@ -325,5 +329,70 @@ pub fn settings_of(report: &ProbeReport) -> ServerSettings {
         cas: report.class.to_string(),
         weak_window_ms: report.weak_window_ms,
         nextcloud: report.nextcloud,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deltasync_remote::RemoteError;
+    use deltasync_remote::{Capabilities, Etag, GetResult, MemoryRemote, ObjectInfo, PutMode};
+
+    /// A remote that refuses reads without a size limit, and remembers the limits asked for.
+    struct OnlyCapped(MemoryRemote, std::sync::Mutex<Vec<u64>>);
+
+    impl Remote for OnlyCapped {
+        fn get(&self, path: &str, _: Option<&Etag>) -> Result<GetResult, RemoteError> {
+            panic!("GET {path} without a size limit");
+        }
+        fn get_max(
+            &self,
+            path: &str,
+            inm: Option<&Etag>,
+            max_len: u64,
+        ) -> Result<GetResult, RemoteError> {
+            self.1.lock().unwrap().push(max_len);
+            self.0.get_max(path, inm, max_len)
+        }
+        fn put(
+            &self,
+            path: &str,
+            body: &[u8],
+            mode: &PutMode,
+        ) -> Result<Option<Etag>, RemoteError> {
+            self.0.put(path, body, mode)
+        }
+        fn head(&self, path: &str) -> Result<Option<ObjectInfo>, RemoteError> {
+            self.0.head(path)
+        }
+        fn list(&self, dir: &str) -> Result<Vec<ObjectInfo>, RemoteError> {
+            self.0.list(dir)
+        }
+        fn delete(&self, path: &str) -> Result<(), RemoteError> {
+            self.0.delete(path)
+        }
+        fn capabilities(&self) -> Capabilities {
+            self.0.capabilities()
+        }
+        fn describe(&self) -> String {
+            self.0.describe()
+        }
+    }
+
+    /// A joining device's read of the recorded verdict had no size limit.
+    #[test]
+    fn the_recorded_verdict_is_read_with_meta_jsons_size_limit() {
+        let inner = MemoryRemote::new();
+        inner
+            .put(deltasync_meta::META_FILE, b"{}", &PutMode::Overwrite)
+            .unwrap();
+        let remote = Arc::new(OnlyCapped(inner, Default::default()));
+        let opened = Opened {
+            remote: remote.clone(),
+            dav: None,
+            s3: None,
+        };
+        assert_eq!(opened.recorded_verdict().unwrap(), None);
+        assert_eq!(*remote.1.lock().unwrap(), [deltasync_store::MAX_META_BYTES]);
     }
 }
