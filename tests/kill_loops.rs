@@ -27,20 +27,7 @@ fn run(dir: &Path, args: &[&str]) -> Run {
 }
 
 fn init(dir: &Path, remote: &Path, name: &str) {
-    let remote = remote.display().to_string();
-    run(
-        dir,
-        &[
-            "init",
-            "--remote",
-            &remote,
-            "--device",
-            name,
-            "--collection",
-            "tasks=dir:tasks",
-        ],
-    )
-    .expect_ok(format_args!("init {name}"));
+    support::init_tasks(dir, remote, name).expect_ok(format_args!("init {name}"));
 }
 
 fn write_all(dir: &Path, v: &str) {

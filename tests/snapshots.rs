@@ -8,6 +8,7 @@ mod support;
 use std::path::Path;
 
 use serde_json::json;
+use support::init_tasks as init;
 use support::{Run, deltasync, write_renamed};
 
 fn run(dir: &Path, args: &[&str]) -> Run {
@@ -51,22 +52,6 @@ fn regex_escape(s: &str) -> String {
             }
         })
         .collect()
-}
-
-fn init(dir: &Path, remote: &Path, name: &str) -> Run {
-    let remote = remote.display().to_string();
-    run(
-        dir,
-        &[
-            "init",
-            "--remote",
-            &remote,
-            "--device",
-            name,
-            "--collection",
-            "tasks=dir:tasks",
-        ],
-    )
 }
 
 #[test]

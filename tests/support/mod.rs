@@ -148,3 +148,22 @@ pub fn s3_env(c: &mut Command, env: &S3Env, secret: &str, dir: &Path) {
             dir.join("no-aws-credentials"),
         );
 }
+
+/// `deltasync init` of workspace `dir` as device `name`, on the folder remote `remote`, with
+/// one collection `tasks=dir:tasks`.
+pub fn init_tasks(dir: &Path, remote: &Path, name: &str) -> Run {
+    let remote = remote.display().to_string();
+    Run::command(&mut deltasync_in(
+        dir,
+        None,
+        &[
+            "init",
+            "--remote",
+            &remote,
+            "--device",
+            name,
+            "--collection",
+            "tasks=dir:tasks",
+        ],
+    ))
+}
