@@ -10,19 +10,32 @@ use reqwest::header::{HeaderMap, HeaderValue};
 
 use crate::RemoteError;
 
-/// Timeouts and retries of one HTTP backend.
-#[derive(Debug, Clone)]
-pub(crate) struct Policy {
-    /// Time allowed to connect.
+/// Timeouts and retries of an HTTP backend (WebDAV, S3): every request has a deadline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpPolicy {
+    /// Time allowed to connect (default 10 s).
     pub connect_timeout: Duration,
-    /// Time allowed for a whole request, body included.
+    /// Time allowed for a whole request, body included (default 60 s).
     pub timeout: Duration,
-    /// How many times an idempotent request is retried after a transient failure.
+    /// How many times an idempotent request is retried after a transient failure (default 3).
     pub retries: u32,
-    /// The first backoff delay; it doubles per retry, with jitter.
+    /// The first backoff delay; it doubles per retry, with jitter (default 250 ms).
     pub retry_base_delay: Duration,
-    /// The longest `Retry-After` honoured.
+    /// The longest `Retry-After` honoured; a server asking for more gets the error reported
+    /// instead (default 30 s).
     pub max_retry_after: Duration,
+}
+
+impl Default for HttpPolicy {
+    fn default() -> Self {
+        HttpPolicy {
+            connect_timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(60),
+            retries: 3,
+            retry_base_delay: Duration::from_millis(250),
+            max_retry_after: Duration::from_secs(30),
+        }
+    }
 }
 
 /// A failed attempt: the error, and how long the server asked us to wait.
@@ -40,9 +53,9 @@ impl From<RemoteError> for Failure {
     }
 }
 
-impl Policy {
+impl HttpPolicy {
     /// One blocking client with these timeouts (rustls, connections reused).
-    pub fn client(
+    pub(crate) fn client(
         &self,
         what: &str,
         redirect: reqwest::redirect::Policy,
@@ -62,7 +75,7 @@ impl Policy {
 
     /// Maps a transport failure: TLS and certificate problems are permanent and say why,
     /// timeouts are [`RemoteError::TimedOut`], the rest (resets, refused connections) transient.
-    pub fn transport_error(&self, what: &str, e: &reqwest::Error) -> RemoteError {
+    pub(crate) fn transport_error(&self, what: &str, e: &reqwest::Error) -> RemoteError {
         let detail = chain(e);
         let lower = detail.to_ascii_lowercase();
         if lower.contains("certificate") || lower.contains("unknownissuer") {
@@ -114,7 +127,7 @@ impl Policy {
 
     /// Runs `attempt`, retrying transient failures (when `retry` is true) with jittered
     /// exponential backoff, or the server's `Retry-After` when within bounds.
-    pub fn with_retries<T>(
+    pub(crate) fn with_retries<T>(
         &self,
         retry: bool,
         mut attempt: impl FnMut() -> Result<T, Failure>,
@@ -162,7 +175,7 @@ impl Policy {
     /// past the limit while streaming: a huge or endless answer is never held in memory), and
     /// within the request's deadline counted from `started` (a server trickling its answer
     /// byte by byte does not hold a sync for hours).
-    pub fn read_body(
+    pub(crate) fn read_body(
         &self,
         what: &str,
         path: &str,

@@ -49,6 +49,7 @@ mod s3;
 mod webdav;
 
 pub use counting::{Counting, RequestStats};
+pub use http::HttpPolicy;
 pub use local::LocalFolder;
 pub use memory::{Faults, MemoryRemote};
 pub use path::{PathError, check_path};

@@ -26,7 +26,7 @@ mod target;
 
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use reqwest::Method;
 use reqwest::blocking::{Client, RequestBuilder, Response};
@@ -38,7 +38,7 @@ pub use secret::{PASSWORD_ENV, Secret, SecretError};
 use target::Target;
 pub(crate) use target::is_loopback;
 
-use crate::http::{Failure, Policy, header, http_date_ms, is_transient_status, retry_after};
+use crate::http::{Failure, HttpPolicy, header, http_date_ms, is_transient_status, retry_after};
 use crate::probe::RawPut;
 use crate::{
     Capabilities, CasClass, Etag, GetResult, ObjectInfo, PathError, PutMode, Remote, RemoteError,
@@ -46,7 +46,7 @@ use crate::{
 };
 
 /// How to reach a WebDAV server. `Debug` never shows the password.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct WebDavOptions {
     /// The user for basic auth; when `None`, the user named in the URL (if any).
     pub user: Option<String>,
@@ -56,17 +56,8 @@ pub struct WebDavOptions {
     /// Allow plain `http://` to a host that is not this machine (the password would travel
     /// unencrypted). Loopback addresses are always allowed.
     pub allow_insecure_http: bool,
-    /// Time allowed to connect (default 10 s).
-    pub connect_timeout: Duration,
-    /// Time allowed for a whole request, body included (default 60 s).
-    pub timeout: Duration,
-    /// How many times an idempotent request is retried after a transient failure (default 3).
-    pub retries: u32,
-    /// The first backoff delay; it doubles per retry, with jitter (default 250 ms).
-    pub retry_base_delay: Duration,
-    /// The longest `Retry-After` honoured; a server asking for more gets the error reported
-    /// instead (default 30 s).
-    pub max_retry_after: Duration,
+    /// Timeouts and retries.
+    pub http: HttpPolicy,
     /// Capabilities to assume instead of the safe default (`NonAtomic`) until probed, e.g.
     /// from a stored `doctor` result.
     pub capabilities: Option<Capabilities>,
@@ -75,33 +66,10 @@ pub struct WebDavOptions {
     pub nextcloud: bool,
 }
 
-impl Default for WebDavOptions {
-    fn default() -> Self {
-        WebDavOptions {
-            user: None,
-            password: None,
-            allow_insecure_http: false,
-            connect_timeout: Duration::from_secs(10),
-            timeout: Duration::from_secs(60),
-            retries: 3,
-            retry_base_delay: Duration::from_millis(250),
-            max_retry_after: Duration::from_secs(30),
-            capabilities: None,
-            nextcloud: false,
-        }
-    }
-}
-
 impl WebDavOptions {
-    /// The timeouts and retries as the shared HTTP plumbing takes them.
-    pub(crate) fn policy(&self) -> Policy {
-        Policy {
-            connect_timeout: self.connect_timeout,
-            timeout: self.timeout,
-            retries: self.retries,
-            retry_base_delay: self.retry_base_delay,
-            max_retry_after: self.max_retry_after,
-        }
+    /// The timeouts and retries.
+    pub(crate) fn policy(&self) -> &HttpPolicy {
+        &self.http
     }
 
     /// Options with a user and password.

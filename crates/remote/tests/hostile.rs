@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use deltasync_remote::{Remote, RemoteError, Secret, WebDav, WebDavOptions};
+use deltasync_remote::{HttpPolicy, Remote, RemoteError, Secret, WebDav, WebDavOptions};
 
 /// A server answering every request with `answer(stream)`, for at most 30 s.
 fn serve(answer: fn(&mut TcpStream)) -> String {
@@ -34,8 +34,11 @@ fn dav(url: &str, timeout: Duration) -> WebDav {
     WebDav::open(
         url,
         &WebDavOptions {
-            timeout,
-            retries: 0,
+            http: HttpPolicy {
+                timeout,
+                retries: 0,
+                ..HttpPolicy::default()
+            },
             ..WebDavOptions::with_credentials("u", Secret::new("p"))
         },
     )

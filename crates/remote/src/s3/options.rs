@@ -2,11 +2,10 @@
 //! and credentials (environment, `~/.aws/credentials` profiles). `Debug` never shows secrets.
 
 use std::path::Path;
-use std::time::Duration;
 
 use url::{Host, Url};
 
-use crate::http::Policy;
+use crate::http::HttpPolicy;
 use crate::webdav::is_loopback;
 use crate::{Capabilities, RemoteError, Secret};
 
@@ -124,16 +123,8 @@ pub struct S3Options {
     pub credentials: Option<S3Credentials>,
     /// Allow plain `http://` to an endpoint that is not this machine.
     pub allow_insecure_http: bool,
-    /// Time allowed to connect (default 10 s).
-    pub connect_timeout: Duration,
-    /// Time allowed for a whole request, body included (default 60 s).
-    pub timeout: Duration,
-    /// How many times a request is retried after a transient failure (default 3).
-    pub retries: u32,
-    /// The first backoff delay; it doubles per retry, with jitter (default 250 ms).
-    pub retry_base_delay: Duration,
-    /// The longest `Retry-After` honoured (default 30 s).
-    pub max_retry_after: Duration,
+    /// Timeouts and retries.
+    pub http: HttpPolicy,
     /// Capabilities to assume instead of the safe default (`NonAtomic`) until probed.
     pub capabilities: Option<Capabilities>,
     /// Keys per ListObjectsV2 page (default 1000, S3's most; smaller in tests of paging).
@@ -148,11 +139,7 @@ impl Default for S3Options {
             path_style: None,
             credentials: None,
             allow_insecure_http: false,
-            connect_timeout: Duration::from_secs(10),
-            timeout: Duration::from_secs(60),
-            retries: 3,
-            retry_base_delay: Duration::from_millis(250),
-            max_retry_after: Duration::from_secs(30),
+            http: HttpPolicy::default(),
             capabilities: None,
             list_page_keys: 1000,
         }
@@ -160,14 +147,9 @@ impl Default for S3Options {
 }
 
 impl S3Options {
-    pub(crate) fn policy(&self) -> Policy {
-        Policy {
-            connect_timeout: self.connect_timeout,
-            timeout: self.timeout,
-            retries: self.retries,
-            retry_base_delay: self.retry_base_delay,
-            max_retry_after: self.max_retry_after,
-        }
+    /// The timeouts and retries.
+    pub(crate) fn policy(&self) -> &HttpPolicy {
+        &self.http
     }
 }
 

@@ -49,7 +49,7 @@ impl Secret {
 
     /// Runs `command` with `sh -c` (`cmd /C` on Windows; a `password_command` such as `pass show nextcloud` or
     /// `secret-tool lookup service nextcloud`) and takes what it prints, less one trailing
-    /// newline; stopped after [`DEFAULT_COMMAND_TIMEOUT`]. See [`Secret::from_command_within`].
+    /// newline; stopped after 30 s. See [`Secret::from_command_within`].
     pub fn from_command(command: &str) -> Result<Secret, SecretError> {
         Self::from_command_within(command, DEFAULT_COMMAND_TIMEOUT)
     }

@@ -1,6 +1,9 @@
 //! Unit tests against a scripted HTTP server on 127.0.0.1 (one canned answer per request).
 
+use std::time::Duration;
+
 use super::*;
+use crate::HttpPolicy;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
@@ -114,7 +117,10 @@ fn options() -> WebDavOptions {
     WebDavOptions {
         user: Some("alice".into()),
         password: Some(Secret::new("pa55-w0rd-xyz")),
-        retry_base_delay: Duration::from_millis(1),
+        http: HttpPolicy {
+            retry_base_delay: Duration::from_millis(1),
+            ..HttpPolicy::default()
+        },
         ..WebDavOptions::default()
     }
 }
@@ -383,10 +389,14 @@ fn list_parses_propfind_and_makes_names_relative() {
 #[test]
 fn timeouts_are_transient() {
     let f = fake(&["HANG"]);
+    let base = options();
     let opts = WebDavOptions {
-        timeout: Duration::from_millis(300),
-        retries: 0,
-        ..options()
+        http: HttpPolicy {
+            timeout: Duration::from_millis(300),
+            retries: 0,
+            ..base.http.clone()
+        },
+        ..base
     };
     let dav = WebDav::open(&f.url, &opts).unwrap();
     let e = dav.get("a", None).unwrap_err();
