@@ -135,6 +135,8 @@ fn a_killed_backup_leaves_no_half_file() {
     run(&a, &["backup", "--output", &out_s]).expect_ok("backup");
     let whole = t.elapsed().max(Duration::from_millis(20));
     std::fs::remove_file(&out).unwrap();
+    // Kills spread up to 1.5 × a whole backup's time: some before it is written, some after.
+    let (mut absent, mut whole_files) = (0, 0);
     for round in 0..10u32 {
         let mut child = deltasync()
             .arg("-C")
@@ -144,7 +146,7 @@ fn a_killed_backup_leaves_no_half_file() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(whole * round / 10);
+        std::thread::sleep(whole * round * 3 / 20);
         let _ = child.kill();
         child.wait().unwrap();
         if out.exists() {
@@ -152,6 +154,11 @@ fn a_killed_backup_leaves_no_half_file() {
             run(&a, &["restore", &out_s, "--dry-run"])
                 .expect_ok(format_args!("round {round}: the backup left is whole"));
             std::fs::remove_file(&out).unwrap();
+            whole_files += 1;
+        } else {
+            absent += 1;
         }
     }
+    println!("10 killed backups: {absent} left no file, {whole_files} a whole one");
+    assert!(absent > 0, "no kill came before the backup was written");
 }
