@@ -15,7 +15,8 @@
 //! under every fault and also lets a read and its sync be any
 //! steps apart.
 //!
-//! Cases: `PROPTEST_CASES` (default 2000 here).
+//! Cases: `PROPTEST_CASES` (default 2000 here). `PROP_TRACE=1` prints, after every step, the
+//! remote's head and deltas and each device's data (for reading a failing case).
 
 mod support;
 
@@ -266,6 +267,8 @@ fn run(
     let mut written: BTreeSet<String> = BTreeSet::new();
     let mut superseded: BTreeSet<String> = BTreeSet::new();
     for s in steps {
+        let trace_step = format!("{s:?}");
+        let trace = std::env::var("PROP_TRACE").is_ok();
         match s {
             Step::EditOwn { dev, entity } | Step::EditShared { dev, entity } => {
                 counter += 1;
@@ -316,6 +319,25 @@ fn run(
                 remote.set_faults(faults.clone());
             }
             Step::Freeze { dev } => views.freeze(dev),
+        }
+        if trace {
+            let m = remote.files().remove("meta.json").unwrap_or_default();
+            let m: Value = serde_json::from_slice(&m).unwrap_or(Value::Null);
+            let ds: Vec<String> = m["deltas"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|d| format!("{}:{}", d["seq"], d["path"]))
+                        .collect()
+                })
+                .unwrap_or_default();
+            eprintln!(
+                "== {trace_step}\n   meta head {} {:?}",
+                m["globalUpdateCount"], ds
+            );
+            for (i, d) in devs.iter().enumerate() {
+                eprintln!("   d{i}: {:?}", d.all());
+            }
         }
     }
     remote.set_faults(nature(&faults));
@@ -464,6 +486,39 @@ fn regression_a_non_atomic_remote_stays_non_atomic_between_races() {
             racer: 2,
             victim: 1,
             reader: true,
+        },
+    ];
+    let faults = Faults {
+        stale_if_match_succeeds: 1.0,
+        ..Faults::default()
+    };
+    run(steps, faults, 0, true).unwrap();
+}
+
+/// A third the free races found (CI): a device whose commit was lost to a racing writer made
+/// it again without a base; the remote's history held the lost commit (a device that had read
+/// it committed on top of it), so the planner took the device's own edit for an old copy and
+/// let the racing writer's version replace it: edit v1-d0 was lost.
+#[test]
+fn regression_a_lost_commit_made_again_is_not_an_old_copy() {
+    use Step::*;
+    let steps = vec![
+        EditOwn { dev: 0, entity: 0 },
+        EditOwn { dev: 2, entity: 0 },
+        Freeze { dev: 2 },
+        Race {
+            racer: 0,
+            victim: 1,
+            reader: false,
+        },
+        EditOwn { dev: 0, entity: 1 },
+        Freeze { dev: 1 },
+        Sync { dev: 2 },
+        EditOwn { dev: 1, entity: 0 },
+        Race {
+            racer: 0,
+            victim: 1,
+            reader: false,
         },
     ];
     let faults = Faults {

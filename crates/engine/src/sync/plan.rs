@@ -102,7 +102,13 @@ impl Engine {
         }
         // Without a base (lost state, or a new device with files of its own), content equal to
         // an earlier version on the remote is an old copy, not an edit.
-        let earlier = self.earlier_contents(planner::needs_history(&local, &base, &remote));
+        // Not for an entity of a commit lost to a racing writer (forced): its base was undone,
+        // and its local content is our edit going out again, even where the remote's history
+        // holds it (another device read the lost commit and committed on top of it).
+        let forced = self.state.forced()?;
+        let mut wanted = planner::needs_history(&local, &base, &remote);
+        wanted.retain(|k| !forced.contains_key(&(k.collection.clone(), k.id.clone())));
+        let earlier = self.earlier_contents(wanted);
         let plan = planner::plan_with_history(&local, &base, &remote, &earlier);
         Ok(Planned {
             scans,
