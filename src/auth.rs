@@ -44,7 +44,7 @@ pub fn read_password(account: &str, from_stdin: bool) -> Result<Secret> {
 /// stored.
 pub fn check_password(config: &Config, password: &Secret) -> Result<()> {
     let opened = remote::open_with(config, Some(password.clone()))?;
-    match opened.remote.head("meta.json") {
+    match opened.remote().head("meta.json") {
         Ok(_) => Ok(()),
         Err(e @ (RemoteError::Auth { .. } | RemoteError::Denied { .. })) => {
             Err(anyhow::Error::new(e).context("the server refused the password; nothing stored"))
@@ -183,13 +183,15 @@ pub fn password_for_init(keyring: &Keyring, password_stdin: bool) -> Result<Opti
 /// not answer in time.
 pub fn is_temporary(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
-        matches!(
-            c.downcast_ref::<SecretError>(),
-            Some(
-                SecretError::KeyringLocked { .. }
-                    | SecretError::KeyringTimeout { .. }
-                    | SecretError::CommandTimeout { .. }
+        c.downcast_ref::<deltasync_engine::OpenError>()
+            .is_some_and(|o| o.is_temporary())
+            || matches!(
+                c.downcast_ref::<SecretError>(),
+                Some(
+                    SecretError::KeyringLocked { .. }
+                        | SecretError::KeyringTimeout { .. }
+                        | SecretError::CommandTimeout { .. }
+                )
             )
-        )
     })
 }

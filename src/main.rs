@@ -440,9 +440,7 @@ fn load(dir: &Path) -> Result<Config> {
 }
 
 fn open(dir: &Path) -> Result<Engine> {
-    let config = load(dir)?;
-    let opened = remote::open(&config)?;
-    Ok(Engine::with_remote(dir, config, opened.remote)?)
+    Ok(remote::workspace(dir, load(dir)?)?.into_engine())
 }
 
 fn run(cli: Cli) -> Result<u8> {
@@ -478,9 +476,9 @@ fn run(cli: Cli) -> Result<u8> {
             // status sends no request: it needs no password (the keyring may be locked).
             let config = load(&dir)?;
             let opened = remote::open_offline(&config)?;
-            let engine = Engine::with_remote(&dir, config, opened.remote)?;
+            let engine = deltasync_engine::Workspace::with_opened(&dir, config, opened)?;
             let status = engine.status()?;
-            let (kind, detail) = remote::password_source(engine.config());
+            let (kind, detail) = remote::credentials_source(engine.config());
             if json {
                 let mut value = serde_json::to_value(&status)?;
                 value["password_from"] = serde_json::json!({"kind": kind, "detail": detail});
@@ -646,12 +644,14 @@ fn init(dir: &Path, args: InitArgs) -> Result<u8> {
     let opened = remote::open_with(&config, new_password.clone())?;
     // A remote that another device initialised holds the verdict of its probe in meta.json:
     // a joining device takes it instead of probing again (`deltasync doctor` does on demand).
-    let recorded = opened.recorded_verdict()?;
+    let recorded = opened
+        .recorded_verdict()
+        .with_context(|| format!("reading meta.json on {}", opened.remote().describe()))?;
     let summary = match &recorded {
         Some(settings) => {
             println!(
                 "Joining {}: taking the verdict its first device recorded (server.cas = \"{}\"{}); `deltasync doctor` probes again.",
-                opened.remote.describe(),
+                opened.remote().describe(),
                 settings.cas,
                 if settings.nextcloud {
                     ", Nextcloud"
@@ -664,8 +664,10 @@ fn init(dir: &Path, args: InitArgs) -> Result<u8> {
             None
         }
         None => {
-            println!("Probing {} …", opened.remote.describe());
-            let report = opened.probe()?;
+            println!("Probing {} …", opened.remote().describe());
+            let report = opened
+                .probe()
+                .with_context(|| format!("probing {}", opened.remote().describe()))?;
             for line in report.explain() {
                 println!("  {line}");
             }
@@ -685,7 +687,7 @@ fn init(dir: &Path, args: InitArgs) -> Result<u8> {
             entry.account()
         );
     }
-    let engine = Engine::with_remote(dir, config.clone(), opened.remote)?;
+    let engine = deltasync_engine::Workspace::with_opened(dir, config.clone(), opened)?;
     let created = engine.init_remote(summary)?;
     config.save(dir)?;
     println!(
@@ -811,7 +813,9 @@ fn conflicts(dir: &Path, action: ConflictAction, json: bool) -> Result<u8> {
 fn doctor(dir: &Path, save: bool, json: bool) -> Result<u8> {
     let mut config = load(dir)?;
     let opened = remote::open(&config)?;
-    let report = opened.probe()?;
+    let report = opened
+        .probe()
+        .with_context(|| format!("probing {}", opened.remote().describe()))?;
     if json {
         output::json(&report.to_json())?;
     } else {
@@ -827,7 +831,10 @@ fn doctor(dir: &Path, save: bool, json: bool) -> Result<u8> {
         if let Some(old) = &config.server {
             kept = kept.weaker(old);
         }
-        if let Some(recorded) = opened.recorded_verdict()? {
+        if let Some(recorded) = opened
+            .recorded_verdict()
+            .with_context(|| format!("reading meta.json on {}", opened.remote().describe()))?
+        {
             kept = kept.weaker(&recorded);
         }
         config.server = Some(kept.clone());
@@ -856,7 +863,7 @@ fn unlock(dir: &Path, force: bool) -> Result<u8> {
     }
     let config = load(dir)?;
     let opened = remote::open(&config)?;
-    match deltasync_lock::break_lease(opened.remote.as_ref())? {
+    match deltasync_lock::break_lease(opened.remote().as_ref())? {
         Some(info) => println!(
             "Removed the lease of device '{}' ({}).",
             info.owner_name, info.owner

@@ -465,12 +465,11 @@ fn doctor_compact_and_a_cold_cache_leave_no_litter() {
     assert_eq!(a.tasks(), b.tasks());
     // The folded deltas are deleted once no writer can still use them (2 minutes, or the
     // orphan grace on a non-atomic server): here at once, through the engine.
-    let mut engine = deltasync_engine::Engine::open(
+    let mut engine = deltasync_engine::Workspace::open(
         &a.dir,
-        &deltasync_remote::WebDavOptions::with_credentials(
-            cloud.nc.user(),
-            deltasync_remote::Secret::new(cloud.nc.password()),
-        ),
+        &deltasync_engine::workspace::GivenSecret(deltasync_remote::Secret::new(
+            cloud.nc.password(),
+        )),
     )
     .unwrap();
     for i in 0..3 {

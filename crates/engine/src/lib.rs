@@ -2,7 +2,10 @@
 //! push and pull.
 //!
 //! An app (or the `deltasync` binary) opens a workspace — a folder with a `deltasync.toml` —
-//! and calls [`Engine::sync`]. Each collection is either a folder with one JSON file per
+//! with [`Workspace::open`], which gets the remote's credentials through a [`Credentials`]
+//! and opens the remote exactly as the CLI does (`examples/two_workspaces.rs` syncs two over
+//! WebDAV), and calls [`Engine::sync`]; [`Engine::with_remote`] takes a remote opened already
+//! (the in-memory one below). Each collection is either a folder with one JSON file per
 //! entity or one JSON document holding many (see [`collections`]). Only the entities that
 //! changed go up, in one delta file per commit; the commit point `meta.json` is written by
 //! compare-and-swap; concurrent edits are merged field by field ([`merge`]), and a value that
@@ -48,9 +51,11 @@ pub mod repair;
 pub mod state;
 mod sync;
 pub mod touched;
+pub mod workspace;
 
 pub use sync::{
     CollectionReport, CollectionStatus, Engine, EngineError, STALE_ETAG_BOUND, STATE_DIR, Status,
     SyncOptions, SyncReport,
 };
 pub use touched::{LocalChanges, Touched};
+pub use workspace::{Credentials, OpenError, Workspace};

@@ -17,6 +17,9 @@ pub enum EngineError {
     /// The remote failed.
     #[error(transparent)]
     Remote(#[from] RemoteError),
+    /// The workspace's remote could not be opened (credentials, URL, `[server]`).
+    #[error(transparent)]
+    Open(#[from] crate::workspace::OpenError),
     /// A local collection failed.
     #[error(transparent)]
     Collection(#[from] CollectionError),
@@ -104,6 +107,7 @@ impl EngineError {
         match self {
             EngineError::Store(e) => e.is_temporary(),
             EngineError::Remote(e) => e.is_temporary(),
+            EngineError::Open(e) => e.is_temporary(),
             EngineError::TooManyRetries(_) => true,
             EngineError::Lease(e) => e.is_temporary(),
             EngineError::State(e) => e.is_temporary(),

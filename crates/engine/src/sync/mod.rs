@@ -77,17 +77,8 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// Opens a workspace, with the remote from its configuration.
-    pub fn open(
-        root: &Path,
-        remote_options: &deltasync_remote::WebDavOptions,
-    ) -> Result<Self, EngineError> {
-        let config = Config::load(root)?;
-        let remote = deltasync_remote::open(&config.remote, remote_options)?;
-        Self::with_remote(root, config, remote)
-    }
-
-    /// Opens a workspace with a given configuration and remote (tests, embedding apps).
+    /// Opens a workspace with a given configuration and remote (tests, an app with its own
+    /// backend; [`crate::Workspace::open`] opens the remote its configuration names).
     pub fn with_remote(
         root: &Path,
         config: Config,
