@@ -257,3 +257,44 @@ fn nothing_is_lost_through_faults(kind: Kind) {
         assert!(open.is_empty(), "dev{}: receipts {open:?}", d.n);
     }
 }
+
+/// One read through a server that fails every request is tried by one layer: the backend's
+/// `HttpPolicy::retries` + 1 times, not that many again for each of the store's own retries
+/// (there were 36 attempts of one GET: 4 by the WebDAV backend for each of 9 by the store).
+#[test]
+fn a_failing_read_is_retried_by_one_layer_only() {
+    use deltasync_remote::{HttpPolicy, Secret, WebDav, WebDavOptions};
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(server) = start_or_skip(Kind::Lighttpd) else {
+        return;
+    };
+    let proxy = FaultProxy::start(server.url(), 1.0, 7).unwrap();
+    let http = HttpPolicy {
+        retry_base_delay: Duration::from_millis(1),
+        ..HttpPolicy::default()
+    };
+    let dav = WebDav::open(
+        proxy.url(),
+        &WebDavOptions {
+            allow_insecure_http: true,
+            http: http.clone(),
+            ..WebDavOptions::with_credentials(server.user(), Secret::new(server.password()))
+        },
+    )
+    .unwrap();
+    let store = deltasync_store::Store::new(std::sync::Arc::new(dav));
+    proxy.set_faults(false);
+    store.init(None).unwrap();
+    proxy.set_faults(true);
+    let before = proxy.stats().requests;
+    let started = Instant::now();
+    let e = store.read_meta(None).unwrap_err();
+    let tried = proxy.stats().requests - before;
+    assert!(e.is_temporary(), "{e}");
+    assert_eq!(
+        tried,
+        u64::from(http.retries) + 1,
+        "one GET of meta.json was sent {tried} times ({e}, {:?})",
+        started.elapsed()
+    );
+}

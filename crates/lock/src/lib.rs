@@ -90,6 +90,21 @@ impl Backoff {
     }
 }
 
+/// Runs the read `op` of `remote`: retried with `backoff` ([`retry_transient`]) unless the
+/// backend retries its reads itself (`Capabilities::retries_reads`), so that one read is
+/// retried by one layer, never by two.
+pub fn retry_read<T>(
+    remote: &dyn Remote,
+    backoff: &mut Backoff,
+    mut op: impl FnMut() -> Result<T, RemoteError>,
+) -> Result<T, RemoteError> {
+    if remote.capabilities().retries_reads {
+        op()
+    } else {
+        retry_transient(backoff, op)
+    }
+}
+
 /// Runs `op`, retrying temporary failures with `backoff`. Only for operations that are safe to
 /// repeat (reads, create-only writes of immutable content, deletes).
 pub fn retry_transient<T>(
@@ -176,7 +191,7 @@ pub fn cas_write(
                 if !backoff.wait() {
                     return Err(CasError::Unknown);
                 }
-                match retry_transient(backoff, || read_limited(remote, path, body))? {
+                match retry_read(remote, backoff, || read_limited(remote, path, body))? {
                     GetResult::Found { body: now, etag } if now == body => {
                         if let Some(etag) = etag {
                             return Ok(etag);
@@ -215,7 +230,7 @@ fn read_back(
     body: &[u8],
     backoff: &mut Backoff,
 ) -> Result<Option<Etag>, RemoteError> {
-    match retry_transient(backoff, || read_limited(remote, path, body))? {
+    match retry_read(remote, backoff, || read_limited(remote, path, body))? {
         GetResult::Found { body: now, etag } if now == body => Ok(Some(
             etag.unwrap_or_else(|| Etag(deltasync_meta::sha256_hex(body))),
         )),

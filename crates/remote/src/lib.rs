@@ -179,6 +179,15 @@ pub struct Capabilities {
     /// changed, and readers must read unconditionally now and then. True for every WebDAV
     /// server, whatever its probe said; false for folders and the in-memory remote.
     pub stale_etags: bool,
+    /// Whether requests cross a network (WebDAV, S3): a round trip costs milliseconds and an
+    /// answer can be lost, so the layers above wait longer between commit rounds and keep
+    /// trying for longer. False for folders and the in-memory remote.
+    pub networked: bool,
+    /// Whether the backend retries transient failures of its idempotent requests (reads,
+    /// deletes) itself, within its deadlines (`HttpPolicy`): the layers above then send such a
+    /// request once, so that one read is never tried (backend retries × store retries) times.
+    /// Writes that are not idempotent (conditional PUTs) are never retried by a backend.
+    pub retries_reads: bool,
 }
 
 impl Default for Capabilities {
@@ -189,6 +198,8 @@ impl Default for Capabilities {
             recursive_delete: true,
             weak_window_ms: 0,
             stale_etags: false,
+            networked: false,
+            retries_reads: false,
         }
     }
 }

@@ -464,6 +464,8 @@ impl Remote for LocalFolder {
             recursive_delete: true,
             weak_window_ms: 0,
             stale_etags: false,
+            networked: false,
+            retries_reads: false,
         }
     }
 

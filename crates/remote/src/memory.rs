@@ -370,6 +370,8 @@ impl Remote for MemoryRemote {
             recursive_delete: true,
             weak_window_ms: 0,
             stale_etags: faults.reuse_etag_within_second,
+            networked: false,
+            retries_reads: false,
         }
     }
 

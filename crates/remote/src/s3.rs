@@ -88,6 +88,8 @@ fn unprobed_capabilities() -> Capabilities {
         recursive_delete: false,
         weak_window_ms: 0,
         stale_etags: false,
+        networked: true,
+        retries_reads: true,
     }
 }
 
@@ -593,10 +595,15 @@ impl Remote for S3 {
     }
 
     fn capabilities(&self) -> Capabilities {
-        self.capabilities
+        let mut caps = self
+            .capabilities
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .clone();
+        // What this backend is, whatever a probe or a configuration said.
+        caps.networked = true;
+        caps.retries_reads = self.options.policy().retries > 0;
+        caps
     }
 
     fn describe(&self) -> String {

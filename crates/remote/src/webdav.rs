@@ -133,6 +133,8 @@ fn unprobed_capabilities() -> Capabilities {
         recursive_delete: true,
         weak_window_ms: 0,
         stale_etags: true,
+        networked: true,
+        retries_reads: true,
     }
 }
 
@@ -779,6 +781,9 @@ impl Remote for WebDav {
         // Whatever a probe saw: a same-second rewrite can keep its ETag on many servers, and
         // a probe that happened not to see it proves nothing.
         caps.stale_etags = true;
+        // What this backend is, whatever a probe or a configuration said.
+        caps.networked = true;
+        caps.retries_reads = self.options.policy().retries > 0;
         caps
     }
 

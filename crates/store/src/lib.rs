@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 pub mod archive;
 
-use deltasync_lock::{Backoff, CasError, cas_write, retry_transient};
+use deltasync_lock::{Backoff, CasError, cas_write, retry_read, retry_transient};
 use deltasync_meta::{
     DATA_FILE, DELTAS_DIR, Delta, DeltaRef, FormatError, META_FILE, Meta, Snapshot, SnapshotRef,
     sha256_hex, verify_sha256,
@@ -205,11 +205,16 @@ impl Store {
         retry_transient(&mut self.backoff.clone(), op)
     }
 
+    /// A read: one layer of retries ([`retry_read`]).
+    fn retry_read<T>(&self, op: impl FnMut() -> Result<T, RemoteError>) -> Result<T, RemoteError> {
+        retry_read(self.remote.as_ref(), &mut self.backoff.clone(), op)
+    }
+
     /// Creates an empty layout (data.json and meta.json at head 0) if the remote has no
     /// meta.json; returns whether it did. `server` is the probe result to record.
     pub fn init(&self, server: Option<serde_json::Value>) -> Result<bool, StoreError> {
         if let GetResult::Found { .. } =
-            self.retry(|| self.remote.get_max(META_FILE, None, MAX_META_BYTES))?
+            self.retry_read(|| self.remote.get_max(META_FILE, None, MAX_META_BYTES))?
         {
             return Ok(false);
         }
@@ -223,7 +228,7 @@ impl Store {
             Err(e) if e.is_precondition_failed() => {}
             Err(e) => return Err(e.into()),
         }
-        let data = match self.retry(|| self.remote.get_max(DATA_FILE, None, MAX_FILE_BYTES))? {
+        let data = match self.retry_read(|| self.remote.get_max(DATA_FILE, None, MAX_FILE_BYTES))? {
             GetResult::Found { body, .. } => body,
             _ => return Err(StoreError::Missing(DATA_FILE.into())),
         };
@@ -280,7 +285,7 @@ impl Store {
         loop {
             reads += 1;
             let (body, etag) =
-                match self.retry(|| self.remote.get_max(META_FILE, known, MAX_META_BYTES))? {
+                match self.retry_read(|| self.remote.get_max(META_FILE, known, MAX_META_BYTES))? {
                     GetResult::NotModified if known.is_some() => {
                         return Ok(MetaRead::NotModified);
                     }
@@ -350,7 +355,7 @@ impl Store {
         let mut reads = 0;
         loop {
             reads += 1;
-            let body = match self.retry(|| self.remote.get_max(path, None, size))? {
+            let body = match self.retry_read(|| self.remote.get_max(path, None, size))? {
                 GetResult::Found { body, .. } => body,
                 _ => return Err(StoreError::Missing(path.to_string())),
             };
@@ -492,7 +497,7 @@ impl Store {
                     // The server ignores If-Match: read back that meta holds our bytes. If not,
                     // someone overwrote it (the lease was not honoured): the next fetch decides.
                     return match self
-                        .retry(|| self.remote.get_max(META_FILE, None, MAX_META_BYTES))?
+                        .retry_read(|| self.remote.get_max(META_FILE, None, MAX_META_BYTES))?
                     {
                         GetResult::Found { body, .. } if body == bytes => Ok(etag),
                         _ => Err(StoreError::CommitUnknown),

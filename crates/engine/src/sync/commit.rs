@@ -175,7 +175,7 @@ impl Engine {
     }
 
     pub(crate) fn commit_retry(&self) -> CommitRetry {
-        let (backoff, budget) = if self.store.remote().describe().starts_with("http") {
+        let (backoff, budget) = if self.store.remote().capabilities().networked {
             (
                 Backoff::new(Duration::from_millis(50), Duration::from_secs(4), u32::MAX),
                 NETWORK_COMMIT_BUDGET,
@@ -440,5 +440,38 @@ mod tests {
             };
             assert_eq!(reconcile(&p, &m, &etag, &folded_now), want, "{what}");
         }
+    }
+
+    /// A sync on an S3 bucket keeps trying to commit for the network's budget, as on WebDAV
+    /// (the choice went by `describe()` starting with "http", which an `s3://` remote does
+    /// not: it got a local folder's ten quick rounds).
+    #[test]
+    fn an_s3_remote_gets_the_network_commit_budget() {
+        let s3 = deltasync_remote::S3::open(
+            "s3://bucket/prefix",
+            &deltasync_remote::S3Options {
+                endpoint: Some("http://127.0.0.1:9".into()),
+                region: Some("us-east-1".into()),
+                allow_insecure_http: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let config: crate::config::Config =
+            toml::from_str("remote = 's3://bucket/prefix'").unwrap();
+        let engine = Engine::with_remote(dir.path(), config, Arc::new(s3)).unwrap();
+        assert_eq!(engine.commit_retry().budget, NETWORK_COMMIT_BUDGET);
+        let folder = tempfile::tempdir().unwrap();
+        let config: crate::config::Config = toml::from_str(&format!(
+            "remote = {:?}",
+            folder.path().display().to_string()
+        ))
+        .unwrap();
+        let remote =
+            deltasync_remote::open(&folder.path().display().to_string(), &Default::default())
+                .unwrap();
+        let engine = Engine::with_remote(dir.path(), config, remote).unwrap();
+        assert_eq!(engine.commit_retry().budget, Duration::ZERO);
     }
 }

@@ -94,16 +94,16 @@ impl Engine {
                 id
             }
         };
-        let backoff =
-            if remote.capabilities().weak_window_ms > 0 || remote.describe().starts_with("http") {
-                Backoff::standard()
-            } else {
-                Backoff::new(
-                    std::time::Duration::from_millis(2),
-                    std::time::Duration::from_millis(200),
-                    8,
-                )
-            };
+        let backoff = if remote.capabilities().weak_window_ms > 0 || remote.capabilities().networked
+        {
+            Backoff::standard()
+        } else {
+            Backoff::new(
+                std::time::Duration::from_millis(2),
+                std::time::Duration::from_millis(200),
+                8,
+            )
+        };
         Ok(Engine {
             root: root.to_path_buf(),
             config,

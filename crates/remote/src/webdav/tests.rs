@@ -438,11 +438,14 @@ fn move_sends_destination_and_overwrite() {
 fn unprobed_capabilities_are_the_safe_ones() {
     let dav = WebDav::open("https://example.org/dav", &WebDavOptions::default()).unwrap();
     assert_eq!(dav.capabilities().cas, CasClass::NonAtomic);
-    // Whatever is set, a WebDAV server's ETags may go stale (Nextcloud within a second).
+    // Whatever is set, a WebDAV server's ETags may go stale (Nextcloud within a second), its
+    // requests cross a network and it retries its own reads.
     let caps = Capabilities::default();
     dav.set_capabilities(caps.clone());
     let stale = Capabilities {
         stale_etags: true,
+        networked: true,
+        retries_reads: true,
         ..caps.clone()
     };
     assert_eq!(dav.capabilities(), stale);
