@@ -5,6 +5,7 @@
 mod auth;
 mod cmd_maint;
 mod demo;
+mod hints;
 mod output;
 mod remote;
 mod watch;
@@ -351,6 +352,9 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {}", error_chain(&e));
+            if let Some(hint) = hints::of(&e) {
+                eprintln!("hint: {hint}");
+            }
             ExitCode::from(exit_code_of(&e))
         }
     }

@@ -213,7 +213,10 @@ impl Recorder {
 
     /// A poll or a sync (`what`) failed; it is tried again after `retry_in`.
     pub fn failed(&mut self, what: &str, e: &EngineError, retry_in: Duration) {
-        let text = chain_text(what, e);
+        let mut text = chain_text(what, e);
+        if let Some(hint) = crate::hints::engine(e) {
+            text.push_str(&format!(" (hint: {hint})"));
+        }
         let retry_in_ms = retry_in.as_millis() as u64;
         if e.is_temporary() {
             tracing::warn!(error = %text, retry_in_ms, "temporary failure");

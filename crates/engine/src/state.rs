@@ -240,7 +240,7 @@ fn open_error(path: &Path, e: rusqlite::Error) -> StateError {
         }
         Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => format!(
             "is damaged ({e}). Your files are not affected: move the .deltasync folder away and \
-             run `deltasync sync` — the device then starts over from the remote, merging its \
+             sync again — the device then starts over from the remote, merging its \
              files with it, and keeps every edit"
         ),
         Some(ErrorCode::DiskFull) => format!("the disk is full ({e})"),

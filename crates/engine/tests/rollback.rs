@@ -29,7 +29,10 @@ fn assert_refused(r: Result<deltasync_engine::SyncReport, EngineError>, what: &s
     match r {
         Err(e @ EngineError::RemoteBehind { .. }) => {
             let text = e.to_string();
-            assert!(text.contains("deltasync repair"), "{what}: {text}");
+            assert!(
+                text.contains("a repair puts this device's data back"),
+                "{what}: {text}"
+            );
             assert!(!text.contains("deltasync init"), "{what}: {text}");
             assert!(!e.is_temporary(), "{what}");
             text

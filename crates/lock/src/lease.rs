@@ -45,7 +45,7 @@ pub enum LeaseError {
     /// Another device holds the lease and did not release it in time.
     #[error(
         "the remote is locked by device '{owner}' ({name}) for another {seconds} s; if that device \
-         crashed, wait for the lock to expire or run `deltasync unlock --force`"
+         crashed, wait for the lock to expire or break it"
     )]
     Held {
         /// The holder's device id.
@@ -275,7 +275,14 @@ mod tests {
         let a = Lease::acquire(&r, "dev-a", "laptop", quick()).unwrap();
         let err = Lease::acquire(&r, "dev-b", "phone", quick()).unwrap_err();
         assert!(err.to_string().contains("laptop"), "{err}");
-        assert!(err.to_string().contains("unlock --force"), "{err}");
+        assert!(
+            err.to_string().contains("wait for the lock to expire"),
+            "{err}"
+        );
+        assert!(
+            matches!(err, LeaseError::Held { seconds, .. } if seconds > 0),
+            "{err}"
+        );
         a.release().unwrap();
         Lease::acquire(&r, "dev-b", "phone", quick())
             .unwrap()

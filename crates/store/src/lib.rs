@@ -55,7 +55,7 @@ pub enum StoreError {
     #[error("{0} is referenced by meta.json but missing on the remote")]
     Missing(String),
     /// There is no meta.json: the remote was never initialised.
-    #[error("the remote has no meta.json: run `deltasync init` first")]
+    #[error("the remote has no meta.json: it was never initialised")]
     NotInitialised,
     /// Someone else committed first.
     #[error("someone else committed first")]
@@ -72,8 +72,8 @@ pub enum StoreError {
         path: String,
         /// What is wrong with it.
         detail: String,
-        /// What to do.
-        remedy: &'static str,
+        /// What heals it.
+        remedy: Remedy,
     },
     /// A zip archive (archive/ or a backup) is damaged or not one.
     #[error("{path} is damaged: {detail}")]
@@ -159,13 +159,32 @@ const DAMAGE_READS: u32 = 3;
 /// The pause before reading an unreadable file again, times the reads so far.
 const REREAD_PAUSE: std::time::Duration = std::time::Duration::from_millis(150);
 
-/// What to do about a damaged meta.json.
-const META_REMEDY: &str = "put a good copy back (from a `deltasync backup`), or move meta.json \
-     away and run `deltasync repair` on a device that has all the data";
+/// What heals a damaged file on the remote ([`StoreError::Damaged`]). The text says it in the
+/// library's terms; the binary adds the commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Remedy {
+    /// meta.json: put a good copy back from a backup, or move it away and repair the remote
+    /// from a device that has all the data.
+    RestoreMeta,
+    /// A delta or snapshot: a compaction on a device that has synced it writes a new snapshot
+    /// from its own copy, which every device then reads instead.
+    CompactFromSyncedDevice,
+}
 
-/// What to do about a damaged delta or snapshot.
-const FILE_REMEDY: &str = "run `deltasync compact` on a device that has synced it: it writes a \
-     new snapshot from its own copy, which every device then reads instead";
+impl std::fmt::Display for Remedy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Remedy::RestoreMeta => {
+                "put a good copy of meta.json back (from a backup), or move it away and repair \
+                 the remote from a device that has all the data"
+            }
+            Remedy::CompactFromSyncedDevice => {
+                "compact from a device that has synced it: that writes a new snapshot from its \
+                 own copy, which every device then reads instead"
+            }
+        })
+    }
+}
 
 /// The path of a delta of generation `generation` with a unique `name`.
 pub fn delta_path(generation: u64, name: &str) -> String {
@@ -328,7 +347,7 @@ impl Store {
                         return Err(StoreError::Damaged {
                             path: META_FILE.into(),
                             detail: source.to_string(),
-                            remedy: META_REMEDY,
+                            remedy: Remedy::RestoreMeta,
                         });
                     }
                     _ => {
@@ -372,7 +391,7 @@ impl Store {
                     return Err(StoreError::Damaged {
                         path: path.to_string(),
                         detail: source.to_string(),
-                        remedy: FILE_REMEDY,
+                        remedy: Remedy::CompactFromSyncedDevice,
                     });
                 }
                 (Err(_), _) => {
@@ -398,7 +417,7 @@ impl Store {
                 StoreError::Damaged {
                     path: path.clone(),
                     detail: "meta.json names it, but it is not there".into(),
-                    remedy: FILE_REMEDY,
+                    remedy: Remedy::CompactFromSyncedDevice,
                 }
             }
             _ => error,
@@ -641,7 +660,16 @@ mod tests {
         assert!(err.to_string().contains("corrupt"), "{err}");
         assert!(matches!(err, StoreError::Damaged { .. }), "{err}");
         assert!(!err.is_temporary());
-        assert!(err.to_string().contains("deltasync compact"), "{err}");
+        assert!(
+            matches!(
+                err,
+                StoreError::Damaged {
+                    remedy: Remedy::CompactFromSyncedDevice,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         // A truncated answer (other bytes each time) stays temporary.
         mem.set_faults(deltasync_remote::Faults {
             truncate_body_rate: 1.0,
@@ -677,6 +705,7 @@ mod tests {
     fn uninitialised_remote_says_so() {
         let (_, s) = store();
         let err = s.read_meta(None).unwrap_err();
-        assert!(err.to_string().contains("deltasync init"));
+        assert!(matches!(err, StoreError::NotInitialised), "{err}");
+        assert!(err.to_string().contains("never initialised"), "{err}");
     }
 }

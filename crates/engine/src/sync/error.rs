@@ -37,8 +37,8 @@ pub enum EngineError {
     /// A push would delete too much of a collection (more than the configured share and
     /// count, or all of more than two).
     #[error(
-        "refusing to delete {deletes} of {total} entities in '{collection}' (more than {percent}%, or all of them): \
-         if this is intended, run again with --allow-mass-delete"
+        "refusing to delete {deletes} of {total} entities in '{collection}' (more than {percent}%, or all of them); \
+         nothing was changed"
     )]
     MassDelete {
         /// The collection.
@@ -72,9 +72,8 @@ pub enum EngineError {
     /// The remote has lost commits this device applied: emptied, initialised again, or put
     /// back from an older copy. Nothing was changed; `repair` puts this device's data back.
     #[error(
-        "the remote {remote} is behind this device: {detail}. Nothing was changed, here or there. \
-         `deltasync repair --dry-run` shows what putting this device's data back on it would do; \
-         `deltasync repair` does it (on every device that has data the remote lost)"
+        "the remote {remote} is behind this device: {detail}. Nothing was changed, here or there; \
+         a repair puts this device's data back on it (on every device that has data the remote lost)"
     )]
     RemoteBehind {
         /// The remote.

@@ -148,10 +148,7 @@ impl LoginFlow {
             if started.elapsed() + interval > timeout {
                 return Err(RemoteError::Transient {
                     what: "Login Flow".into(),
-                    detail: format!(
-                        "access was not granted within {} s: run `deltasync login` again",
-                        timeout.as_secs()
-                    ),
+                    detail: format!("access was not granted within {} s", timeout.as_secs()),
                 });
             }
             std::thread::sleep(interval);
