@@ -621,7 +621,7 @@ pub fn auto_compact(engine: &mut deltasync_engine::Engine, json: bool) {
         Ok(Some(r)) if !json => {
             if let Some(g) = r.generation {
                 println!(
-                    "compacted {} delta(s) into snapshot generation {g} ([compact] auto_after)",
+                    "compacted {} delta(s) into snapshot generation {g} ([compact] auto_after, auto_meta_kib)",
                     r.folded
                 );
             }

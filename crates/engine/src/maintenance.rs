@@ -52,6 +52,16 @@ pub struct CompactSettings {
     /// Compact automatically once meta lists this many deltas (0: never).
     #[serde(default)]
     pub auto_after: u64,
+    /// Compact automatically once meta.json is larger than this many KiB (0: never; default
+    /// 64). Every commit uploads meta.json, which grows with the entities changed since the
+    /// last snapshot (a first import of 100k entities makes it 1.2 MB); a compaction from the
+    /// device that just synced downloads nothing and brings it back to about 1 KB.
+    #[serde(default = "default_auto_meta_kib")]
+    pub auto_meta_kib: u64,
+}
+
+fn default_auto_meta_kib() -> u64 {
+    64
 }
 
 fn default_tombstone_days() -> u64 {
@@ -67,6 +77,7 @@ impl Default for CompactSettings {
             tombstone_days: default_tombstone_days(),
             orphan_grace_hours: default_grace_hours(),
             auto_after: 0,
+            auto_meta_kib: default_auto_meta_kib(),
         }
     }
 }
@@ -204,15 +215,24 @@ impl Engine {
         self.with_lease(|e| e.compact_round(opts, progress))
     }
 
-    /// Compacts if the configuration asks for it (`compact.auto_after`) and meta lists at
-    /// least that many deltas; returns the report when it did.
+    /// After a sync: compacts when meta.json as the sync left it lists `compact.auto_after`
+    /// deltas or more, or is larger than `compact.auto_meta_kib`; returns the report when it
+    /// did. Sends no request when it does not compact (it looks at the local copy of
+    /// meta.json), and downloads nothing when it does: this device has just synced.
     pub fn maybe_compact(&mut self) -> Result<Option<CompactReport>, EngineError> {
-        let n = self.config().compact.auto_after;
-        if n == 0 {
+        let settings = self.config().compact.clone();
+        if settings.auto_after == 0 && settings.auto_meta_kib == 0 {
             return Ok(None);
         }
-        let (meta, _, _) = self.fetch()?;
-        if (meta.deltas.len() as u64) < n {
+        let Some(size) = self.state().get("meta")?.map(|m| m.len() as u64) else {
+            return Ok(None);
+        };
+        let by_size = settings.auto_meta_kib > 0 && size > settings.auto_meta_kib * 1024;
+        let by_count = settings.auto_after > 0
+            && self
+                .cached_meta()?
+                .is_some_and(|(meta, _)| meta.deltas.len() as u64 >= settings.auto_after);
+        if !by_size && !by_count {
             return Ok(None);
         }
         self.compact_with(&CompactOptions::default(), &crate::progress::NoProgress)

@@ -353,3 +353,43 @@ fn a_damaged_archive_is_refused_and_nothing_changes() {
     assert!(a.engine.log(&NoProgress).is_err());
     assert_eq!(remote.files(), before);
 }
+
+/// As a user runs it — `init`, `sync`, never `compact` — a first import of thousands of
+/// entities left meta.json listing a version for each, and every later push uploaded it again
+/// (1.2 MB at 100k). By default the sync that grows meta.json past 64 KiB compacts right after
+/// (from this device, which just synced: nothing is downloaded), and a later one-change push
+/// uploads the entity and a small meta.json.
+#[test]
+fn a_first_import_is_compacted_by_itself_and_later_pushes_stay_small() {
+    let remote = Arc::new(deltasync_remote::Counting::new(MemoryRemote::new()));
+    let mut a = Device::new(remote.clone(), "a");
+    for i in 0..6000 {
+        a.write(&format!("t{i:05}"), &json!({"title": format!("task {i}")}));
+    }
+    a.sync();
+    let before = remote.stats();
+    let compacted = a.engine.maybe_compact().unwrap();
+    assert!(
+        compacted.as_ref().is_some_and(|r| r.generation == Some(1)),
+        "{compacted:?}"
+    );
+    assert_eq!(
+        remote.stats().bytes_down - before.bytes_down,
+        0,
+        "it downloaded"
+    );
+    a.write("t00007", &json!({"title": "task 7, edited"}));
+    let before = remote.stats();
+    a.sync();
+    let up = remote.stats().bytes_up - before.bytes_up;
+    assert!(up < 3 * 1024, "one change uploaded {up} bytes");
+    // Below the size, nothing is compacted and nothing is asked of the remote.
+    let before = remote.stats();
+    assert!(a.engine.maybe_compact().unwrap().is_none());
+    assert_eq!(remote.stats().requests(), before.requests());
+    // A device joining reads the snapshot and has every entity.
+    let mut b = Device::new(remote.clone(), "b");
+    b.sync();
+    assert_eq!(b.all().len(), 6000);
+    assert_eq!(b.read("t00007"), Some(json!({"title": "task 7, edited"})));
+}
