@@ -51,6 +51,9 @@ enum RemoteKind {
     /// lighttpd's mod_webdav on 127.0.0.1, started for the run by `deltasync-testservers`
     /// (`scripts/install-test-servers` installs it), through the WebDAV backend with basic auth.
     Lighttpd,
+    /// moto's S3 server (PyPI `moto[server]`) on 127.0.0.1, started for the run, through the S3
+    /// backend (SigV4, path-style addressing).
+    Moto,
 }
 
 impl RemoteKind {
@@ -59,7 +62,8 @@ impl RemoteKind {
         match name {
             "folder" => Ok(RemoteKind::Folder),
             "lighttpd" => Ok(RemoteKind::Lighttpd),
-            other => bail!("unknown remote kind '{other}' (known: folder, lighttpd)"),
+            "moto" => Ok(RemoteKind::Moto),
+            other => bail!("unknown remote kind '{other}' (known: folder, lighttpd, moto)"),
         }
     }
 
@@ -68,6 +72,7 @@ impl RemoteKind {
         match self {
             RemoteKind::Folder => "folder",
             RemoteKind::Lighttpd => "lighttpd",
+            RemoteKind::Moto => "moto (S3)",
         }
     }
 }
@@ -115,6 +120,29 @@ fn open_remote(kind: RemoteKind, scratch: &Path, name: &str) -> Result<OpenedRem
             let report = dav.probe()?;
             Ok(OpenedRemote {
                 remote: Arc::new(dav),
+                url,
+                server: report.summary_json(),
+                _server: Some(server),
+            })
+        }
+        RemoteKind::Moto => {
+            let server = deltasync_testservers::Server::start(deltasync_testservers::Kind::Moto)
+                .map_err(|e| anyhow::anyhow!("starting moto: {e}"))?;
+            let url = format!("s3://{}/{name}", server.bucket());
+            let options = deltasync_remote::S3Options {
+                endpoint: Some(server.url().to_string()),
+                region: Some("us-east-1".into()),
+                credentials: Some(deltasync_remote::S3Credentials::new(
+                    server.user(),
+                    deltasync_remote::Secret::new(server.password()),
+                )),
+                ..deltasync_remote::S3Options::default()
+            };
+            let s3 = deltasync_remote::S3::open(&url, &options)?;
+            let report = deltasync_remote::probe_s3(&s3)?;
+            s3.set_capabilities(report.capabilities());
+            Ok(OpenedRemote {
+                remote: Arc::new(s3),
                 url,
                 server: report.summary_json(),
                 _server: Some(server),
