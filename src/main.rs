@@ -5,7 +5,9 @@
 mod auth;
 mod cmd_maint;
 mod demo;
+mod diff;
 mod hints;
+mod names;
 mod output;
 mod remote;
 mod watch;
@@ -102,11 +104,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Dry run: what a sync would push and pull, per collection, and the conflicts.
+    /// Dry run: for each entity what a sync would do (push, pull, merge, hold and why) and
+    /// the fields it changes; every conflict with the value it keeps, whose and why.
     Diff {
         /// Show only this collection.
         collection: Option<String>,
-        /// Machine-readable output.
+        /// Each field's old and new value on each side (default: the fields' names).
+        #[arg(short, long)]
+        verbose: bool,
+        /// Machine-readable output, every entity and field.
         #[arg(long)]
         json: bool,
     },
@@ -504,7 +510,11 @@ fn run(cli: Cli) -> Result<u8> {
             }
             Ok(exit::OK)
         }
-        Command::Diff { collection, json } => sync(&dir, true, false, json, collection),
+        Command::Diff {
+            collection,
+            verbose,
+            json,
+        } => diff(&dir, collection, verbose, json),
         Command::Sync {
             dry_run,
             allow_mass_delete,
@@ -763,6 +773,33 @@ fn sync(
             exit::OK
         },
     )
+}
+
+fn diff(dir: &Path, only: Option<String>, verbose: bool, json: bool) -> Result<u8> {
+    let mut engine = open(dir)?;
+    if let Some(name) = &only {
+        engine.check_collection(name)?;
+    }
+    let bars = cmd_maint::Bars::new(json);
+    let mut preview = engine.preview(bars.sink())?;
+    drop(bars);
+    if let Some(name) = &only {
+        preview.collections.retain(|c, _| c == name);
+        preview.entities.retain(|e| &e.collection == name);
+        preview.conflicts.retain(|c| &c.collection == name);
+    }
+    if json {
+        output::json(&preview)?;
+    } else {
+        diff::print(&preview, &names::Names::of(&engine), verbose);
+    }
+    Ok(if preview.refused.is_some() {
+        exit::REFUSED
+    } else if !preview.problems.is_empty() {
+        exit::ATTENTION
+    } else {
+        exit::OK
+    })
 }
 
 fn conflicts(dir: &Path, action: ConflictAction, json: bool) -> Result<u8> {

@@ -74,7 +74,8 @@ pub fn sync_report(r: &SyncReport) {
     }
 }
 
-fn short(v: &serde_json::Value) -> String {
+/// A value's JSON text, cut at 60 characters.
+pub(crate) fn short(v: &serde_json::Value) -> String {
     let s = v.to_string();
     if s.chars().count() > 60 {
         format!("{}…", s.chars().take(60).collect::<String>())

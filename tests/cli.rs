@@ -198,6 +198,20 @@ fn diff_reports_both_directions() {
     let v: Value = serde_json::from_str(&ok(&b.dir, &["diff", "--json"])).unwrap();
     assert_eq!(v["collections"]["tasks"]["down"]["new"], json!(1));
     assert_eq!(v["collections"]["tasks"]["up"]["new"], json!(1));
+    // Entity by entity, field by field.
+    let entities = v["entities"].as_array().expect("entities");
+    assert_eq!(entities.len(), 2, "{v}");
+    assert_eq!(entities[0]["id"], json!("t1"));
+    assert_eq!(
+        entities[0]["action"],
+        json!({"kind": "pull", "change": "create"})
+    );
+    assert_eq!(entities[0]["fields"][0]["path"], json!(["title"]));
+    assert_eq!(entities[0]["fields"][0]["remote"], json!("milk"));
+    assert_eq!(
+        entities[1]["action"],
+        json!({"kind": "push", "change": "create"})
+    );
     assert_eq!(b.read("tasks/t1.json"), None, "diff changes nothing");
     let human = ok(&b.dir, &["diff"]);
     assert!(human.contains("dry run"), "{human}");

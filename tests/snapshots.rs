@@ -39,6 +39,9 @@ fn settings(tmp: &Path) -> insta::Settings {
         "[TIME]",
     );
     s.add_filter(r"deltas/g\d+/[^ )\n]+\.json", "deltas/[DELTA].json");
+    // Times in --json (ms since the Unix epoch) and the zone after a local time.
+    s.add_filter(r"\b\d{13}\b", "[MS]");
+    s.add_filter(r"\[TIME\] [A-Z]{2,5}\b|\[TIME\] [+-]\d{2}:\d{2}", "[TIME]");
     s
 }
 
@@ -132,4 +135,57 @@ fn errors_a_person_meets() {
     let text = std::fs::read_to_string(&toml).unwrap();
     std::fs::write(&toml, text.replace("[sync]", "[sync\n")).unwrap();
     insta::assert_snapshot!("broken_toml", shown(&run(&a, &["status"])));
+}
+
+/// `diff` before a sync that pushes, pulls, merges (with a conflict) and holds a file: one
+/// line per entity, `-v` with each field's values, `--json` with all of it; and the cap of a
+/// long listing.
+#[test]
+fn diff_shows_entities_and_fields() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _guard = settings(tmp.path()).bind_to_scope();
+    let remote = tmp.path().join("remote");
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    init(&a, &remote, "laptop").expect_ok("init a");
+    init(&b, &remote, "phone").expect_ok("init b");
+    write_renamed(
+        &a.join("tasks/t1.json"),
+        &json!({"title": "milk", "prio": 1, "done": false}),
+    );
+    write_renamed(&a.join("tasks/t2.json"), &json!({"title": "eggs"}));
+    run(&a, &["sync"]).expect_ok("a pushes");
+    run(&b, &["sync"]).expect_ok("b pulls");
+    write_renamed(
+        &a.join("tasks/t1.json"),
+        &json!({"title": "oat milk", "prio": 2, "done": false}),
+    );
+    write_renamed(&a.join("tasks/t3.json"), &json!({"title": "bread"}));
+    run(&a, &["sync"]).expect_ok("a pushes again");
+    // b's edits come after a's commit: b's title is the later edit.
+    write_renamed(
+        &b.join("tasks/t1.json"),
+        &json!({"title": "soy milk", "prio": 1, "done": true}),
+    );
+    write_renamed(&b.join("tasks/t2.json"), &json!({"title": "eggs", "n": 3}));
+    std::fs::write(b.join("tasks/bad.json"), "{\"title\": ").unwrap();
+    insta::assert_snapshot!("diff", shown(&run(&b, &["diff"])));
+    insta::assert_snapshot!("diff_verbose", shown(&run(&b, &["diff", "-v"])));
+    let json = run(&b, &["diff", "--json"]);
+    insta::assert_snapshot!("diff_json", shown(&json));
+    assert_eq!(
+        std::fs::read_to_string(b.join("tasks/t3.json")).ok(),
+        None,
+        "diff writes nothing"
+    );
+
+    // 25 new entities: the summary lists 20 and says how many more.
+    for i in 0..25 {
+        write_renamed(&a.join(format!("tasks/n{i:02}.json")), &json!({"i": i}));
+    }
+    run(&a, &["sync"]).expect_ok("a pushes 25");
+    std::fs::remove_file(b.join("tasks/bad.json")).unwrap();
+    let long = run(&b, &["diff", "tasks"]);
+    assert_eq!(long.code, Some(0), "{long}");
+    assert!(long.stdout.contains("  … and 8 more (-v"), "{long}");
+    assert_eq!(long.stdout.matches("  pull new ").count(), 20, "{long}");
 }

@@ -54,8 +54,9 @@ pub mod touched;
 pub mod workspace;
 
 pub use sync::{
-    CollectionReport, CollectionStatus, Engine, EngineError, STALE_ETAG_BOUND, STATE_DIR, Status,
-    SyncOptions, SyncReport,
+    Action, CollectionReport, CollectionStatus, Decision, DeviceName, Engine, EngineError,
+    EntityPreview, FieldPreview, Preview, STALE_ETAG_BOUND, STATE_DIR, SideName, Status,
+    SyncOptions, SyncReport, Written,
 };
 pub use touched::{LocalChanges, Touched};
 pub use workspace::{Credentials, OpenError, Workspace};

@@ -138,6 +138,10 @@ pub struct FieldConflict {
     pub lost: Value,
     /// Device that wrote the losing value.
     pub lost_by: String,
+    /// When the kept value was written (its side's clock).
+    pub kept_at: Hlc,
+    /// When the losing value was written (its side's clock).
+    pub lost_at: Hlc,
 }
 
 /// What [`merge3`] decided.
@@ -234,6 +238,8 @@ fn conflict(
         kept_by: kept.device.to_string(),
         lost: lost_value.cloned().unwrap_or(Value::Null),
         lost_by: lost.device.to_string(),
+        kept_at: kept.clock,
+        lost_at: lost.clock,
     }
 }
 

@@ -16,13 +16,14 @@
 //! Each step has its file: [`fetch`], [`plan`], [`execute`], [`commit`] (the whole commit
 //! protocol and its journal); this one holds the engine itself, the round that runs the steps
 //! under the lease, and the status. Errors are in [`error`], options and reports in
-//! [`report`].
+//! [`report`], the field-level dry run in [`preview`].
 
 mod commit;
 mod error;
 mod execute;
 mod fetch;
 mod plan;
+mod preview;
 mod report;
 
 pub use error::EngineError;
@@ -30,6 +31,9 @@ pub(crate) use execute::*;
 pub use fetch::STALE_ETAG_BOUND;
 pub(crate) use fetch::*;
 pub(crate) use plan::*;
+pub use preview::{
+    Action, Decision, DeviceName, EntityPreview, FieldPreview, Preview, SideName, Written,
+};
 pub use report::{CollectionReport, CollectionStatus, Status, SyncOptions, SyncReport};
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -348,6 +352,17 @@ impl Engine {
                 .count(),
             collections,
         })
+    }
+
+    /// The devices this device knows of, id → name, from its copy of meta.json (no request),
+    /// this device's own name included.
+    pub fn device_names(&self) -> Result<BTreeMap<String, String>, EngineError> {
+        let mut names: BTreeMap<String, String> = self
+            .cached_meta()?
+            .map(|(m, _)| m.devices.into_iter().map(|(id, d)| (id, d.name)).collect())
+            .unwrap_or_default();
+        names.insert(self.device_id.clone(), self.config.device.clone());
+        Ok(names)
     }
 
     /// Every conflict receipt this device knows, open first.
