@@ -149,7 +149,7 @@ pub fn repair(dir: &Path, dry_run: bool, json: bool) -> Result<u8> {
         report.push, report.merge, report.pull, report.same
     );
     if let Some(sync) = &report.sync {
-        output::sync_report(sync);
+        output::sync_report(sync, &crate::names::Names::of(&engine));
         println!(
             "Run `deltasync sync` (or `deltasync repair`) on the other devices that had data the remote lost."
         );
@@ -336,12 +336,18 @@ pub fn update(dir: &Path, collection: &str, id: &str, fields: &[String], json: b
                 .map(|s| format!("commit {s}"))
                 .unwrap_or_else(|| "nothing (no change)".into())
         );
+        let names = crate::names::Names::of(&engine);
         for c in &report.conflicts {
+            let other = if names.is_me(&c.kept_by) {
+                &c.lost_by
+            } else {
+                &c.kept_by
+            };
             println!(
                 "conflict {}: field '{}' was also changed on {}: kept {}",
                 c.id,
                 c.field.join("."),
-                c.lost_by,
+                names.who(other),
                 c.kept
             );
         }
@@ -399,9 +405,9 @@ fn time_text(ms: u64) -> String {
         .replace('Z', " UTC")
 }
 
-/// Formats a time for people (UTC).
+/// Formats a time for people, in the local time zone.
 pub fn when(ms: u64) -> String {
-    time_text(ms)
+    crate::names::local(ms)
 }
 
 /// `log`.
@@ -413,6 +419,14 @@ pub fn log(dir: &Path, json: bool) -> Result<u8> {
         output::json(&entries)?;
         return Ok(exit::OK);
     }
+    // The names meta.json gives now, then this device's copy of it for the rest.
+    let mut known = engine.device_names().unwrap_or_default();
+    for e in &entries {
+        if let Some(n) = &e.device_name {
+            known.insert(e.device.clone(), n.clone());
+        }
+    }
+    let names = crate::names::Names::new(known, engine.device_id());
     for e in &entries {
         let per: Vec<String> = e
             .entities
@@ -423,10 +437,7 @@ pub fn log(dir: &Path, json: bool) -> Result<u8> {
             "commit {:>6}  {}  {}  {}{}",
             e.seq,
             when(e.time),
-            e.device_name
-                .as_ref()
-                .map(|n| format!("{n} ({})", e.device))
-                .unwrap_or_else(|| e.device.clone()),
+            names.who(&e.device),
             per.join(", "),
             if e.conflicts > 0 {
                 format!(", {} conflict receipt(s)", e.conflicts)
@@ -450,12 +461,13 @@ pub fn history(dir: &Path, collection: &str, id: &str, json: bool) -> Result<u8>
         output::json(&entries)?;
         return Ok(exit::OK);
     }
+    let names = crate::names::Names::of(&engine);
     for e in &entries {
         println!(
             "version {:>6}  {}  {}  {}",
             e.version,
             when(e.time),
-            e.device,
+            names.who(&e.device),
             if e.deleted {
                 "deleted".to_string()
             } else {
@@ -473,7 +485,7 @@ pub fn backup(dir: &Path, out: Option<std::path::PathBuf>, json: bool) -> Result
     let bars = Bars::new(json);
     let (zip, manifest) = engine.backup(bars.sink())?;
     let path = out.unwrap_or_else(|| {
-        let t = when(manifest.time)
+        let t = time_text(manifest.time)
             .replace([' ', ':'], "")
             .replace("UTC", "")
             .replace('-', "");

@@ -756,7 +756,7 @@ fn sync(
     if json {
         output::json(&report)?;
     } else {
-        output::sync_report(&report);
+        output::sync_report(&report, &names::Names::of(&engine));
     }
     if !dry_run {
         cmd_maint::auto_compact(&mut engine, json);
@@ -807,10 +807,15 @@ fn conflicts(dir: &Path, action: ConflictAction, json: bool) -> Result<u8> {
     match action {
         ConflictAction::List => {
             let all = engine.conflicts()?;
+            let names = names::Names::of(&engine);
             if json {
-                output::json(&all)?;
+                let views: Vec<_> = all
+                    .iter()
+                    .map(|c| output::ReceiptView::new(c, &names))
+                    .collect();
+                output::json(&views)?;
             } else {
-                output::conflict_list(&all);
+                output::conflict_list(&all, &names);
             }
         }
         ConflictAction::Show { id } => {
@@ -819,10 +824,11 @@ fn conflicts(dir: &Path, action: ConflictAction, json: bool) -> Result<u8> {
                 .into_iter()
                 .find(|c| c.id == id)
                 .ok_or_else(|| EngineError::NoSuchConflict(id.clone()))?;
+            let names = names::Names::of(&engine);
             if json {
-                output::json(&c)?;
+                output::json(&output::ReceiptView::new(&c, &names))?;
             } else {
-                output::conflict(&c);
+                output::conflict(&c, &names);
             }
         }
         ConflictAction::Resolve { id, take } => {

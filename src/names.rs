@@ -49,6 +49,11 @@ impl Names {
         }
     }
 
+    /// Whether `id` is this device.
+    pub fn is_me(&self, id: &str) -> bool {
+        id == self.me
+    }
+
     /// [`Names::who`], with "this device" said where it is this one.
     pub fn who_here(&self, id: &str) -> String {
         if id == self.me {

@@ -3,8 +3,10 @@
 use anyhow::Result;
 use deltasync_engine::planner::Counts;
 use deltasync_engine::{Status, SyncReport};
-use deltasync_meta::ConflictReceipt;
+use deltasync_meta::{ConflictReceipt, Hlc};
 use serde::Serialize;
+
+use crate::names::{Names, local};
 
 /// Prints any report as pretty JSON on stdout.
 pub fn json<T: Serialize>(value: &T) -> Result<()> {
@@ -19,8 +21,8 @@ fn counts(c: &Counts) -> String {
     )
 }
 
-/// Prints a sync or diff report.
-pub fn sync_report(r: &SyncReport) {
+/// Prints a sync report.
+pub fn sync_report(r: &SyncReport, names: &Names) {
     let verb = if r.dry_run { "would" } else { "did" };
     for (name, c) in &r.collections {
         println!("{name}:");
@@ -45,13 +47,15 @@ pub fn sync_report(r: &SyncReport) {
     }
     for c in &r.conflicts {
         println!(
-            "conflict {}: {}/{} field '{}': kept {} (from {}), the other value is kept in the receipt",
-            c.id,
+            "conflict in {}/{} field '{}': kept {} ({}), lost {} ({}), kept in receipt {}",
             c.collection,
             c.entity_id,
-            c.field.join("."),
+            field_text(&c.field),
             short(&c.kept),
-            c.kept_by
+            written(names, &c.kept_by, c.kept_at),
+            short(&c.lost),
+            written(names, &c.lost_by, c.lost_at),
+            c.id,
         );
     }
     if r.recommitted > 0 {
@@ -114,41 +118,103 @@ pub fn status(s: &Status) {
     }
 }
 
-/// Prints a list of conflict receipts.
-pub fn conflict_list(all: &[ConflictReceipt]) {
+fn field_text(field: &[String]) -> String {
+    if field.is_empty() {
+        "(whole entity)".into()
+    } else {
+        field.join(".")
+    }
+}
+
+/// "phone, 2026-12-01 23:10:20 CET": who wrote a value and when (local time); the when left
+/// out for receipts of writers that did not record it.
+fn written(names: &Names, device: &str, at: Option<Hlc>) -> String {
+    match at {
+        Some(at) => format!("{}, {}", names.who_here(device), local(at.ms)),
+        None => names.who_here(device),
+    }
+}
+
+/// A receipt with the names of its devices, for `conflicts --json` (camelCase, as the
+/// receipt's own fields).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceiptView<'a> {
+    /// The receipt as every device has it.
+    #[serde(flatten)]
+    pub receipt: &'a ConflictReceipt,
+    /// The name of the device that wrote the kept value.
+    pub kept_by_name: String,
+    /// The name of the device that wrote the lost value.
+    pub lost_by_name: String,
+}
+
+impl<'a> ReceiptView<'a> {
+    /// The receipt with the names `names` gives.
+    pub fn new(receipt: &'a ConflictReceipt, names: &Names) -> Self {
+        ReceiptView {
+            receipt,
+            kept_by_name: names.who(&receipt.kept_by),
+            lost_by_name: names.who(&receipt.lost_by),
+        }
+    }
+}
+
+/// Prints a list of conflict receipts: entity and field, the kept value and the lost one with
+/// who wrote each and when, open or resolved.
+pub fn conflict_list(all: &[ConflictReceipt], names: &Names) {
     if all.is_empty() {
         println!("no conflicts");
         return;
     }
     for c in all {
         println!(
-            "{} {} {}/{} field '{}' kept {} lost {}",
-            c.id,
+            "{} {}/{} {}",
             if c.resolved { "resolved" } else { "OPEN    " },
             c.collection,
             c.entity_id,
-            c.field.join("."),
+            field_text(&c.field),
+        );
+        println!(
+            "    kept {}  ({})",
             short(&c.kept),
-            short(&c.lost)
+            written(names, &c.kept_by, c.kept_at)
+        );
+        println!(
+            "    lost {}  ({})",
+            short(&c.lost),
+            written(names, &c.lost_by, c.lost_at)
+        );
+        if c.kept_at.is_none() || c.lost_at.is_none() {
+            println!("    found {}", local(c.at.ms));
+        }
+        println!("    id {}", c.id);
+    }
+    let open = all.iter().filter(|c| !c.resolved).count();
+    if open > 0 {
+        println!(
+            "{open} open: `deltasync conflicts resolve ID --take local` (this device's value) or `--take remote`"
         );
     }
 }
 
 /// Prints one receipt in full.
-pub fn conflict(c: &ConflictReceipt) {
+pub fn conflict(c: &ConflictReceipt, names: &Names) {
     println!("id:        {}", c.id);
     println!("entity:    {}/{}", c.collection, c.entity_id);
-    println!(
-        "field:     {}",
-        if c.field.is_empty() {
-            "(whole entity)".into()
-        } else {
-            c.field.join(".")
-        }
-    );
+    println!("field:     {}", field_text(&c.field));
     println!("kind:      {:?}", c.kind);
-    println!("kept:      {} (by {})", c.kept, c.kept_by);
-    println!("lost:      {} (by {})", c.lost, c.lost_by);
+    println!(
+        "kept:      {} ({})",
+        c.kept,
+        written(names, &c.kept_by, c.kept_at)
+    );
+    println!(
+        "lost:      {} ({})",
+        c.lost,
+        written(names, &c.lost_by, c.lost_at)
+    );
+    println!("found:     {}", local(c.at.ms));
     println!(
         "status:    {}",
         if c.resolved { "resolved" } else { "open" }

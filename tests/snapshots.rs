@@ -89,6 +89,22 @@ fn everyday_commands() {
     insta::assert_snapshot!("conflicts", shown(&listing));
     insta::assert_snapshot!("status", shown(&run(&b, &["status"])));
     insta::assert_snapshot!("get", shown(&run(&b, &["get", "tasks", "t1"])));
+    insta::assert_snapshot!("conflicts_json", shown(&run(&b, &["conflicts", "--json"])));
+    insta::assert_snapshot!("log", shown(&run(&b, &["log"])));
+    insta::assert_snapshot!("history", shown(&run(&b, &["history", "tasks", "t1"])));
+    // Resolved: the listing says so, on the other device too once it has synced.
+    let id = listing_id(&b);
+    run(&b, &["conflicts", "resolve", &id, "--take", "remote"]).expect_ok("resolve");
+    run(&a, &["sync"]).expect_ok("a syncs");
+    insta::assert_snapshot!("conflicts_resolved", shown(&run(&a, &["conflicts"])));
+}
+
+/// The id of the first receipt `conflicts --json` lists.
+fn listing_id(dir: &Path) -> String {
+    run(dir, &["conflicts", "--json"]).json()[0]["id"]
+        .as_str()
+        .expect("a receipt id")
+        .to_string()
 }
 
 #[test]

@@ -38,6 +38,8 @@ pub struct HistoryEntry {
     pub version: u64,
     /// Device id of the change.
     pub device: String,
+    /// The device's name, when this device knows it (its copy of meta.json).
+    pub device_name: Option<String>,
     /// When the change was made (its clock), ms since the Unix epoch.
     pub time: u64,
     /// Whether this version is a deletion.
@@ -130,6 +132,7 @@ impl Engine {
         progress: &dyn Progress,
     ) -> Result<Vec<HistoryEntry>, EngineError> {
         self.check_collection(collection)?;
+        let names = self.device_names()?;
         let mut out: Vec<HistoryEntry> = Vec::new();
         let mut previous: Option<Value> = None;
         for (_, d, _) in self.all_deltas(progress)? {
@@ -154,6 +157,7 @@ impl Engine {
                 diff_values(&before, &after, &mut Vec::new(), 0.0, &mut diffs);
                 out.push(HistoryEntry {
                     version: rec.version,
+                    device_name: names.get(&rec.last_modified_by).cloned(),
                     device: rec.last_modified_by,
                     time: rec.last_modified_at.ms,
                     deleted: rec.is_deleted,

@@ -57,6 +57,8 @@ fn commit_from_a_newer_writer(remote: Arc<dyn Remote>) {
             kept_by: "newer".into(),
             lost: json!("older"),
             lost_by: "other".into(),
+            kept_at: None,
+            lost_at: None,
             at,
             resolved: false,
             extra: extra(r#"{"note": "kept by the newer writer's rules"}"#),

@@ -575,6 +575,14 @@ pub struct ConflictReceipt {
     pub lost: serde_json::Value,
     /// Device that wrote the losing value.
     pub lost_by: String,
+    /// When the kept value was written (its side's clock); absent in receipts of older
+    /// writers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_at: Option<Hlc>,
+    /// When the losing value was written (its side's clock); absent in receipts of older
+    /// writers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_at: Option<Hlc>,
     /// When the conflict was found.
     pub at: Hlc,
     /// Whether a person resolved it (a resolution travels as a new receipt state).

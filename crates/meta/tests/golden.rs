@@ -57,6 +57,8 @@ fn receipt() -> ConflictReceipt {
         kept_by: "3f2a9c1b7d4e".into(),
         lost: json!("Buy milk"),
         lost_by: "98cc01de22f0".into(),
+        kept_at: None,
+        lost_at: None,
         at: Hlc {
             ms: 1_763_776_000_123,
             counter: 2,
@@ -151,4 +153,21 @@ fn a_newer_minor_field_is_tolerated() {
     let mut v: serde_json::Value = serde_json::from_slice(&snapshot().to_bytes()).unwrap();
     v["somethingNew"] = json!(42);
     Snapshot::from_bytes(&serde_json::to_vec(&v).unwrap()).unwrap();
+}
+
+#[test]
+fn receipt_times_are_optional_and_round_trip() {
+    let mut r = receipt();
+    let older = serde_json::to_value(&r).unwrap();
+    assert!(older.get("keptAt").is_none(), "{older}");
+    assert!(older.get("lostAt").is_none(), "{older}");
+    let read: ConflictReceipt = serde_json::from_value(older).unwrap();
+    assert_eq!(read.kept_at, None);
+    r.kept_at = Some(Hlc { ms: 5, counter: 1 });
+    r.lost_at = Some(Hlc { ms: 3, counter: 0 });
+    let v = serde_json::to_value(&r).unwrap();
+    assert_eq!(v["keptAt"], json!([5, 1]));
+    assert_eq!(v["lostAt"], json!([3, 0]));
+    let back: ConflictReceipt = serde_json::from_value(v).unwrap();
+    assert_eq!(back, r);
 }

@@ -296,6 +296,8 @@ impl Engine {
             kept_by: fc.kept_by,
             lost: fc.lost,
             lost_by: fc.lost_by,
+            kept_at: Some(fc.kept_at),
+            lost_at: Some(fc.lost_at),
             at,
             resolved: false,
             extra: Default::default(),
