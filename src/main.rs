@@ -495,7 +495,7 @@ fn run(cli: Cli) -> Result<u8> {
                 value["watcher"] = watch::status_json(&dir);
                 output::json(&value)?;
             } else {
-                output::status(&status);
+                output::status(&status, &names::Names::of(&engine), watch::last_error(&dir));
                 match kind {
                     "keyring" => println!("password: system keyring ({detail})"),
                     "command" => println!("password: the command '{detail}'"),

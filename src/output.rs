@@ -88,32 +88,120 @@ pub(crate) fn short(v: &serde_json::Value) -> String {
     }
 }
 
-/// Prints the status.
-pub fn status(s: &Status) {
+/// What a remote class means for commits, in one line.
+pub fn class_meaning(class: &str, weak_window_ms: u64) -> String {
+    match class {
+        "atomic" => "compare-and-swap as is: a commit either wins alone or is made again on top of the other".into(),
+        "weak-window" => format!(
+            "compare-and-swap once an ETag is strong: deltasync waits {weak_window_ms} ms after writing meta.json before the next If-Match"
+        ),
+        "non-atomic" => "two writers can both seem to win: each commit stays unconfirmed until a later meta.json lists it, and is made again if it was lost".into(),
+        "none" => "the server ignores preconditions: each commit takes a lease lock (lock.json) and reads meta.json back".into(),
+        other => format!("a class this version does not know ({other})"),
+    }
+}
+
+/// "3 min ago", "5 s ago", "2 h ago", "4 d ago".
+pub fn ago(ms: u64) -> String {
+    let s = deltasync_store::now_ms().saturating_sub(ms) / 1000;
+    match s {
+        0..120 => format!("{s} s ago"),
+        120..7200 => format!("{} min ago", s / 60),
+        7200..172_800 => format!("{} h ago", s / 3600),
+        _ => format!("{} d ago", s / 86_400),
+    }
+}
+
+/// Prints the status: the device, the remote and its class, the head as of the last read,
+/// the collections with the changes not pushed yet, and what needs the person (files held
+/// back, open receipts, the watcher's last error).
+pub fn status(s: &Status, names: &Names, watcher_error: Option<(String, u64)>) {
     println!("device:   {} ({})", s.device, s.device_id);
     println!("remote:   {}", s.remote);
-    println!("head:     {}", s.head);
+    println!(
+        "class:    {} — {}",
+        s.remote_class,
+        class_meaning(&s.remote_class, s.weak_window_ms)
+    );
+    match s.last_checked_ms {
+        Some(ms) => println!(
+            "head:     {} as of {} (this device's last read of the remote; `deltasync diff` reads it again)",
+            s.head,
+            ago(ms)
+        ),
+        None => println!(
+            "head:     {} (this device has not read the remote yet)",
+            s.head
+        ),
+    }
     if s.unconfirmed_commits > 0 {
         println!(
             "unconfirmed commits: {} (confirmed when another device's commit is seen)",
             s.unconfirmed_commits
         );
     }
-    println!("open conflicts: {}", s.open_conflicts);
     for (name, c) in &s.collections {
+        let changes = match c.local_changes {
+            0 => String::new(),
+            1 => ", 1 changed here and not pushed yet".into(),
+            n => format!(", {n} changed here and not pushed yet"),
+        };
         match &c.last_sync {
             Some(l) => println!(
-                "{name}: {} entities on the remote; last sync {} ms ago: {} up, {} down, took {} ms",
+                "{name}: {} entities on the remote{changes}; last sync {}: {} up, {} down, took {} ms",
                 c.remote_entities,
-                deltasync_store::now_ms().saturating_sub(l.last_sync_ms),
+                ago(l.last_sync_ms),
                 l.up,
                 l.down,
                 l.duration_ms
             ),
             None => println!(
-                "{name}: {} entities on the remote; never synced",
+                "{name}: {} entities on the remote{changes}; never synced",
                 c.remote_entities
             ),
+        }
+    }
+    let mut needs = Vec::new();
+    for h in &s.held {
+        needs.push(format!(
+            "held: {}: {} (nothing is pushed or written for it until it reads again)",
+            h.file.display(),
+            h.reason
+        ));
+    }
+    const RECEIPTS: usize = 5;
+    for c in s.open_receipts.iter().take(RECEIPTS) {
+        needs.push(format!(
+            "open conflict: {}/{} {}: kept {} ({}), lost {} ({})",
+            c.collection,
+            c.entity_id,
+            field_text(&c.field),
+            short(&c.kept),
+            written(names, &c.kept_by, c.kept_at),
+            short(&c.lost),
+            written(names, &c.lost_by, c.lost_at),
+        ));
+    }
+    if s.open_receipts.len() > RECEIPTS {
+        needs.push(format!(
+            "… and {} more open conflicts",
+            s.open_receipts.len() - RECEIPTS
+        ));
+    }
+    if !s.open_receipts.is_empty() {
+        needs.push(
+            "(`deltasync conflicts` lists them; `conflicts resolve ID --take local|remote`)".into(),
+        );
+    }
+    if let Some((e, at)) = watcher_error {
+        needs.push(format!("watcher error ({}): {e}", ago(at)));
+    }
+    if needs.is_empty() {
+        println!("needs you: nothing");
+    } else {
+        println!("needs you:");
+        for n in needs {
+            println!("  {n}");
         }
     }
 }

@@ -51,7 +51,7 @@ use notify_debouncer_full::DebounceEventResult;
 use self::files::FileWatcher;
 use self::poll::Poller;
 use self::record::Recorder;
-pub use self::record::{print_status, status_json};
+pub use self::record::{last_error, print_status, status_json};
 use self::rescan::Rescanner;
 use self::syncer::Syncer;
 

@@ -281,6 +281,13 @@ pub fn status_json(dir: &Path) -> serde_json::Value {
     serde_json::json!({ "running": running, "record": rec })
 }
 
+/// The watcher's last error and when it happened, if its record has one (cleared by a later
+/// success).
+pub fn last_error(dir: &Path) -> Option<(String, u64)> {
+    let r = read(&dir.join(STATE_DIR))?;
+    Some((r.last_error?, r.last_error_ms.unwrap_or(r.started_ms)))
+}
+
 /// Prints the watcher's state for `status`.
 pub fn print_status(dir: &Path) {
     let state_dir = dir.join(STATE_DIR);

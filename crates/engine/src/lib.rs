@@ -55,7 +55,7 @@ pub mod workspace;
 
 pub use sync::{
     Action, CollectionReport, CollectionStatus, Decision, DeviceName, Engine, EngineError,
-    EntityPreview, FieldPreview, Preview, STALE_ETAG_BOUND, STATE_DIR, SideName, Status,
+    EntityPreview, FieldPreview, HeldFile, Preview, STALE_ETAG_BOUND, STATE_DIR, SideName, Status,
     SyncOptions, SyncReport, Written,
 };
 pub use touched::{LocalChanges, Touched};

@@ -34,7 +34,7 @@ pub(crate) use plan::*;
 pub use preview::{
     Action, Decision, DeviceName, EntityPreview, FieldPreview, Preview, SideName, Written,
 };
-pub use report::{CollectionReport, CollectionStatus, Status, SyncOptions, SyncReport};
+pub use report::{CollectionReport, CollectionStatus, HeldFile, Status, SyncOptions, SyncReport};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -320,36 +320,94 @@ impl Engine {
         Ok(report.generation)
     }
 
-    /// Status of the workspace (no request).
+    /// Status of the workspace (no request): the remote as this device last saw it, what
+    /// needs a person (held files, open receipts), and the local changes not pushed yet (the
+    /// collections are scanned).
     pub fn status(&self) -> Result<Status, EngineError> {
-        let head = self.cached_meta()?.map(|(m, _)| m.head).unwrap_or(0);
+        let meta = self.cached_meta()?.map(|(m, _)| m);
+        let head = meta.as_ref().map(|m| m.head).unwrap_or(0);
         let mut collections = BTreeMap::new();
         let states = self.state.all_states()?;
+        let scans = self.scan_all()?;
+        let mut held = Vec::new();
+        let mut last_checked_ms = self
+            .state
+            .get(fetch::META_READ_MS)?
+            .and_then(|v| v.parse::<u64>().ok());
         for name in self.config.collections.keys() {
             let remote_entities = states
                 .iter()
                 .filter(|((c, _), s)| c == name && s.has_mirror && s.m_hash.is_some())
                 .count() as u64;
+            let scan = &scans[name];
+            let state_of = |id: &str| states.get(&(name.clone(), id.to_owned()));
+            // Changed here: content other than the base (without a base: other than the
+            // remote's), or a base that is no longer here (deleted); held ones not counted.
+            let mut local_changes = scan
+                .entities
+                .iter()
+                .filter(|(id, v)| {
+                    let hash = Some(content_hash(v));
+                    match state_of(id) {
+                        Some(st) if st.has_base => st.base_hash != hash,
+                        Some(st) => st.m_hash != hash,
+                        None => true,
+                    }
+                })
+                .count() as u64;
+            if !scan.whole_collection_held {
+                local_changes += states
+                    .iter()
+                    .filter(|((c, id), st)| {
+                        c == name
+                            && st.has_base
+                            && st.base_hash.is_some()
+                            && !scan.entities.contains_key(id)
+                            && !scan.held.contains(id)
+                    })
+                    .count() as u64;
+            }
+            for p in &scan.problems {
+                held.push(report::HeldFile {
+                    collection: name.clone(),
+                    file: p.file.clone(),
+                    reason: p.message.clone(),
+                    ids: p.ids.clone().unwrap_or_default(),
+                });
+            }
+            let last_sync = self.state.sync_state(name)?;
+            if let Some(l) = &last_sync {
+                last_checked_ms = last_checked_ms.max(Some(l.last_sync_ms));
+            }
             collections.insert(
                 name.clone(),
                 CollectionStatus {
                     remote_entities,
-                    last_sync: self.state.sync_state(name)?,
+                    local_changes,
+                    last_sync,
                 },
             );
         }
+        let capabilities = self.store.remote().capabilities();
+        let open_receipts: Vec<ConflictReceipt> = self
+            .state
+            .conflicts()?
+            .into_iter()
+            .filter(|c| !c.resolved)
+            .collect();
         Ok(Status {
             device_id: self.device_id.clone(),
             device: self.config.device.clone(),
             remote: self.store.remote().describe(),
             head,
             unconfirmed_commits: self.state.pending()?.len(),
-            open_conflicts: self
-                .state
-                .conflicts()?
-                .iter()
-                .filter(|c| !c.resolved)
-                .count(),
+            open_conflicts: open_receipts.len(),
+            open_receipts,
+            held,
+            last_checked_ms,
+            remote_class: capabilities.cas.to_string(),
+            weak_window_ms: capabilities.weak_window_ms,
+            recorded_verdict: meta.and_then(|m| m.server),
             collections,
         })
     }

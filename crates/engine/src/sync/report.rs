@@ -64,8 +64,37 @@ pub struct Status {
     pub unconfirmed_commits: usize,
     /// Open conflict receipts.
     pub open_conflicts: usize,
+    /// The open receipts themselves, oldest first.
+    pub open_receipts: Vec<ConflictReceipt>,
+    /// Local files that cannot be read now (a scan, no request): nothing is pushed for them.
+    pub held: Vec<HeldFile>,
+    /// When this device last read the remote (a sync, or a full read of meta.json), ms since
+    /// the Unix epoch: `head` is the remote's head as of then, and other devices may have
+    /// committed since.
+    pub last_checked_ms: Option<u64>,
+    /// How far the remote's compare-and-swap can be trusted (`atomic`, `weak-window`,
+    /// `non-atomic`, `none`), as this device opened it; decides how commits are made.
+    pub remote_class: String,
+    /// For `weak-window`: how long deltasync waits after writing meta.json, in ms.
+    pub weak_window_ms: u64,
+    /// The probe's verdict that the remote's first device recorded in meta.json, if any.
+    pub recorded_verdict: Option<serde_json::Value>,
     /// Per collection: entity count (mirror) and last sync.
     pub collections: BTreeMap<String, CollectionStatus>,
+}
+
+/// A local file that cannot be read: the entities in it are held (neither pushed nor
+/// written) until it reads again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HeldFile {
+    /// The collection.
+    pub collection: String,
+    /// The file.
+    pub file: PathBuf,
+    /// What is wrong with it (line and column for invalid JSON).
+    pub reason: String,
+    /// The entities it holds, when known.
+    pub ids: Vec<String>,
 }
 
 /// Status of one collection.
@@ -73,6 +102,9 @@ pub struct Status {
 pub struct CollectionStatus {
     /// Entities on the remote (live).
     pub remote_entities: u64,
+    /// Entities changed here (created, edited, deleted) since they were last synced: what
+    /// the next sync pushes or merges.
+    pub local_changes: u64,
     /// The last sync's statistics.
     pub last_sync: Option<CollectionSyncState>,
 }
