@@ -37,15 +37,30 @@ pub mod exit {
     pub const TEMPORARY: u8 = 3;
     /// Refused for safety (mass delete, newer format): nothing was changed.
     pub const REFUSED: u8 = 4;
-    /// Done, but something needs a person: unreadable files held back, open conflicts.
+    /// Done, but this run needs a person: it held back an unreadable file, or recorded a new
+    /// conflict (receipts recorded by earlier runs do not count).
     pub const ATTENTION: u8 = 5;
 }
+
+/// The exit codes, as `--help` and the man page give them (README's table says the same).
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  error (the message says which)
+  2  bad usage
+  3  temporary failure (network, busy server, other devices kept committing): try again
+  4  refused for safety, nothing changed: a mass delete (--allow-mass-delete if meant), a
+     remote format too new (upgrade), a remote that lost commits (deltasync repair)
+  5  done, but this run needs you: it held back an unreadable file, or recorded a new
+     conflict; receipts of earlier runs that are still open do not count (deltasync status
+     and deltasync conflicts list them)";
 
 #[derive(Parser, Debug)]
 #[command(
     name = "deltasync",
     version,
-    about = "Keep JSON entities in step across devices through a dumb file remote (WebDAV, Nextcloud, a folder), uploading only what changed."
+    about = "Keep JSON entities in step across devices through a dumb file remote (WebDAV, Nextcloud, a folder), uploading only what changed.",
+    after_help = EXIT_CODES
 )]
 struct Cli {
     /// Run as if started in DIR (the workspace).
@@ -116,7 +131,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Pull what changed elsewhere, merge, push what changed here.
+    /// Pull what changed elsewhere, merge, push what changed here. Exit 5 when this run
+    /// held back a file or recorded a new conflict; 0 when nothing new needs you.
     Sync {
         /// Plan only; change nothing.
         #[arg(long)]
@@ -761,18 +777,20 @@ fn sync(
     if !dry_run {
         cmd_maint::auto_compact(&mut engine, json);
     }
-    let open_conflicts = engine.conflicts()?.iter().filter(|c| !c.resolved).count();
-    Ok(
-        if !report.problems.is_empty()
-            || (!dry_run
-                && (!report.conflicts.is_empty()
-                    || open_conflicts > 0 && report.committed.is_some()))
-        {
-            exit::ATTENTION
-        } else {
-            exit::OK
-        },
-    )
+    Ok(attention(&report))
+}
+
+/// The exit code of a sync that ran to its end: [`exit::ATTENTION`] when this run needs a
+/// person — it held back a file it cannot read, or recorded a new conflict receipt (a dry run
+/// records none) — and [`exit::OK`] otherwise. Receipts recorded by earlier runs, still open,
+/// do not count: a script syncing in a loop gets 5 once per new conflict, and `status` and
+/// `conflicts` list the open ones.
+fn attention(report: &deltasync_engine::SyncReport) -> u8 {
+    if !report.problems.is_empty() || (!report.dry_run && !report.conflicts.is_empty()) {
+        exit::ATTENTION
+    } else {
+        exit::OK
+    }
 }
 
 fn diff(dir: &Path, only: Option<String>, verbose: bool, json: bool) -> Result<u8> {

@@ -257,3 +257,40 @@ fn demo_runs() {
     assert!(stdout.contains("kept in receipt"), "{stdout}");
     assert!(stdout.contains("bytes up"), "{stdout}");
 }
+
+/// Exit code 5 says that this run needs a person (a conflict it recorded, a file it held
+/// back), not that some receipt is still open: a script that syncs in a loop gets 5 once per
+/// conflict, then 0 again while the receipt waits in `deltasync conflicts`.
+#[test]
+fn exit_5_only_for_a_conflict_recorded_by_this_run() {
+    let (_t, a, b) = two(&["tasks=dir:tasks"]);
+    a.write("tasks/t1.json", &json!({"title": "milk"}));
+    a.sync();
+    b.sync();
+    a.write("tasks/t1.json", &json!({"title": "oat milk"}));
+    a.sync();
+    b.write("tasks/t1.json", &json!({"title": "soy milk"}));
+    let (code, report) = b.sync_json();
+    assert_eq!(code, Some(EXIT_ATTENTION), "a new conflict: {report}");
+    assert_eq!(report["conflicts"].as_array().map(Vec::len), Some(1));
+
+    // The receipt stays open; later commits on either device record nothing new.
+    b.write("tasks/t2.json", &json!({"title": "eggs"}));
+    let (code, report) = b.sync_json();
+    assert!(report["committed"].is_u64(), "b commits: {report}");
+    assert_eq!(
+        code,
+        Some(0),
+        "b's next commit, receipt still open: {report}"
+    );
+    a.write("tasks/t3.json", &json!({"title": "bread"}));
+    let (code, report) = a.sync_json();
+    assert!(report["committed"].is_u64(), "a commits: {report}");
+    assert_eq!(
+        code,
+        Some(0),
+        "a's commit after pulling the receipt: {report}"
+    );
+    let open = run(&a.dir, &["conflicts", "--json"]).json();
+    assert_eq!(open[0]["resolved"], json!(false), "still open: {open}");
+}
