@@ -6,6 +6,7 @@ mod auth;
 mod cmd_maint;
 mod demo;
 mod diff;
+mod generated;
 mod hints;
 mod names;
 mod output;
@@ -321,6 +322,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the shell completion script (e.g. `deltasync completions bash >
+    /// ~/.local/share/bash-completion/completions/deltasync`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page deltasync(1) (`deltasync man | man -l -`), or write one page per
+    /// command into a folder.
+    Man {
+        /// Write deltasync.1, deltasync-sync.1, … into this folder instead.
+        #[arg(long = "dir", value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
     /// Run a demonstration in a temporary folder: two devices and a local-folder remote.
     Demo {
         /// Number of synthetic tasks.
@@ -605,6 +620,14 @@ fn run(cli: Cli) -> Result<u8> {
             json,
         } => cmd_maint::restore(&dir, file, at, dry_run, yes, json),
         Command::Demo { entities } => demo::run(entities).map(|_| exit::OK),
+        Command::Completions { shell } => {
+            generated::completions(<Cli as clap::CommandFactory>::command(), shell)
+                .map(|_| exit::OK)
+        }
+        Command::Man { out_dir } => {
+            generated::man(<Cli as clap::CommandFactory>::command(), out_dir.as_deref())
+                .map(|_| exit::OK)
+        }
     }
 }
 

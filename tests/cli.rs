@@ -294,3 +294,38 @@ fn exit_5_only_for_a_conflict_recorded_by_this_run() {
     let open = run(&a.dir, &["conflicts", "--json"]).json();
     assert_eq!(open[0]["resolved"], json!(false), "still open: {open}");
 }
+
+#[test]
+fn completions_and_man_page_come_from_the_clap_definitions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bash = Run::command(deltasync().args(["completions", "bash"])).expect_ok("bash");
+    assert!(bash.stdout.contains("_deltasync()"), "{bash}");
+    assert!(bash.stdout.contains("sync"), "{bash}");
+    assert!(bash.stdout.contains("--allow-mass-delete"), "{bash}");
+    // The script is valid bash.
+    let file = tmp.path().join("deltasync.bash");
+    std::fs::write(&file, &bash.stdout).unwrap();
+    let check = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&file)
+        .output()
+        .expect("bash");
+    assert!(check.status.success(), "{check:?}");
+    for shell in ["zsh", "fish"] {
+        let r = Run::command(deltasync().args(["completions", shell])).expect_ok(shell);
+        assert!(r.stdout.contains("sync"), "{shell}: {r}");
+        assert!(r.stdout.contains("conflicts"), "{shell}: {r}");
+    }
+    let unknown = Run::command(deltasync().args(["completions", "tcsh"]));
+    assert_eq!(unknown.code, Some(2), "{unknown}");
+
+    let man = Run::command(deltasync().arg("man")).expect_ok("man");
+    assert!(man.stdout.contains(".SH NAME\ndeltasync"), "{man}");
+    assert!(man.stdout.contains(".SH SUBCOMMANDS"), "{man}");
+    assert!(man.stdout.contains("Exit codes:"), "{man}");
+    let dir = tmp.path().join("man1");
+    Run::command(deltasync().args(["man", "--dir"]).arg(&dir)).expect_ok("man --dir");
+    let sync = std::fs::read_to_string(dir.join("deltasync-sync.1")).expect("deltasync-sync.1");
+    assert!(sync.contains(".SH NAME"), "{sync}");
+    assert!(sync.contains("allow\\-mass\\-delete"), "{sync}");
+}
