@@ -93,6 +93,11 @@ fn everyday_commands() {
     insta::assert_snapshot!("conflicts_json", shown(&run(&b, &["conflicts", "--json"])));
     insta::assert_snapshot!("log", shown(&run(&b, &["log"])));
     insta::assert_snapshot!("history", shown(&run(&b, &["history", "tasks", "t1"])));
+    insta::assert_snapshot!("log_json", shown(&run(&b, &["log", "--json"])));
+    insta::assert_snapshot!(
+        "history_json",
+        shown(&run(&b, &["history", "tasks", "t1", "--json"]))
+    );
     // Resolved: the listing says so, on the other device too once it has synced.
     let id = listing_id(&b);
     run(&b, &["conflicts", "resolve", &id, "--take", "remote"]).expect_ok("resolve");
