@@ -1,9 +1,10 @@
 //! `deltasync diff`: the field-level dry run ([`deltasync_engine::Preview`]) for people.
 //!
 //! By default one line per entity (the action and the names of the fields it changes), and
-//! every conflict in full (which value is kept, whose, written when, and why), at most
-//! [`SUMMARY_CAP`] entities per collection; `-v` adds each field's old → new values on each
-//! side, at most [`VERBOSE_CAP`] entities per collection. A summary by default because it
+//! every conflict in full (which value is kept, whose, written when, and why): holds and
+//! merges first (up to [`VERBOSE_CAP`]), then pushes and pulls (up to [`SUMMARY_CAP`] per
+//! collection); `-v` adds each field's old → new values on each side, and lists up to
+//! [`VERBOSE_CAP`] pushes and pulls. A summary by default because it
 //! reads as well on 3 entities (three lines naming the fields; the conflicts, the one thing to
 //! decide, are shown in full anyway) as on 3,000 (a screen, not 3,000 × fields lines).
 
@@ -26,25 +27,34 @@ const FIELD_CAP: usize = 20;
 pub fn print(p: &Preview, names: &Names, verbose: bool) {
     for (collection, counts) in &p.collections {
         println!("{collection}: {}", header(counts));
-        let entities: Vec<&EntityPreview> = p
+        // What needs looking at first: holds and merges (conflicts are decided there), then
+        // pushes and pulls; each group capped on its own, so that 3 conflicts among 3,000
+        // pulls are never "… and 2,980 more".
+        let mut entities: Vec<&EntityPreview> = p
             .entities
             .iter()
             .filter(|e| &e.collection == collection)
             .collect();
+        entities.sort_by_key(|e| rank(&e.action));
+        let (first, moves): (Vec<&EntityPreview>, Vec<&EntityPreview>) = entities
+            .into_iter()
+            .partition(|e| matches!(e.action, Action::Hold { .. } | Action::Merge { .. }));
         let cap = if verbose { VERBOSE_CAP } else { SUMMARY_CAP };
-        for e in entities.iter().take(cap) {
-            entity(e, names, verbose);
-        }
-        if entities.len() > cap {
-            println!(
-                "  … and {} more ({})",
-                entities.len() - cap,
-                if verbose {
-                    "--json lists every one"
-                } else {
-                    "-v for the fields' values, --json for every entity"
-                }
-            );
+        for (group, cap) in [(first, VERBOSE_CAP), (moves, cap)] {
+            for e in group.iter().take(cap) {
+                entity(e, names, verbose);
+            }
+            if group.len() > cap {
+                println!(
+                    "  … and {} more ({})",
+                    group.len() - cap,
+                    if verbose {
+                        "--json lists every one"
+                    } else {
+                        "-v for the fields' values, --json for every entity"
+                    }
+                );
+            }
         }
     }
     // A held entity's line gave its file's problem already.
@@ -63,6 +73,16 @@ pub fn print(p: &Preview, names: &Names, verbose: bool) {
         println!("sync would refuse: {why}");
     }
     println!("dry run: nothing was changed (remote head {})", p.head);
+}
+
+/// The order of the listing: holds, merges, pushes, pulls.
+fn rank(a: &Action) -> u8 {
+    match a {
+        Action::Hold { .. } => 0,
+        Action::Merge { .. } => 1,
+        Action::Push { .. } => 2,
+        Action::Pull { .. } => 3,
+    }
 }
 
 fn header(c: &CollectionReport) -> String {

@@ -213,8 +213,13 @@ fn diff_shows_entities_and_fields() {
     // b's receipt is open, but a records nothing new: 0.
     run(&a, &["sync"]).expect_ok("a pushes 25");
     std::fs::remove_file(b.join("tasks/bad.json")).unwrap();
+    // b made n24 too: a merge, listed before the pulls however many they are.
+    write_renamed(&b.join("tasks/n24.json"), &json!({"i": "b's"}));
     let long = run(&b, &["diff", "tasks"]);
     assert_eq!(long.code, Some(0), "{long}");
-    assert!(long.stdout.contains("  … and 6 more (-v"), "{long}");
-    assert_eq!(long.stdout.matches("  pull new ").count(), 20, "{long}");
+    let lines: Vec<&str> = long.stdout.lines().collect();
+    assert!(lines[1].starts_with("  merge        tasks/n24"), "{long}");
+    assert!(long.stdout.contains("  … and 5 more (-v"), "{long}");
+    // 20 pushes and pulls: t2 and 19 of the 24 new ones.
+    assert_eq!(long.stdout.matches("  pull new ").count(), 19, "{long}");
 }
