@@ -4,6 +4,7 @@
 
 mod auth;
 mod cmd_maint;
+mod cmd_sync;
 mod demo;
 mod diff;
 mod generated;
@@ -19,7 +20,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use deltasync_engine::config::{CollectionConfig, Config};
-use deltasync_engine::{Engine, EngineError, SyncOptions};
+use deltasync_engine::{Engine, EngineError};
 
 /// mimalloc gives freed memory back to the system soon after a sync (glibc's malloc kept a
 /// watcher as large as its largest sync); figures in `docs/architecture.md`.
@@ -545,14 +546,14 @@ fn run(cli: Cli) -> Result<u8> {
             collection,
             verbose,
             json,
-        } => diff(&dir, collection, verbose, json),
+        } => cmd_sync::diff(&dir, collection, verbose, json),
         Command::Sync {
             dry_run,
             allow_mass_delete,
             json,
-        } => sync(&dir, dry_run, allow_mass_delete, json, None),
+        } => cmd_sync::sync(&dir, dry_run, allow_mass_delete, json),
         Command::Conflicts { action, json } => {
-            conflicts(&dir, action.unwrap_or(ConflictAction::List), json)
+            cmd_sync::conflicts(&dir, action.unwrap_or(ConflictAction::List), json)
         }
         Command::Doctor { save, json } => doctor(&dir, save, json),
         Command::Unlock { force } => unlock(&dir, force),
@@ -768,134 +769,6 @@ fn init(dir: &Path, args: InitArgs) -> Result<u8> {
 
 fn toml_string(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
-}
-
-fn sync(
-    dir: &Path,
-    dry_run: bool,
-    allow_mass_delete: bool,
-    json: bool,
-    only: Option<String>,
-) -> Result<u8> {
-    let mut engine = open(dir)?;
-    if let Some(name) = &only {
-        engine.check_collection(name)?;
-    }
-    let bars = cmd_maint::Bars::new(json);
-    let mut report = engine.sync_with(
-        &SyncOptions {
-            dry_run,
-            allow_mass_delete,
-        },
-        bars.sink(),
-    )?;
-    if let Some(name) = &only {
-        report.collections.retain(|c, _| c == name);
-    }
-    if json {
-        output::json(&report)?;
-    } else {
-        output::sync_report(&report, &names::Names::of(&engine));
-    }
-    if !dry_run {
-        cmd_maint::auto_compact(&mut engine, json);
-    }
-    Ok(attention(&report))
-}
-
-/// The exit code of a sync that ran to its end: [`exit::ATTENTION`] when this run needs a
-/// person — it held back a file it cannot read, or recorded a new conflict receipt (a dry run
-/// records none) — and [`exit::OK`] otherwise. Receipts recorded by earlier runs, still open,
-/// do not count: a script syncing in a loop gets 5 once per new conflict, and `status` and
-/// `conflicts` list the open ones.
-fn attention(report: &deltasync_engine::SyncReport) -> u8 {
-    if !report.problems.is_empty() || (!report.dry_run && !report.conflicts.is_empty()) {
-        exit::ATTENTION
-    } else {
-        exit::OK
-    }
-}
-
-fn diff(dir: &Path, only: Option<String>, verbose: bool, json: bool) -> Result<u8> {
-    let mut engine = open(dir)?;
-    if let Some(name) = &only {
-        engine.check_collection(name)?;
-    }
-    let bars = cmd_maint::Bars::new(json);
-    let mut preview = engine.preview(bars.sink())?;
-    drop(bars);
-    if let Some(name) = &only {
-        preview.collections.retain(|c, _| c == name);
-        preview.entities.retain(|e| &e.collection == name);
-        preview.conflicts.retain(|c| &c.collection == name);
-    }
-    if json {
-        output::json(&preview)?;
-    } else {
-        diff::print(&preview, &names::Names::of(&engine), verbose);
-    }
-    Ok(if preview.refused.is_some() {
-        exit::REFUSED
-    } else if !preview.problems.is_empty() {
-        exit::ATTENTION
-    } else {
-        exit::OK
-    })
-}
-
-fn conflicts(dir: &Path, action: ConflictAction, json: bool) -> Result<u8> {
-    let mut engine = open(dir)?;
-    match action {
-        ConflictAction::List => {
-            let all = engine.conflicts()?;
-            let names = names::Names::of(&engine);
-            if json {
-                let views: Vec<_> = all
-                    .iter()
-                    .map(|c| output::ReceiptView::new(c, &names))
-                    .collect();
-                output::json(&views)?;
-            } else {
-                output::conflict_list(&all, &names);
-            }
-        }
-        ConflictAction::Show { id } => {
-            let c = engine
-                .conflicts()?
-                .into_iter()
-                .find(|c| c.id == id)
-                .ok_or_else(|| EngineError::NoSuchConflict(id.clone()))?;
-            let names = names::Names::of(&engine);
-            if json {
-                output::json(&output::ReceiptView::new(&c, &names))?;
-            } else {
-                output::conflict(&c, &names);
-            }
-        }
-        ConflictAction::Resolve { id, take } => {
-            let receipt = engine.resolve_conflict(&id, matches!(take, Take::Local))?;
-            let report = engine.sync(&SyncOptions::default())?;
-            if json {
-                output::json(&serde_json::json!({"resolved": receipt, "sync": report}))?;
-            } else {
-                println!(
-                    "Resolved {} ({}/{}): kept the {} value; pushed as commit {}.",
-                    receipt.id,
-                    receipt.collection,
-                    receipt.entity_id,
-                    match take {
-                        Take::Local => "local",
-                        Take::Remote => "remote",
-                    },
-                    report
-                        .committed
-                        .map(|s| s.to_string())
-                        .unwrap_or_else(|| "-".into())
-                );
-            }
-        }
-    }
-    Ok(exit::OK)
 }
 
 fn doctor(dir: &Path, save: bool, json: bool) -> Result<u8> {
