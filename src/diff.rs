@@ -69,8 +69,11 @@ pub fn print(p: &Preview, names: &Names, verbose: bool) {
     for problem in p.problems.iter().filter(|q| !held.contains(&q.as_str())) {
         println!("problem: {problem} (nothing is pushed for it; fix the file and sync again)");
     }
-    if let Some(why) = &p.refused {
-        println!("sync would refuse: {why}");
+    if let Some(refusal) = &p.refused {
+        println!("sync would refuse: {}", refusal.message);
+        if let Some(hint) = crate::hints::engine(&refusal.to_error()) {
+            println!("hint: {hint}");
+        }
     }
     println!("dry run: nothing was changed (remote head {})", p.head);
 }

@@ -150,6 +150,8 @@ fn errors_a_person_meets() {
         std::fs::remove_file(a.join(format!("tasks/t{i}.json"))).unwrap();
     }
     insta::assert_snapshot!("mass_delete", shown(&run(&a, &["sync"])));
+    // The dry run shows what would be deleted, and that the sync would refuse (exit 4).
+    insta::assert_snapshot!("diff_mass_delete", shown(&run(&a, &["diff"])));
     std::fs::write(a.join("tasks/bad.json"), "{\"title\": ").unwrap();
     write_renamed(&a.join("tasks/t0.json"), &json!({"i": 0}));
     insta::assert_snapshot!("held_file", shown(&run(&a, &["sync"])));

@@ -32,7 +32,8 @@ pub use fetch::STALE_ETAG_BOUND;
 pub(crate) use fetch::*;
 pub(crate) use plan::*;
 pub use preview::{
-    Action, Decision, DeviceName, EntityPreview, FieldPreview, Preview, SideName, Written,
+    Action, Decision, DeviceName, EntityPreview, FieldPreview, MassDeleteRefusal, Preview,
+    SideName, Written,
 };
 pub use report::{CollectionReport, CollectionStatus, HeldFile, Status, SyncOptions, SyncReport};
 

@@ -21,10 +21,37 @@ pub struct Preview {
     pub conflicts: Vec<ConflictReceipt>,
     /// Local files that cannot be read: nothing would be pushed for them.
     pub problems: Vec<String>,
-    /// Why the sync would refuse to run (a mass delete), if it would.
-    pub refused: Option<String>,
+    /// The mass delete the sync would refuse, if it would.
+    pub refused: Option<MassDeleteRefusal>,
     /// The devices this device knows of ([`Engine::device_names`]), by name.
     pub devices: Vec<DeviceName>,
+}
+
+/// A push the mass-delete guard refuses ([`EngineError::MassDelete`], as data).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MassDeleteRefusal {
+    /// What the error says.
+    pub message: String,
+    /// The collection.
+    pub collection: String,
+    /// Deletions planned.
+    pub deletes: u64,
+    /// Entities the collection had.
+    pub total: u64,
+    /// The configured threshold in percent.
+    pub percent: u64,
+}
+
+impl MassDeleteRefusal {
+    /// The error a sync would end with.
+    pub fn to_error(&self) -> EngineError {
+        EngineError::MassDelete {
+            collection: self.collection.clone(),
+            deletes: self.deletes,
+            total: self.total,
+            percent: self.percent,
+        }
+    }
 }
 
 /// A device's id and name.
@@ -185,7 +212,20 @@ impl Engine {
             .collect();
         out.refused = match self.check_mass_delete(&planned, &SyncOptions::default()) {
             Ok(()) => None,
-            Err(e @ EngineError::MassDelete { .. }) => Some(e.to_string()),
+            Err(
+                ref e @ EngineError::MassDelete {
+                    ref collection,
+                    deletes,
+                    total,
+                    percent,
+                },
+            ) => Some(MassDeleteRefusal {
+                message: e.to_string(),
+                collection: collection.clone(),
+                deletes,
+                total,
+                percent,
+            }),
             Err(e) => return Err(e),
         };
         for (key, op) in &planned.plan.ops {
