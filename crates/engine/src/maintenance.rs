@@ -353,15 +353,15 @@ impl Engine {
                     return Err(e.into());
                 }
             };
-            let mut next = meta.clone();
+            let mut next = Meta::clone(&meta);
             next.snapshot = Some(snap_ref.clone());
             next.deltas.clear();
             next.entity_versions.clear();
             match self.store().commit_meta(&mut next, &etag) {
                 Ok(new_etag) => {
-                    let text = String::from_utf8(next.to_bytes()).unwrap_or_default();
+                    let next = std::sync::Arc::new(next);
                     let folded = &snapshot.folded;
-                    self.state_mut().transaction(|s| {
+                    let kept = self.state_mut().transaction(|s| {
                         // Our own commits folded here are in the snapshot: confirmed.
                         for p in s.pending()? {
                             if folded.contains(&p.delta_path) {
@@ -369,10 +369,11 @@ impl Engine {
                             }
                         }
                         s.set("generation", &generation.to_string())?;
-                        s.set("meta", &text)?;
-                        s.set("meta_etag", &new_etag.0)?;
-                        s.set(crate::sync::REREAD_META, "1")
+                        let kept = Engine::store_meta(s, next.clone(), &new_etag)?;
+                        s.set(crate::sync::REREAD_META, "1")?;
+                        Ok(kept)
                     })?;
+                    self.keep_meta(kept);
                     report.snapshot = Some(snap_ref.name.clone());
                     report.snapshot_size = snap_ref.size;
                     report.archive = Some(archive);

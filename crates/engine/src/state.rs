@@ -329,6 +329,26 @@ impl State {
         Ok(())
     }
 
+    /// Stores the local copy of meta.json and its etag, with a new revision
+    /// ([`State::meta_key`]); returns the revision.
+    pub fn set_meta(&self, text: &str, etag: &str) -> Result<String, StateError> {
+        let rev = format!("{:016x}", fastrand::u64(..));
+        self.set("meta", text)?;
+        self.set("meta_etag", etag)?;
+        self.set(META_REV, &rev)?;
+        Ok(rev)
+    }
+
+    /// What identifies the stored copy of meta.json without reading it: its etag and its
+    /// revision (new at every [`State::set_meta`], by this process or another); `None` when
+    /// there is no copy.
+    pub fn meta_key(&self) -> Result<Option<(String, Option<String>)>, StateError> {
+        Ok(match self.get("meta_etag")? {
+            Some(etag) => Some((etag, self.get(META_REV)?)),
+            None => None,
+        })
+    }
+
     /// Removes a key-value setting.
     pub fn unset(&self, key: &str) -> Result<(), StateError> {
         self.conn.execute("DELETE FROM kv WHERE key = ?1", [key])?;
@@ -544,7 +564,7 @@ impl State {
             "DELETE FROM entities;
              DELETE FROM applied_deltas;
              DELETE FROM journal;
-             DELETE FROM kv WHERE key IN ('meta', 'meta_etag', 'generation', 'supersedes', \
+             DELETE FROM kv WHERE key IN ('meta', 'meta_etag', 'meta_rev', 'generation', 'supersedes', \
                'force_push', 'meta_read_ms', 'reread_meta', 'recommitted');",
         )?;
         Ok(())
@@ -800,6 +820,8 @@ impl State {
     }
 }
 
+/// State key of the revision in [`State::meta_key`].
+const META_REV: &str = "meta_rev";
 /// State key of [`State::supersedes`].
 const SUPERSEDES: &str = "supersedes";
 /// State key of [`State::forced`] (JSON).

@@ -272,17 +272,18 @@ impl Engine {
                 pending.state = JournalState::Unconfirmed;
                 pending.meta_etag = Some(new_etag.0.clone());
                 let ids: Vec<String> = receipts.iter().map(|r| r.id.clone()).collect();
-                let meta_text = String::from_utf8(next.to_bytes()).unwrap_or_default();
-                self.state.transaction(|s| {
+                let next = Arc::new(next);
+                let kept = self.state.transaction(|s| {
                     finish_commit(s, &pending)?;
                     s.put_pending(&pending)?;
                     s.conflicts_pushed(&ids)?;
                     s.set_supersedes(None)?;
                     s.clear_forced()?;
-                    s.set("meta", &meta_text)?;
-                    s.set("meta_etag", &new_etag.0)?;
-                    s.set(REREAD_META, "1")
+                    let kept = Self::store_meta(s, next.clone(), &new_etag)?;
+                    s.set(REREAD_META, "1")?;
+                    Ok(kept)
                 })?;
+                self.keep_meta(kept);
                 Ok(seq)
             }
             // A plain 412: meta was never written with our delta. The delta is an orphan

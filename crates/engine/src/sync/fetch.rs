@@ -30,22 +30,68 @@ pub(crate) fn mirror_of(r: &EntityRecord) -> MirrorRecord {
 }
 
 impl Engine {
-    pub(crate) fn cached_meta(&self) -> Result<Option<(Meta, Etag)>, EngineError> {
-        match (self.state.get("meta")?, self.state.get("meta_etag")?) {
-            (Some(m), Some(e)) => Ok(Some((
-                Meta::from_bytes(m.as_bytes()).map_err(|source| StoreError::Format {
+    /// The local copy of meta.json and its etag. Parsed once per copy: the engine keeps it
+    /// under the state's [`State::meta_key`] (etag and revision), so a fetch answered 304
+    /// costs two small state reads, whatever the size of meta.json; a copy written by another
+    /// process has a new revision and is read again.
+    pub(crate) fn cached_meta(&self) -> Result<Option<(Arc<Meta>, Etag)>, EngineError> {
+        let Some(key) = self.state.meta_key()? else {
+            return Ok(None);
+        };
+        let mut cache = self
+            .meta_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(c) = cache.as_ref()
+            && c.key == key
+        {
+            return Ok(Some((c.meta.clone(), Etag(key.0))));
+        }
+        let Some(text) = self.state.get("meta")? else {
+            return Ok(None);
+        };
+        let meta =
+            Arc::new(
+                Meta::from_bytes(text.as_bytes()).map_err(|source| StoreError::Format {
                     path: "local copy of meta.json".into(),
                     source,
                 })?,
-                Etag(e),
-            ))),
-            _ => Ok(None),
-        }
+            );
+        let etag = Etag(key.0.clone());
+        *cache = Some(CachedMeta {
+            key,
+            meta: meta.clone(),
+        });
+        Ok(Some((meta, etag)))
+    }
+
+    /// Stores `meta` (with `etag`) as the local copy of meta.json inside transaction `s`,
+    /// returning the cache entry to keep once the transaction is committed
+    /// ([`Engine::keep_meta`]).
+    pub(crate) fn store_meta(
+        s: &State,
+        meta: Arc<Meta>,
+        etag: &Etag,
+    ) -> Result<CachedMeta, StateError> {
+        let text = String::from_utf8(meta.to_bytes()).unwrap_or_else(|_| "{}".into());
+        let rev = s.set_meta(&text, &etag.0)?;
+        Ok(CachedMeta {
+            key: (etag.0.clone(), Some(rev)),
+            meta,
+        })
+    }
+
+    /// Keeps the parsed copy that [`Engine::store_meta`] stored (its transaction committed).
+    pub(crate) fn keep_meta(&self, cached: CachedMeta) {
+        *self
+            .meta_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(cached);
     }
 
     /// Step 1: brings the mirror up to date with the remote. Returns the current meta, its
     /// etag, and how many deltas were applied.
-    pub fn fetch(&mut self) -> Result<(Meta, Etag, usize), EngineError> {
+    pub fn fetch(&mut self) -> Result<(Arc<Meta>, Etag, usize), EngineError> {
         self.fetch_with(&crate::progress::NoProgress)
     }
 
@@ -54,7 +100,7 @@ impl Engine {
     pub fn fetch_with(
         &mut self,
         progress: &dyn crate::progress::Progress,
-    ) -> Result<(Meta, Etag, usize), EngineError> {
+    ) -> Result<(Arc<Meta>, Etag, usize), EngineError> {
         let cached = self.cached_meta()?;
         // On a remote whose ETags can go stale, a "not modified" is taken on trust only for a
         // while, and not right after our own commit (a racing writer in the same second can
@@ -109,7 +155,7 @@ impl Engine {
                 }
                 return Ok((m, e, 0));
             }
-            MetaRead::Fresh { meta, etag, .. } => (meta, etag),
+            MetaRead::Fresh { meta, etag, .. } => (Arc::new(meta), etag),
         };
         // A new device (or a new snapshot generation) starts from the snapshot.
         let known_generation = self
@@ -134,8 +180,8 @@ impl Engine {
             .map(|(_, s)| s.folded.as_slice())
             .unwrap_or(&[]);
         let cached_meta = cached.map(|(m, _)| m);
-        self.check_not_behind(&meta, cached_meta.as_ref(), known_generation)?;
-        self.check_history(&meta, cached_meta.as_ref(), known_generation)?;
+        self.check_not_behind(&meta, cached_meta.as_deref(), known_generation)?;
+        self.check_history(&meta, cached_meta.as_deref(), known_generation)?;
         self.reconcile_journal(&meta, &etag, folded)?;
         let mut applied = 0;
         if let Some((generation, snapshot)) = &snapshot {
@@ -189,15 +235,13 @@ impl Engine {
             })?;
             applied += 1;
         }
-        self.state.transaction(|s| {
-            s.set(
-                "meta",
-                std::str::from_utf8(&meta.to_bytes()).unwrap_or("{}"),
-            )?;
-            s.set("meta_etag", &etag.0)?;
+        let kept = self.state.transaction(|s| {
+            let kept = Self::store_meta(s, meta.clone(), &etag)?;
             s.set(META_READ_MS, &read_at.to_string())?;
-            s.unset(REREAD_META)
+            s.unset(REREAD_META)?;
+            Ok(kept)
         })?;
+        self.keep_meta(kept);
         Ok((meta, etag, applied))
     }
 

@@ -70,6 +70,15 @@ pub struct Engine {
     store: Store,
     device_id: String,
     lease: LeaseConfig,
+    /// The local copy of meta.json, parsed, under the [`State::meta_key`] it was read with:
+    /// a fetch answered 304 (and `status`) takes it from here instead of parsing it again.
+    meta_cache: std::sync::Mutex<Option<CachedMeta>>,
+}
+
+/// The parsed local copy of meta.json and the state's [`State::meta_key`] it belongs to.
+pub(crate) struct CachedMeta {
+    key: (String, Option<String>),
+    meta: Arc<Meta>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -116,6 +125,7 @@ impl Engine {
             store: Store::new(remote).with_backoff(backoff),
             device_id,
             lease: LeaseConfig::default(),
+            meta_cache: std::sync::Mutex::new(None),
         })
     }
 
