@@ -418,7 +418,7 @@ impl Engine {
             last_checked_ms,
             remote_class: capabilities.cas.to_string(),
             weak_window_ms: capabilities.weak_window_ms,
-            recorded_verdict: meta.and_then(|m| m.server),
+            recorded_verdict: meta.and_then(|m| m.server.clone()),
             collections,
         })
     }
@@ -428,7 +428,12 @@ impl Engine {
     pub fn device_names(&self) -> Result<BTreeMap<String, String>, EngineError> {
         let mut names: BTreeMap<String, String> = self
             .cached_meta()?
-            .map(|(m, _)| m.devices.into_iter().map(|(id, d)| (id, d.name)).collect())
+            .map(|(m, _)| {
+                m.devices
+                    .iter()
+                    .map(|(id, d)| (id.clone(), d.name.clone()))
+                    .collect()
+            })
             .unwrap_or_default();
         names.insert(self.device_id.clone(), self.config.device.clone());
         Ok(names)
