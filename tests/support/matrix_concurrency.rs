@@ -50,8 +50,12 @@ fn race(dev: &Dev, d: usize, commits: usize) -> Result<(Concurrency, Vec<String>
                 temporary.len()
             ));
         }
+        // A run that exited 3 may have made the commit already (its answer lost, or a read
+        // after the meta write failed): this run then finishes it from the journal and
+        // commits nothing new. The convergence check below still wants every token.
+        let committed_before = !temporary.is_empty();
         run.temporary.extend(temporary);
-        if !report["committed"].is_u64() {
+        if !report["committed"].is_u64() && !committed_before {
             return Err(format!(
                 "{}: commit {i} was not committed: {report}",
                 dev.name

@@ -527,3 +527,36 @@ fn regression_a_lost_commit_made_again_is_not_an_old_copy() {
     };
     run(steps, faults, 0, true).unwrap();
 }
+
+/// A fourth the free races found (a helper's full run), with ETags reused within a second: a
+/// device took its own later commit on top of an earlier one for a confirmation and dropped
+/// the earlier from its journal; a racing writer then overwrote both, and only the later was
+/// made again: the other devices never got the earlier one's entities.
+#[test]
+fn regression_free_races_with_reused_etags() {
+    use Step::*;
+    let steps = vec![
+        EditShared { dev: 0, entity: 1 },
+        Freeze { dev: 1 },
+        EditOwn { dev: 0, entity: 2 },
+        Sync { dev: 0 },
+        EditOwn { dev: 1, entity: 0 },
+        Sync { dev: 0 },
+        Sync { dev: 1 },
+        EditShared { dev: 0, entity: 0 },
+        Freeze { dev: 1 },
+        EditOwn { dev: 1, entity: 0 },
+        Sync { dev: 0 },
+        Race {
+            racer: 2,
+            victim: 0,
+            reader: true,
+        },
+    ];
+    let faults = Faults {
+        stale_if_match_succeeds: 1.0,
+        reuse_etag_within_second: true,
+        ..Faults::default()
+    };
+    run(steps, faults, 0, true).unwrap();
+}

@@ -76,11 +76,12 @@ pub(crate) enum Reconcile {
     Lost,
 }
 
-/// Decides what becomes of journal entry `p` against `meta` (read with `etag`); `folded_now`:
-/// the deltas a snapshot written since the last look folded. Pure: the whole commit protocol's
-/// recovery, tested by a case table.
+/// Decides what becomes of journal entry `p` of device `me` against `meta` (read with
+/// `etag`); `folded_now`: the deltas a snapshot written since the last look folded. Pure: the
+/// whole commit protocol's recovery, tested by a case table.
 pub(crate) fn reconcile(
     p: &PendingCommit,
+    me: &str,
     meta: &Meta,
     etag: &Etag,
     folded_now: &[String],
@@ -95,7 +96,10 @@ pub(crate) fn reconcile(
         },
         (JournalState::Attempted, false) => Reconcile::Orphan,
         (JournalState::Unconfirmed, true) => {
-            if folded || p.meta_etag.as_deref() != Some(etag.0.as_str()) || meta.head > p.seq {
+            // Confirmed by another device: a meta.json we did not write (our own later commits
+            // carry the entry's etag forward), or a commit of another device on top of ours.
+            let other_on_top = meta.deltas.iter().any(|d| d.seq > p.seq && d.device != me);
+            if folded || p.meta_etag.as_deref() != Some(etag.0.as_str()) || other_on_top {
                 Reconcile::Confirmed
             } else {
                 Reconcile::Wait
@@ -116,7 +120,7 @@ impl Engine {
     ) -> Result<u64, EngineError> {
         let mut lost = 0;
         for p in self.state.pending()? {
-            match reconcile(&p, meta, etag, folded_now) {
+            match reconcile(&p, &self.device_id, meta, etag, folded_now) {
                 Reconcile::Finish { keep_unconfirmed } => {
                     self.state.transaction(|s| {
                         finish_commit(s, &p)?;
@@ -275,6 +279,15 @@ impl Engine {
                 let next = Arc::new(next);
                 let kept = self.state.transaction(|s| {
                     finish_commit(s, &pending)?;
+                    // Our earlier unconfirmed commits are in this meta.json too, and no safer
+                    // than it: a racing writer that overwrites it loses them all. They are
+                    // confirmed with it, by another device's write, not by this one.
+                    for mut earlier in s.pending()? {
+                        if earlier.state == JournalState::Unconfirmed {
+                            earlier.meta_etag = Some(new_etag.0.clone());
+                            s.put_pending(&earlier)?;
+                        }
+                    }
                     s.put_pending(&pending)?;
                     s.conflicts_pushed(&ids)?;
                     s.set_supersedes(None)?;
@@ -417,6 +430,19 @@ mod tests {
                 Reconcile::Confirmed,
             ),
             (
+                "unconfirmed: our own later commit on top (same etag carried forward) is no \
+                 confirmation: a racing writer that overwrites it loses both",
+                pending(Unconfirmed, 3, Some("\"mine\"")),
+                {
+                    let mut m = meta(4, Some(3));
+                    m.deltas[3].device = "me".into();
+                    m
+                },
+                mine.clone(),
+                false,
+                Reconcile::Wait,
+            ),
+            (
                 "unconfirmed: folded by a snapshot",
                 pending(Unconfirmed, 3, Some("\"mine\"")),
                 meta(0, None),
@@ -439,7 +465,7 @@ mod tests {
             } else {
                 Vec::new()
             };
-            assert_eq!(reconcile(&p, &m, &etag, &folded_now), want, "{what}");
+            assert_eq!(reconcile(&p, "me", &m, &etag, &folded_now), want, "{what}");
         }
     }
 
