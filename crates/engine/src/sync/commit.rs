@@ -119,8 +119,28 @@ impl Engine {
         folded_now: &[String],
     ) -> Result<u64, EngineError> {
         let mut lost = 0;
-        for p in self.state.pending()? {
-            match reconcile(&p, &self.device_id, meta, etag, folded_now) {
+        // Oldest first, but lost commits are undone newest first: each undo puts back what its
+        // entities were before that commit, so the oldest lost commit's "before" is what
+        // stays (undone oldest first, an entity in two lost commits kept the first one's
+        // content as its base, and a merge took the other devices' lack of it for a delete).
+        let mut journal: Vec<(PendingCommit, Reconcile)> = self
+            .state
+            .pending()?
+            .into_iter()
+            .map(|p| {
+                let r = reconcile(&p, &self.device_id, meta, etag, folded_now);
+                (p, r)
+            })
+            .collect();
+        journal.sort_by_key(|(p, r)| {
+            if *r == Reconcile::Lost {
+                (1, u64::MAX - p.seq)
+            } else {
+                (0, p.seq)
+            }
+        });
+        for (p, decision) in journal {
+            match decision {
                 Reconcile::Finish { keep_unconfirmed } => {
                     self.state.transaction(|s| {
                         finish_commit(s, &p)?;
