@@ -224,7 +224,8 @@ impl Engine {
         if settings.auto_after == 0 && settings.auto_meta_kib == 0 {
             return Ok(None);
         }
-        let Some(size) = self.state().get("meta")?.map(|m| m.len() as u64) else {
+        // Every sync asks: the size alone, not a copy of a meta.json that may be megabytes.
+        let Some(size) = self.state().len_of("meta")? else {
             return Ok(None);
         };
         let by_size = settings.auto_meta_kib > 0 && size > settings.auto_meta_kib * 1024;

@@ -320,6 +320,20 @@ impl State {
             .optional()?)
     }
 
+    /// The length in bytes of a key-value setting, without reading it (SQLite's `length` of a
+    /// text counts characters; the cast to a blob counts bytes).
+    pub fn len_of(&self, key: &str) -> Result<Option<u64>, StateError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT length(CAST(value AS BLOB)) FROM kv WHERE key = ?1",
+                [key],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .map(|n| n as u64))
+    }
+
     /// Sets a key-value setting.
     pub fn set(&self, key: &str, value: &str) -> Result<(), StateError> {
         self.conn.execute(
@@ -833,6 +847,16 @@ const RECOMMITTED: &str = "recommitted";
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The length of a setting is its bytes, as the text's `len()` would say.
+    #[test]
+    fn len_of_counts_bytes() {
+        let s = State::in_memory().unwrap();
+        assert_eq!(s.len_of("meta").unwrap(), None);
+        let text = r#"{"name":"Küche ☕"}"#;
+        s.set("meta", text).unwrap();
+        assert_eq!(s.len_of("meta").unwrap(), Some(text.len() as u64));
+    }
 
     #[test]
     fn base_and_mirror_round_trip() {
