@@ -253,15 +253,7 @@ impl Engine {
             }
             let planned = self.plan()?;
             report.collections = collection_reports(&planned);
-            report.problems = planned
-                .scans
-                .values()
-                .flat_map(|s| {
-                    s.problems
-                        .iter()
-                        .map(|p| format!("{}: {}", p.file.display(), p.message))
-                })
-                .collect();
+            report.problems = planned.problems();
             report.head = meta.head;
             self.check_mass_delete(&planned, opts)?;
             if opts.dry_run {

@@ -9,6 +9,20 @@ pub(crate) struct Planned {
     pub(crate) states: BTreeMap<(String, String), crate::state::EntityState>,
 }
 
+impl Planned {
+    /// The scans' problems (files held back), each as "file: what is wrong".
+    pub(crate) fn problems(&self) -> Vec<String> {
+        self.scans
+            .values()
+            .flat_map(|s| {
+                s.problems
+                    .iter()
+                    .map(|p| format!("{}: {}", p.file.display(), p.message))
+            })
+            .collect()
+    }
+}
+
 impl Engine {
     pub(crate) fn scan_all(&self) -> Result<BTreeMap<String, Scan>, EngineError> {
         let mut scans = BTreeMap::new();

@@ -201,15 +201,7 @@ impl Engine {
             },
             ..Preview::default()
         };
-        out.problems = planned
-            .scans
-            .values()
-            .flat_map(|s| {
-                s.problems
-                    .iter()
-                    .map(|p| format!("{}: {}", p.file.display(), p.message))
-            })
-            .collect();
+        out.problems = planned.problems();
         out.refused = match self.check_mass_delete(&planned, &SyncOptions::default()) {
             Ok(()) => None,
             Err(
