@@ -62,6 +62,7 @@ use serde_json::{Map, Value};
 use crate::ids::{self, IdError};
 
 pub use limits::{MAX_ENTITY_DEPTH, Refusal};
+pub use stamps::{FileStat, Known, KnownFile, RACY_WINDOW};
 
 /// The id field used when none is configured; see [`CollectionKind::File`].
 pub const DEFAULT_ID_FIELD: &str = "id";
@@ -153,6 +154,29 @@ pub struct Scan {
     pub whole_collection_held: bool,
     /// What was read; pass it to [`apply`].
     pub fingerprint: Fingerprint,
+    /// Entities that were not read because their file's stat is what [`Known`] says it was
+    /// when it was read ([`scan_known`]): id → content hash. They are in the fingerprint, not
+    /// in `entities`. Always empty from [`scan`].
+    pub known: BTreeMap<String, String>,
+    /// The stat of each file read by this scan that may stand in for reading it next time
+    /// (read whole and cleanly, its last change before [`Known::trust_before`], unchanged
+    /// while it was read), by entity id (`""`: a `file` collection's document).
+    pub stats: BTreeMap<String, FileStat>,
+}
+
+impl Scan {
+    /// The content hash of a local entity, read or [`Scan::known`]; `None` when absent.
+    pub fn local_hash(&self, id: &str) -> Option<String> {
+        match self.entities.get(id) {
+            Some(v) => Some(deltasync_meta::content_hash(v)),
+            None => self.known.get(id).cloned(),
+        }
+    }
+
+    /// Whether the entity exists locally (read or known), readable.
+    pub fn has(&self, id: &str) -> bool {
+        self.entities.contains_key(id) || self.known.contains_key(id)
+    }
 }
 
 /// One change to make to a collection.
@@ -330,10 +354,23 @@ fn io_err(op: &'static str, path: &Path, source: io::Error) -> CollectionError {
 /// A missing folder or document is an empty collection. Files and entries that cannot be used
 /// are reported in [`Scan::problems`] (and their ids, when known, in [`Scan::held`]) rather
 /// than failing the scan; only an I/O error on the collection itself is an `Err`.
-#[tracing::instrument(skip_all, err, fields(kind = ?kind))]
 pub fn scan(workspace: &Path, kind: &CollectionKind) -> Result<Scan, CollectionError> {
+    scan_known(workspace, kind, &Known::nothing())
+}
+
+/// [`scan`], reading only the files whose stat differs from what `known` says it was when
+/// they were read: the others are [`Scan::known`] by their content hash. A `dir` collection
+/// still lists its folder and stats every file; a symbolic link is always read. A `file`
+/// collection's document whose stat is known is not read at all. The files read whose stat may
+/// stand in for them next time are in [`Scan::stats`].
+#[tracing::instrument(skip_all, err, fields(kind = ?kind, known = known.files.len()))]
+pub fn scan_known(
+    workspace: &Path,
+    kind: &CollectionKind,
+    known: &Known,
+) -> Result<Scan, CollectionError> {
     match kind {
-        CollectionKind::Dir { path } => dir::scan(&resolve(workspace, path)?),
+        CollectionKind::Dir { path } => dir::scan(&resolve(workspace, path)?, known),
         CollectionKind::File {
             path,
             pointer,
@@ -341,7 +378,7 @@ pub fn scan(workspace: &Path, kind: &CollectionKind) -> Result<Scan, CollectionE
             ..
         } => {
             let tokens = parse_pointer(pointer.as_deref().unwrap_or(""))?;
-            doc::scan(&resolve(workspace, path)?, &tokens, id_field)
+            doc::scan(&resolve(workspace, path)?, &tokens, id_field, known)
         }
     }
 }
@@ -524,6 +561,17 @@ fn split_bom(bytes: &[u8]) -> (&[u8], &[u8]) {
 
 /// A file's stamp and bytes, read through one handle; `None` if it does not exist.
 fn read_file(path: &Path) -> Result<Option<(FileStamp, Vec<u8>)>, io::Error> {
+    Ok(read_file_stat(path)?.map(|(stamp, _, bytes)| (stamp, bytes)))
+}
+
+/// A file read with [`read_file_stat`]: its stamp, its stat (`None`: it changed while it
+/// was read) and its bytes.
+type StatRead = (FileStamp, Option<FileStat>, Vec<u8>);
+
+/// [`read_file`] with the file's stat, taken through the handle before reading; the stat is
+/// `None` when the file changed while it was read (its stat after the read differs), so
+/// that no scan takes it for what was read.
+fn read_file_stat(path: &Path) -> Result<Option<StatRead>, io::Error> {
     let mut f = match fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -538,12 +586,15 @@ fn read_file(path: &Path) -> Result<Option<(FileStamp, Vec<u8>)>, io::Error> {
     }
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
     f.read_to_end(&mut bytes)?;
+    let stat = FileStat::of(&meta);
+    let after = f.metadata().map(|m| FileStat::of(&m)).ok();
     Ok(Some((
         FileStamp {
             size: meta.len(),
             mtime: meta.modified().ok(),
             hash: sha256_hex(&bytes),
         },
+        (after == Some(stat) && bytes.len() as u64 == stat.size).then_some(stat),
         bytes,
     )))
 }
@@ -617,6 +668,9 @@ mod style;
 
 /// `file` collections: one JSON document.
 mod doc;
+
+/// Change detection by stat.
+mod stamps;
 
 #[cfg(test)]
 mod tests;

@@ -55,8 +55,8 @@ pub mod workspace;
 
 pub use sync::{
     Action, CollectionReport, CollectionStatus, Decision, DeviceName, Engine, EngineError,
-    EntityPreview, FieldPreview, HeldFile, MassDeleteRefusal, Preview, STALE_ETAG_BOUND, STATE_DIR,
-    SideName, Status, SyncOptions, SyncReport, Written,
+    EntityPreview, FULL_SCAN_INTERVAL, FieldPreview, HeldFile, MassDeleteRefusal, Preview,
+    STALE_ETAG_BOUND, STATE_DIR, SideName, Status, SyncOptions, SyncReport, Written,
 };
 pub use touched::{LocalChanges, Touched};
 pub use workspace::{Credentials, OpenError, Workspace};

@@ -199,12 +199,15 @@ CREATE TABLE IF NOT EXISTS journal (delta_path TEXT PRIMARY KEY, json TEXT NOT N
 "#;
 
 /// The version of [`SCHEMA`] (`PRAGMA user_version`): 0, a database from before versions
-/// were kept; 1, `entities.m_extra` added.
-const SCHEMA_VERSION: i64 = 1;
+/// were kept; 1, `entities.m_extra` added; 2, the stat cache (`file_stamps`, [`stamps`]).
+const SCHEMA_VERSION: i64 = 2;
 
 /// Creates the tables and brings an older database up to [`SCHEMA_VERSION`].
 fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
     conn.execute_batch(SCHEMA)?;
+    // Version 2: a new table, created as the others are (an older database simply has no
+    // stat cache yet: its first sync reads every file, as before).
+    conn.execute_batch(stamps::SCHEMA)?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version < 1
         && conn
@@ -834,6 +837,9 @@ impl State {
     }
 }
 
+/// The stat cache.
+mod stamps;
+
 /// State key of the revision in [`State::meta_key`].
 const META_REV: &str = "meta_rev";
 /// State key of [`State::supersedes`].
@@ -917,6 +923,32 @@ mod tests {
         assert_eq!(version, SCHEMA_VERSION);
         drop(s);
         State::open(dir.path()).unwrap();
+    }
+
+    /// A version-1 database (before the stat cache) opens at version 2 with an empty cache,
+    /// its rows kept.
+    #[test]
+    fn a_version_1_database_gets_the_stat_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join("state.db")).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO entities(collection, id, has_mirror, m_version, m_content) VALUES ('t', 'x', 1, 2, '{}')",
+                [],
+            )
+            .unwrap();
+            assert!(conn.prepare("SELECT * FROM file_stamps").is_err());
+        }
+        let s = State::open(dir.path()).unwrap();
+        assert_eq!(s.mirror("t", "x").unwrap().unwrap().version, 2);
+        assert!(s.known_files("t").unwrap().is_empty());
+        let version: i64 = s
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 2);
     }
 
     /// Issue 11: a busy database (another deltasync process) is worth trying again; a damaged

@@ -18,7 +18,13 @@ pub(super) fn is_ignored(name: &str) -> bool {
 /// (unreadable, a link to nothing, not a JSON object, a key twice in one object, nested too
 /// deep), or absent.
 pub(super) fn read_entity(path: &Path, id: String) -> EntityFile {
-    let (stamp, bytes) = match read_file(path) {
+    read_entity_stat(path, id).0
+}
+
+/// [`read_entity`], with the file's stat when it was read whole and unchanged
+/// ([`read_file_stat`]) and holds an entity.
+fn read_entity_stat(path: &Path, id: String) -> (EntityFile, Option<FileStat>) {
+    let (stamp, stat, bytes) = match read_file_stat(path) {
         Ok(Some(read)) => read,
         // A link to nothing (its target removed, or on a disk not mounted now): unreadable,
         // not deleted.
@@ -31,16 +37,16 @@ pub(super) fn read_entity(path: &Path, id: String) -> EntityFile {
                 ),
                 Some(vec![id.clone()]),
             );
-            return EntityFile::Held { id, problem };
+            return (EntityFile::Held { id, problem }, None);
         }
-        Ok(None) => return EntityFile::Absent { id },
+        Ok(None) => return (EntityFile::Absent { id }, None),
         Err(e) => {
             let problem = problem(
                 path,
                 format!("cannot read: {e}; entity held"),
                 Some(vec![id.clone()]),
             );
-            return EntityFile::Held { id, problem };
+            return (EntityFile::Held { id, problem }, None);
         }
     };
     let body = split_bom(&bytes).1;
@@ -56,11 +62,12 @@ pub(super) fn read_entity(path: &Path, id: String) -> EntityFile {
         Ok(Value::Object(map)) => match limits::too_deep_to_sync(&map) {
             Some(message) => problem(path, message, Some(vec![id.clone()])),
             None => {
-                return EntityFile::Entity {
+                let entity = EntityFile::Entity {
                     id,
                     value: Value::Object(map),
                     stamp,
                 };
+                return (entity, stat);
             }
         },
         Ok(other) => problem(
@@ -73,10 +80,10 @@ pub(super) fn read_entity(path: &Path, id: String) -> EntityFile {
         ),
         Err(e) => json_problem(path, &e, Some(vec![id.clone()])),
     };
-    EntityFile::Held { id, problem }
+    (EntityFile::Held { id, problem }, None)
 }
 
-pub(super) fn scan(dir: &Path) -> Result<Scan, CollectionError> {
+pub(super) fn scan(dir: &Path, known: &Known) -> Result<Scan, CollectionError> {
     let mut out = Scan {
         entities: BTreeMap::new(),
         problems: Vec::new(),
@@ -86,6 +93,8 @@ pub(super) fn scan(dir: &Path) -> Result<Scan, CollectionError> {
             files: BTreeMap::new(),
             held: BTreeSet::new(),
         },
+        known: BTreeMap::new(),
+        stats: BTreeMap::new(),
     };
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -132,20 +141,44 @@ pub(super) fn scan(dir: &Path) -> Result<Scan, CollectionError> {
             }
         };
         let is_link = entry.file_type().is_ok_and(|t| t.is_symlink());
-        match read_entity(&path, id) {
-            EntityFile::Entity { id, value, stamp } => {
+        // A file whose stat is what it was when it was read holds what it held then. Never a
+        // link: its target's stat is not the entry's.
+        if !is_link
+            && let Some(k) = known.files.get(&id)
+            && let Ok(meta) = entry.metadata()
+            && FileStat::of(&meta) == k.stat
+        {
+            out.known.insert(id.clone(), k.hash.clone());
+            files.insert(
+                id,
+                FileStamp {
+                    size: k.stat.size,
+                    mtime: meta.modified().ok(),
+                    hash: k.file_hash.clone(),
+                },
+            );
+            continue;
+        }
+        match read_entity_stat(&path, id) {
+            (EntityFile::Entity { id, value, stamp }, stat) => {
                 if is_link && let Ok(target) = fs::canonicalize(&path) {
                     linked.entry(target).or_default().push(id.clone());
+                }
+                if !is_link
+                    && let Some(stat) = stat
+                    && stat.changed_before(known.trust_before)
+                {
+                    out.stats.insert(id.clone(), stat);
                 }
                 out.entities.insert(id.clone(), value);
                 files.insert(id, stamp);
             }
-            EntityFile::Held { id, problem } => {
+            (EntityFile::Held { id, problem }, _) => {
                 out.problems.push(problem);
                 out.held.insert(id);
             }
             // Removed between the listing and the read: the app deleted it.
-            EntityFile::Absent { .. } | EntityFile::NotAnEntity => {}
+            (EntityFile::Absent { .. } | EntityFile::NotAnEntity, _) => {}
         }
     }
     hold_aliases(dir, linked, &mut out, &mut files);
@@ -177,7 +210,7 @@ fn hold_aliases(
                     .and_then(|n| n.to_str())
                     .and_then(|n| n.strip_suffix(".json"))
                 && let Ok(id) = ids::decode_stem(stem)
-                && out.entities.contains_key(&id)
+                && out.has(&id)
                 && !ids.contains(&id)
             {
                 ids.push(id);
@@ -190,6 +223,8 @@ fn hold_aliases(
         }
         for id in &ids {
             out.entities.remove(id);
+            out.known.remove(id);
+            out.stats.remove(id);
             files.remove(id);
             out.held.insert(id.clone());
         }

@@ -384,6 +384,7 @@ pub(super) fn scan(
     path: &Path,
     tokens: &[String],
     id_field: &str,
+    known: &Known,
 ) -> Result<Scan, CollectionError> {
     let mut out = Scan {
         entities: BTreeMap::new(),
@@ -391,6 +392,8 @@ pub(super) fn scan(
         held: BTreeSet::new(),
         whole_collection_held: false,
         fingerprint: Fingerprint::File { hash: None },
+        known: BTreeMap::new(),
+        stats: BTreeMap::new(),
     };
     let real = real_path(path);
     if let (Some(folder), Some(name)) = (real.parent(), real.file_name().and_then(|n| n.to_str())) {
@@ -401,9 +404,26 @@ pub(super) fn scan(
         };
         atomic::remove_stale_temps(folder, Some(name));
     }
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+    // A document whose stat is what it was when it was read (cleanly) holds what it held.
+    if let Some(doc) = known.files.get("")
+        && let Ok(meta) = fs::metadata(path)
+        && meta.is_file()
+        && FileStat::of(&meta) == doc.stat
+    {
+        out.fingerprint = Fingerprint::File {
+            hash: Some(doc.file_hash.clone()),
+        };
+        out.known = known
+            .files
+            .iter()
+            .filter(|(id, _)| !id.is_empty())
+            .map(|(id, k)| (id.clone(), k.hash.clone()))
+            .collect();
+        return Ok(out);
+    }
+    let (bytes, stat) = match read_file_stat(path) {
+        Ok(Some((_, stat, b))) => (b, stat),
+        Ok(None) => return Ok(out),
         Err(e) => return Err(io_err("read", path, e)),
     };
     out.fingerprint = Fingerprint::File {
@@ -417,6 +437,15 @@ pub(super) fn scan(
         if let Some(entity) = e.entity {
             out.entities.insert(e.id, Value::Object(entity));
         }
+    }
+    // Only a clean read stands for the document next time: one with problems is read again.
+    if let Some(stat) = stat
+        && stat.changed_before(known.trust_before)
+        && out.problems.is_empty()
+        && out.held.is_empty()
+        && !out.whole_collection_held
+    {
+        out.stats.insert(String::new(), stat);
     }
     Ok(out)
 }

@@ -45,7 +45,25 @@ impl Engine {
                     break;
                 }
                 let id = &key.id;
-                let local = scan.entities.get(id);
+                // Every entity the round may push or merge was read (`plan`); one taken by its
+                // stat alone is read now, should it be needed.
+                let read_now;
+                let local = match scan.entities.get(id) {
+                    Some(v) => Some(v),
+                    None if scan.known.contains_key(id)
+                        && match op {
+                            Op::Push(_) | Op::Merge => true,
+                            Op::Unchanged | Op::Adopt => {
+                                forced.contains_key(&(cname.clone(), id.clone()))
+                            }
+                            Op::Pull(_) | Op::Hold => false,
+                        } =>
+                    {
+                        read_now = self.read_local(cconf, id)?;
+                        read_now.as_ref()
+                    }
+                    None => None,
+                };
                 match op {
                     Op::Hold => {}
                     Op::Unchanged | Op::Adopt
@@ -74,7 +92,7 @@ impl Engine {
                         let Some(m) = self.state.mirror(cname, id)? else {
                             continue;
                         };
-                        if local.map(content_hash) == m.content.as_ref().map(content_hash) {
+                        if scan.local_hash(id) == m.content.as_ref().map(content_hash) {
                             adopt.push((id.clone(), m.version, m.content));
                             continue;
                         }
@@ -209,6 +227,34 @@ impl Engine {
         Ok(outgoing)
     }
 
+    /// Reads one local entity as a scan would, for an entity the scan took by its stat
+    /// ([`Scan::known`]). A file that no longer holds an entity changed since the scan: the
+    /// round stops with [`CollectionError::ChangedMeanwhile`] (temporary) rather than take
+    /// it for a deletion.
+    fn read_local(
+        &self,
+        cconf: &crate::config::CollectionConfig,
+        id: &str,
+    ) -> Result<Option<Value>, EngineError> {
+        tracing::debug!(id, "reading an entity the scan took by its stat");
+        if let collections::CollectionKind::Dir { path } = cconf.kind()
+            && let Ok(file) = crate::ids::entity_path(&self.root.join(path), id)
+        {
+            return match collections::read_dir_entity(&file) {
+                collections::EntityFile::Entity { value, .. } => Ok(Some(value)),
+                _ => Err(CollectionError::ChangedMeanwhile { path: file }.into()),
+            };
+        }
+        let scan = collections::scan(&self.root, &cconf.kind())?;
+        match scan.entities.get(id) {
+            Some(v) => Ok(Some(v.clone())),
+            None => Err(CollectionError::ChangedMeanwhile {
+                path: self.root.join(&cconf.path),
+            }
+            .into()),
+        }
+    }
+
     /// The clock of a local change: when the app saved it (the file's mtime), but never
     /// before the version it was made on — a change is always later than what it changed, so
     /// a device whose wall clock is wrong wins only against edits made concurrently, never
@@ -318,7 +364,15 @@ impl Engine {
                 continue;
             };
             let scan = &planned.scans[&key.collection];
-            let local = scan.entities.get(&key.id);
+            let read_now;
+            let local = match scan.entities.get(&key.id) {
+                Some(v) => Some(v),
+                None if scan.known.contains_key(&key.id) => {
+                    read_now = self.read_local(cconf, &key.id)?;
+                    read_now.as_ref()
+                }
+                None => None,
+            };
             let at = self.edit_clock(&key.collection, cconf, scan, &key.id, false)?;
             let (outcome, _) =
                 self.merge_entity(&key.collection, &key.id, local, at, cconf.strategy)?;

@@ -30,6 +30,7 @@ pub use error::EngineError;
 pub(crate) use execute::*;
 pub use fetch::STALE_ETAG_BOUND;
 pub(crate) use fetch::*;
+pub use plan::FULL_SCAN_INTERVAL;
 pub(crate) use plan::*;
 pub use preview::{
     Action, Decision, DeviceName, EntityPreview, FieldPreview, MassDeleteRefusal, Preview,
@@ -73,6 +74,9 @@ pub struct Engine {
     /// The local copy of meta.json, parsed, under the [`State::meta_key`] it was read with:
     /// a fetch answered 304 (and `status`) takes it from here instead of parsing it again.
     meta_cache: std::sync::Mutex<Option<CachedMeta>>,
+    /// How long a file must have been unchanged before a scan for its stat to stand in for
+    /// it next time ([`collections::RACY_WINDOW`]).
+    racy_window: Duration,
 }
 
 /// The parsed local copy of meta.json and the state's [`State::meta_key`] it belongs to.
@@ -126,12 +130,28 @@ impl Engine {
             device_id,
             lease: LeaseConfig::default(),
             meta_cache: std::sync::Mutex::new(None),
+            racy_window: collections::RACY_WINDOW,
         })
     }
 
     /// Sets the timing of the lease taken on remotes without compare-and-swap.
     pub fn set_lease_config(&mut self, lease: LeaseConfig) {
         self.lease = lease;
+    }
+
+    /// Sets how long a file must have been unchanged, before a scan, for its stat to stand in
+    /// for reading it at the next sync ([`collections::RACY_WINDOW`] unless set). Lower it
+    /// only where nothing writes a file in the same clock tick as a scan reads it (tests of
+    /// the stat cache).
+    pub fn set_racy_window(&mut self, window: Duration) {
+        self.racy_window = window;
+    }
+
+    /// Makes the next sync read every local file, whatever the stat cache says (it does so by
+    /// itself every [`FULL_SCAN_INTERVAL`]).
+    pub fn forget_file_stats(&self) -> Result<(), EngineError> {
+        self.state.forget_known_files()?;
+        Ok(())
     }
 
     /// This device's id.
@@ -251,7 +271,7 @@ impl Engine {
             if !meta.writable() && !opts.dry_run {
                 return Err(EngineError::ReadOnly(meta.min_writer));
             }
-            let planned = self.plan()?;
+            let planned = self.plan(!opts.dry_run)?;
             report.collections = collection_reports(&planned);
             report.problems = planned.problems();
             report.head = meta.head;
