@@ -206,8 +206,20 @@ const SCHEMA_VERSION: i64 = 2;
 fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
     conn.execute_batch(SCHEMA)?;
     // Version 2: a new table, created as the others are (an older database simply has no
-    // stat cache yet: its first sync reads every file, as before).
+    // stat cache yet: its first sync reads every file, as before), and the journal's seq and
+    // state beside its JSON, so that a fetch can ask for them without parsing every entry
+    // (an import's entry holds every entity). Entries written before have them NULL.
     conn.execute_batch(stamps::SCHEMA)?;
+    if conn.prepare("SELECT state FROM journal LIMIT 0").is_err() {
+        conn.execute_batch(
+            "ALTER TABLE journal ADD COLUMN seq INTEGER; ALTER TABLE journal ADD COLUMN state TEXT;",
+        )?;
+        // Filled in once here where SQLite can read JSON; `pending_states` parses any entry
+        // left without them.
+        let _ = conn.execute_batch(
+            "UPDATE journal SET seq = json_extract(json, '$.seq'), state = json_extract(json, '$.state')",
+        );
+    }
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version < 1
         && conn
@@ -755,8 +767,13 @@ impl State {
     /// Writes a journal entry.
     pub fn put_pending(&self, p: &PendingCommit) -> Result<(), StateError> {
         self.conn.execute(
-            "INSERT OR REPLACE INTO journal(delta_path, json) VALUES (?1, ?2)",
-            params![p.delta_path, serde_json::to_string(p)?],
+            "INSERT OR REPLACE INTO journal(delta_path, json, seq, state) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                p.delta_path,
+                serde_json::to_string(p)?,
+                p.seq as i64,
+                p.state.to_string()
+            ],
         )?;
         Ok(())
     }
@@ -766,6 +783,40 @@ impl State {
         self.conn
             .execute("DELETE FROM journal WHERE delta_path = ?1", [delta_path])?;
         Ok(())
+    }
+
+    /// The seq and state of every journal entry, oldest seq first, without reading the
+    /// entries themselves (only one written by an older version is parsed).
+    pub fn pending_states(&self) -> Result<Vec<(u64, JournalState)>, StateError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT seq, state, CASE WHEN seq IS NULL OR state IS NULL THEN json END FROM journal",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, Option<i64>>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Option<String>>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let state = match row? {
+                (Some(seq), Some(state), _) if state == "attempted" => {
+                    (seq as u64, JournalState::Attempted)
+                }
+                (Some(seq), Some(state), _) if state == "unconfirmed" => {
+                    (seq as u64, JournalState::Unconfirmed)
+                }
+                (_, _, json) => {
+                    let p: PendingCommit =
+                        deltasync_meta::parse_deep(json.unwrap_or_default().as_bytes())?;
+                    (p.seq, p.state)
+                }
+            };
+            out.push(state);
+        }
+        out.sort_by_key(|(seq, _)| *seq);
+        Ok(out)
     }
 
     /// Every journal entry, oldest seq first.
@@ -940,10 +991,34 @@ mod tests {
             )
             .unwrap();
             assert!(conn.prepare("SELECT * FROM file_stamps").is_err());
+            let old = PendingCommit {
+                delta_path: "deltas/old".into(),
+                seq: 4,
+                state: JournalState::Attempted,
+                meta_etag: None,
+                before: vec![],
+                records: vec![],
+                receipts: vec![],
+            };
+            conn.execute(
+                "INSERT INTO journal(delta_path, json) VALUES ('deltas/old', ?1)",
+                [serde_json::to_string(&old).unwrap()],
+            )
+            .unwrap();
         }
         let s = State::open(dir.path()).unwrap();
         assert_eq!(s.mirror("t", "x").unwrap().unwrap().version, 2);
         assert!(s.known_files("t").unwrap().is_empty());
+        // The journal's entry of before is read from its JSON; a new one from its columns.
+        let mut p = s.pending().unwrap().remove(0);
+        p.delta_path = "deltas/new".into();
+        p.seq = 3;
+        p.state = JournalState::Unconfirmed;
+        s.put_pending(&p).unwrap();
+        assert_eq!(
+            s.pending_states().unwrap(),
+            [(3, JournalState::Unconfirmed), (4, JournalState::Attempted)]
+        );
         let version: i64 = s
             .conn
             .pragma_query_value(None, "user_version", |r| r.get(0))

@@ -53,6 +53,27 @@ fn a_304_does_not_parse_the_stored_meta_again() {
     }
 }
 
+/// Nor does a 304 parse the commit journal: a commit of ours stays there, unconfirmed, until
+/// another device writes meta.json, and an import's entry holds every entity. A fetch asks for
+/// the entries' seq and state only (here the entry's JSON is made unreadable behind the
+/// engine's back).
+#[test]
+fn a_304_does_not_parse_the_journal() {
+    let (mut a, _) = pair();
+    a.write("t1", &json!({"title": "milk"}));
+    assert_eq!(a.sync().committed, Some(1));
+    assert_eq!(a.engine.status().unwrap().unconfirmed_commits, 1);
+    let db = rusqlite::Connection::open(a.dir.path().join(".deltasync/state.db")).unwrap();
+    assert_eq!(
+        db.execute("UPDATE journal SET json = 'not json'", [])
+            .unwrap(),
+        1
+    );
+    let r = a.sync();
+    assert_eq!((r.committed, r.head), (None, 1));
+    assert_eq!(a.engine.status().unwrap().unconfirmed_commits, 1);
+}
+
 /// Edits that keep a file's size and mtime — renamed over it (another inode), written in
 /// place with the mtime put back (another ctime) — and deletions are pushed, though the
 /// unchanged files are taken by their stat.

@@ -147,9 +147,9 @@ impl Engine {
                 // during its meta write) is decided against it now.
                 if self
                     .state
-                    .pending()?
+                    .pending_states()?
                     .iter()
-                    .any(|p| p.state == JournalState::Attempted)
+                    .any(|(_, state)| *state == JournalState::Attempted)
                 {
                     self.reconcile_journal(&m, &e, &[])?;
                 }
@@ -301,7 +301,12 @@ impl Engine {
         ) {
             return Ok(());
         }
-        let ours: BTreeSet<u64> = self.state.pending()?.iter().map(|p| p.seq).collect();
+        let ours: BTreeSet<u64> = self
+            .state
+            .pending_states()?
+            .into_iter()
+            .map(|(seq, _)| seq)
+            .collect();
         // Within a generation the list only grows: every delta below the head this device saw
         // is in the meta.json it last read (no query per delta on this path of every fetch).
         let seen: BTreeSet<&str> = cached.deltas.iter().map(|d| d.path.as_str()).collect();

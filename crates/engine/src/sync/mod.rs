@@ -423,7 +423,7 @@ impl Engine {
             device: self.config.device.clone(),
             remote: self.store.remote().describe(),
             head,
-            unconfirmed_commits: self.state.pending()?.len(),
+            unconfirmed_commits: self.state.pending_states()?.len(),
             open_conflicts: open_receipts.len(),
             open_receipts,
             held,
