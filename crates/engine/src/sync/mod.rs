@@ -351,7 +351,8 @@ impl Engine {
         let head = meta.as_ref().map(|m| m.head).unwrap_or(0);
         let mut collections = BTreeMap::new();
         let states = self.state.all_states()?;
-        let scans = self.scan_all()?;
+        let forced = self.state.forced()?;
+        let scans = self.scan_all(&states, &forced, false)?;
         let mut held = Vec::new();
         let mut last_checked_ms = self
             .state
@@ -362,7 +363,7 @@ impl Engine {
                 .iter()
                 .filter(|((c, _), s)| c == name && s.has_mirror && s.m_hash.is_some())
                 .count() as u64;
-            let scan = &scans[name];
+            let (scan, _) = &scans[name];
             let state_of = |id: &str| states.get(&(name.clone(), id.to_owned()));
             // Changed here: content other than the base (without a base: other than the
             // remote's), or a base that is no longer here (deleted); held ones not counted.
@@ -385,7 +386,7 @@ impl Engine {
                         c == name
                             && st.has_base
                             && st.base_hash.is_some()
-                            && !scan.entities.contains_key(id)
+                            && !scan.has(id)
                             && !scan.held.contains(id)
                     })
                     .count() as u64;

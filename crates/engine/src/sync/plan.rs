@@ -42,7 +42,7 @@ impl Engine {
     /// due ([`FULL_SCAN_INTERVAL`]). A file is taken by its stat only when the entity it held
     /// is the base, and not forced into the next commit: every entity the round may push or
     /// merge is read, so its content is at hand.
-    fn scan_all(
+    pub(crate) fn scan_all(
         &self,
         states: &BTreeMap<(String, String), crate::state::EntityState>,
         forced: &BTreeMap<(String, String), u64>,

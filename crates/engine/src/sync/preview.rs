@@ -185,7 +185,7 @@ impl Engine {
         progress: &dyn crate::progress::Progress,
     ) -> Result<Preview, EngineError> {
         let (meta, _, _) = self.fetch_with(progress)?;
-        let planned = self.plan()?;
+        let planned = self.plan(false)?;
         let mut out = Preview {
             dry_run: true,
             head: meta.head,
