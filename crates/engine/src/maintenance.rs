@@ -369,7 +369,7 @@ impl Engine {
                                 s.remove_pending(&p.delta_path)?;
                             }
                         }
-                        s.set("generation", &generation.to_string())?;
+                        s.set_generation(generation, snapshot.head)?;
                         let kept = Engine::store_meta(s, next.clone(), &new_etag)?;
                         s.set(crate::sync::REREAD_META, "1")?;
                         Ok(kept)

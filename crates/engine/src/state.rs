@@ -661,6 +661,26 @@ impl State {
         Ok(())
     }
 
+    /// How many deltas this device remembers having applied (those of the current snapshot
+    /// generation: [`State::set_generation`] forgets the folded ones).
+    pub fn applied_deltas(&self) -> Result<u64, StateError> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM applied_deltas", [], |r| r.get(0))?;
+        Ok(n as u64)
+    }
+
+    /// Records that this device now reads the remote from the snapshot of `generation`,
+    /// which folds every commit up to `head`: the rows of the deltas it folds are forgotten
+    /// (a meta.json of that generation never lists them again), so the table holds the
+    /// deltas since the snapshot, not every delta ever applied.
+    pub fn set_generation(&self, generation: u64, head: u64) -> Result<(), StateError> {
+        self.set("generation", &generation.to_string())?;
+        self.conn
+            .execute("DELETE FROM applied_deltas WHERE seq <= ?1", [head as i64])?;
+        Ok(())
+    }
+
     /// Forgets that a delta was applied (a commit of ours that was lost).
     pub fn unmark_applied(&self, path: &str) -> Result<(), StateError> {
         self.conn

@@ -393,3 +393,27 @@ fn a_first_import_is_compacted_by_itself_and_later_pushes_stay_small() {
     assert_eq!(b.all().len(), 6000);
     assert_eq!(b.read("t00007"), Some(json!({"title": "task 7, edited"})));
 }
+
+/// Local state grows with the data, not with the commits ever made: the rows that remember
+/// which deltas were applied go once a snapshot folds those deltas, on the device that
+/// compacted and on one that takes the new snapshot.
+#[test]
+fn applied_delta_rows_are_pruned_once_a_snapshot_folds_them() {
+    let (_remote, mut a, mut b) = pair();
+    commits(&mut a, 5);
+    b.sync();
+    assert_eq!(b.engine.state().applied_deltas().unwrap(), 5);
+    a.engine.compact_with(&settled(), &NoProgress).unwrap();
+    assert_eq!(a.engine.state().applied_deltas().unwrap(), 0);
+    b.sync();
+    assert_eq!(b.engine.state().applied_deltas().unwrap(), 0);
+    a.write("later", &json!({"title": "after the compaction"}));
+    a.sync();
+    b.sync();
+    assert_eq!(b.read("later").unwrap()["title"], "after the compaction");
+    assert_eq!(a.engine.state().applied_deltas().unwrap(), 1);
+    assert_eq!(b.engine.state().applied_deltas().unwrap(), 1);
+    // Nothing is applied twice: another sync commits nothing and remembers the same row.
+    assert_eq!(b.sync().committed, None);
+    assert_eq!(b.engine.state().applied_deltas().unwrap(), 1);
+}

@@ -205,7 +205,7 @@ impl Engine {
                     s.put_conflict(c, false)?;
                 }
                 s.set_clock(clock)?;
-                s.set("generation", &generation.to_string())
+                s.set_generation(*generation, snapshot.head)
             })?;
             progress.finish();
             applied += 1;
