@@ -1,0 +1,196 @@
+//! The pending-commit journal in the local state: each commit of this device from before its
+//! delta is written until another device's write confirms it (or it is found lost and made
+//! again), with what its entities were before it, the delta it supersedes and the entities
+//! forced into the next commit. The protocol that reads it is `sync::commit`.
+
+use std::collections::BTreeMap;
+
+use rusqlite::params;
+use serde::{Deserialize, Serialize};
+
+use super::{MirrorRecord, State, StateError};
+
+/// Where a commit in the journal stands (stored as `"attempted"` / `"unconfirmed"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JournalState {
+    /// The delta is written (or being written); whether meta.json was is not known.
+    Attempted,
+    /// meta.json lists the delta, as we wrote it; not yet seen under a meta.json someone else
+    /// wrote (a racing writer on a non-atomic server may still overwrite it).
+    Unconfirmed,
+}
+
+impl std::fmt::Display for JournalState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            JournalState::Attempted => "attempted",
+            JournalState::Unconfirmed => "unconfirmed",
+        })
+    }
+}
+
+/// A commit recorded before meta.json is written, so that a crash can be recovered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingCommit {
+    /// Path of the delta.
+    pub delta_path: String,
+    /// Seq it was written for.
+    pub seq: u64,
+    /// Where the commit stands.
+    pub state: JournalState,
+    /// The meta etag after our write (for `unconfirmed`).
+    pub meta_etag: Option<String>,
+    /// What each entity's base and mirror were before the commit, to undo it if it is lost.
+    pub before: Vec<BeforeCommit>,
+    /// The records the commit wrote, to finish the local side after a crash.
+    pub records: Vec<deltasync_meta::EntityRecord>,
+    /// Ids of the conflict receipts the commit carried, to send again if it is lost.
+    #[serde(default)]
+    pub receipts: Vec<String>,
+}
+
+/// An entity's state before a commit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BeforeCommit {
+    /// Collection.
+    pub collection: String,
+    /// Id.
+    pub id: String,
+    /// The base (version, content) before; `None`: there was none.
+    pub base: Option<(u64, Option<serde_json::Value>)>,
+    /// The mirror before; `None`: none.
+    pub mirror: Option<MirrorRecord>,
+}
+
+impl State {
+    /// Writes a journal entry.
+    pub fn put_pending(&self, p: &PendingCommit) -> Result<(), StateError> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO journal(delta_path, json, seq, state) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                p.delta_path,
+                serde_json::to_string(p)?,
+                p.seq as i64,
+                p.state.to_string()
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Removes a journal entry.
+    pub fn remove_pending(&self, delta_path: &str) -> Result<(), StateError> {
+        self.conn
+            .execute("DELETE FROM journal WHERE delta_path = ?1", [delta_path])?;
+        Ok(())
+    }
+
+    /// The seq and state of every journal entry, oldest seq first, without reading the
+    /// entries themselves (only one written by an older version is parsed).
+    pub fn pending_states(&self) -> Result<Vec<(u64, JournalState)>, StateError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT seq, state, CASE WHEN seq IS NULL OR state IS NULL THEN json END FROM journal",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, Option<i64>>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Option<String>>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let state = match row? {
+                (Some(seq), Some(state), _) if state == "attempted" => {
+                    (seq as u64, JournalState::Attempted)
+                }
+                (Some(seq), Some(state), _) if state == "unconfirmed" => {
+                    (seq as u64, JournalState::Unconfirmed)
+                }
+                (_, _, json) => {
+                    let p: PendingCommit =
+                        deltasync_meta::parse_deep(json.unwrap_or_default().as_bytes())?;
+                    (p.seq, p.state)
+                }
+            };
+            out.push(state);
+        }
+        out.sort_by_key(|(seq, _)| *seq);
+        Ok(out)
+    }
+
+    /// Every journal entry, oldest seq first.
+    pub fn pending(&self) -> Result<Vec<PendingCommit>, StateError> {
+        let mut stmt = self.conn.prepare("SELECT json FROM journal")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        let mut out: Vec<PendingCommit> = Vec::new();
+        for row in rows {
+            out.push(deltasync_meta::parse_deep(row?.as_bytes())?);
+        }
+        out.sort_by_key(|p| p.seq);
+        Ok(out)
+    }
+
+    /// The delta the next commit replaces (an orphan of a lost or crashed commit of ours),
+    /// named in that commit's `supersedes`.
+    pub fn supersedes(&self) -> Result<Option<String>, StateError> {
+        self.get(SUPERSEDES)
+    }
+
+    /// Sets [`State::supersedes`] (`None` clears it: the commit that named it is in).
+    pub fn set_supersedes(&self, delta_path: Option<&str>) -> Result<(), StateError> {
+        match delta_path {
+            Some(p) => self.set(SUPERSEDES, p),
+            None => self.unset(SUPERSEDES),
+        }
+    }
+
+    /// Entities to push in the next commit whatever the planner says, with the seq of the
+    /// lost commit that wrote them (see [`State::add_forced`]).
+    pub fn forced(&self) -> Result<BTreeMap<(String, String), u64>, StateError> {
+        Ok(match self.get(FORCED)? {
+            Some(text) => serde_json::from_str::<Vec<((String, String), u64)>>(&text)?
+                .into_iter()
+                .collect(),
+            None => BTreeMap::new(),
+        })
+    }
+
+    /// Marks the entities of a lost commit to be pushed in the next commit: other devices may
+    /// have applied the lost delta, and only a newer record replaces what they took from it.
+    /// (An entity that someone wrote at or after the lost seq needs no push: that record,
+    /// read after the lost one everywhere, replaces it already.)
+    pub fn add_forced(&self, p: &PendingCommit) -> Result<(), StateError> {
+        let mut map = self.forced()?;
+        for r in &p.records {
+            map.insert((r.collection.clone(), r.id.clone()), p.seq);
+        }
+        let list: Vec<_> = map.into_iter().collect();
+        self.set(FORCED, &serde_json::to_string(&list)?)
+    }
+
+    /// Clears [`State::forced`]: a commit carried them (they are pushed whenever set).
+    pub fn clear_forced(&self) -> Result<(), StateError> {
+        self.unset(FORCED)
+    }
+
+    /// How many commits of this device were lost to a racing writer and made again.
+    pub fn recommitted(&self) -> Result<u64, StateError> {
+        Ok(self
+            .get(RECOMMITTED)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Counts one more lost and remade commit.
+    pub fn count_recommitted(&self) -> Result<(), StateError> {
+        self.set(RECOMMITTED, &(self.recommitted()? + 1).to_string())
+    }
+}
+
+/// State key of [`State::supersedes`].
+const SUPERSEDES: &str = "supersedes";
+/// State key of [`State::forced`] (JSON).
+const FORCED: &str = "force_push";
+/// State key of [`State::recommitted`].
+const RECOMMITTED: &str = "recommitted";

@@ -1,0 +1,157 @@
+//! Tests of the local state: settings, the journal's columns, migrations of older databases.
+
+use super::*;
+use serde_json::json;
+
+/// The length of a setting is its bytes, as the text's `len()` would say.
+#[test]
+fn len_of_counts_bytes() {
+    let s = State::in_memory().unwrap();
+    assert_eq!(s.len_of("meta").unwrap(), None);
+    let text = r#"{"name":"Küche ☕"}"#;
+    s.set("meta", text).unwrap();
+    assert_eq!(s.len_of("meta").unwrap(), Some(text.len() as u64));
+}
+
+#[test]
+fn base_and_mirror_round_trip() {
+    let mut s = State::in_memory().unwrap();
+    let v = Some(json!({"a": 1}));
+    s.transaction(|s| {
+        s.set_base("t", "x", Some((3, &v)))?;
+        s.set_mirror(
+            "t",
+            "x",
+            Some(&MirrorRecord {
+                version: 3,
+                clock: Hlc { ms: 9, counter: 1 },
+                device: "d".into(),
+                content: v.clone(),
+                extra: serde_json::from_str(r#"{"newer":{"n":1.50}}"#).unwrap(),
+            }),
+        )
+    })
+    .unwrap();
+    assert_eq!(s.base("t", "x").unwrap(), Some((3, v.clone())));
+    let m = s.mirror("t", "x").unwrap().unwrap();
+    assert_eq!(
+        serde_json::to_string(&m.extra).unwrap(),
+        r#"{"newer":{"n":1.50}}"#
+    );
+    assert_eq!(s.all_mirror().unwrap()[0].2, m);
+    let st = &s.all_states().unwrap()[&("t".to_string(), "x".to_string())];
+    assert_eq!(st.base_hash, st.m_hash);
+    assert!(st.has_base && st.has_mirror);
+    s.set_base("t", "x", Some((4, &None))).unwrap();
+    assert_eq!(s.base("t", "x").unwrap(), Some((4, None)));
+    assert_eq!(s.mirror("t", "y").unwrap(), None);
+}
+
+/// A state.db from before schema versions (no `m_extra`) opens and keeps its rows.
+#[test]
+fn an_older_database_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let conn = Connection::open(dir.path().join("state.db")).unwrap();
+        conn.execute_batch(&SCHEMA.replace("  m_extra TEXT,\n", ""))
+            .unwrap();
+        conn.execute(
+            "INSERT INTO entities(collection, id, has_mirror, m_version, m_content) VALUES ('t', 'x', 1, 2, '{}')",
+            [],
+        )
+        .unwrap();
+        assert!(conn.prepare("SELECT m_extra FROM entities").is_err());
+    }
+    let s = State::open(dir.path()).unwrap();
+    let m = s.mirror("t", "x").unwrap().unwrap();
+    assert_eq!((m.version, m.extra.len()), (2, 0));
+    let version: i64 = s
+        .conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    drop(s);
+    State::open(dir.path()).unwrap();
+}
+
+/// A version-1 database (before the stat cache) opens at version 2 with an empty cache,
+/// its rows kept.
+#[test]
+fn a_version_1_database_gets_the_stat_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let conn = Connection::open(dir.path().join("state.db")).unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO entities(collection, id, has_mirror, m_version, m_content) VALUES ('t', 'x', 1, 2, '{}')",
+            [],
+        )
+        .unwrap();
+        assert!(conn.prepare("SELECT * FROM file_stamps").is_err());
+        let old = PendingCommit {
+            delta_path: "deltas/old".into(),
+            seq: 4,
+            state: JournalState::Attempted,
+            meta_etag: None,
+            before: vec![],
+            records: vec![],
+            receipts: vec![],
+        };
+        conn.execute(
+            "INSERT INTO journal(delta_path, json) VALUES ('deltas/old', ?1)",
+            [serde_json::to_string(&old).unwrap()],
+        )
+        .unwrap();
+    }
+    let s = State::open(dir.path()).unwrap();
+    assert_eq!(s.mirror("t", "x").unwrap().unwrap().version, 2);
+    assert!(s.known_files("t").unwrap().is_empty());
+    // The journal's entry of before is read from its JSON; a new one from its columns.
+    let mut p = s.pending().unwrap().remove(0);
+    p.delta_path = "deltas/new".into();
+    p.seq = 3;
+    p.state = JournalState::Unconfirmed;
+    s.put_pending(&p).unwrap();
+    assert_eq!(
+        s.pending_states().unwrap(),
+        [(3, JournalState::Unconfirmed), (4, JournalState::Attempted)]
+    );
+    let version: i64 = s
+        .conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+}
+
+/// Issue 11: a busy database (another deltasync process) is worth trying again; a damaged
+/// one is not.
+#[test]
+fn busy_is_temporary_and_damage_is_not() {
+    let err = |code| {
+        StateError::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(code),
+            None,
+        ))
+    };
+    assert!(err(rusqlite::ffi::SQLITE_BUSY).is_temporary());
+    assert!(err(rusqlite::ffi::SQLITE_LOCKED).is_temporary());
+    assert!(!err(rusqlite::ffi::SQLITE_CORRUPT).is_temporary());
+    let busy = open_error(
+        Path::new("state.db"),
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY), None),
+    );
+    assert!(busy.is_temporary(), "{busy}");
+    assert!(crate::EngineError::State(busy).is_temporary());
+}
+
+#[test]
+fn failed_transaction_changes_nothing() {
+    let mut s = State::in_memory().unwrap();
+    let r: Result<(), StateError> = s.transaction(|s| {
+        s.set("k", "v")?;
+        Err(StateError::Io(std::io::Error::other("boom")))
+    });
+    assert!(r.is_err());
+    assert_eq!(s.get("k").unwrap(), None);
+}
