@@ -142,6 +142,7 @@ impl Engine {
         for (p, decision) in journal {
             match decision {
                 Reconcile::Finish { keep_unconfirmed } => {
+                    self.finished.push(p.seq);
                     self.state.transaction(|s| {
                         finish_commit(s, &p)?;
                         s.conflicts_pushed(&p.receipts)?;

@@ -74,6 +74,10 @@ pub struct Engine {
     /// The local copy of meta.json, parsed, under the [`State::meta_key`] it was read with:
     /// a fetch answered 304 (and `status`) takes it from here instead of parsing it again.
     meta_cache: std::sync::Mutex<Option<CachedMeta>>,
+    /// Seqs of this device's commits whose local side [`Engine::reconcile_journal`] finished
+    /// (found in meta.json after their answer was lost or the process died), since the
+    /// current sync started: a sync whose own commit went unanswered reports it from here.
+    finished: Vec<u64>,
     /// How long a file must have been unchanged before a scan for its stat to stand in for
     /// it next time ([`collections::RACY_WINDOW`]).
     racy_window: Duration,
@@ -130,6 +134,7 @@ impl Engine {
             device_id,
             lease: LeaseConfig::default(),
             meta_cache: std::sync::Mutex::new(None),
+            finished: Vec::new(),
             racy_window: collections::RACY_WINDOW,
         })
     }
@@ -266,6 +271,10 @@ impl Engine {
             ..SyncReport::default()
         };
         let mut round = 0;
+        // Rounds of this sync whose commit went unanswered (seq, what the round counted): a
+        // later round's fetch may find the commit in meta.json and finish it.
+        let mut unanswered: Vec<(u64, BTreeMap<String, CollectionReport>)> = Vec::new();
+        self.finished.clear();
         loop {
             let (meta, etag, _) = self.fetch_with(progress)?;
             if !meta.writable() && !opts.dry_run {
@@ -283,11 +292,14 @@ impl Engine {
             let outgoing = self.execute(&planned, &mut report)?;
             let receipts = self.state.conflicts_to_push()?;
             if outgoing.is_empty() && receipts.is_empty() {
+                self.count_unanswered(&mut report, &unanswered, round);
                 self.finish_stats(&report, started)?;
                 return Ok(report);
             }
+            let counted = report.collections.clone();
             match self.commit(&meta, &etag, outgoing, receipts) {
                 Ok(seq) => {
+                    self.count_unanswered(&mut report, &unanswered, round);
                     report.committed = Some(seq);
                     report.head = seq;
                     report.retries = round;
@@ -295,9 +307,15 @@ impl Engine {
                     self.finish_stats(&report, started)?;
                     return Ok(report);
                 }
-                // Someone committed first, or our commit's answer was lost: the next fetch
-                // pulls their work (and finds out about ours from the journal).
-                Err(EngineError::Store(StoreError::Conflict | StoreError::CommitUnknown)) => {
+                Err(EngineError::Store(StoreError::CommitUnknown)) => {
+                    tracing::debug!(round, "our commit's answer was lost; the next fetch tells");
+                    unanswered.push((meta.head + 1, counted));
+                    if !retry.wait() {
+                        return Err(EngineError::TooManyRetries(round + 1));
+                    }
+                }
+                // Someone committed first: the next fetch pulls their work.
+                Err(EngineError::Store(StoreError::Conflict)) => {
                     tracing::debug!(round, "someone committed first; pulling and trying again");
                     if !retry.wait() {
                         return Err(EngineError::TooManyRetries(round + 1));
@@ -306,6 +324,36 @@ impl Engine {
                 Err(e) => return Err(e),
             }
             round += 1;
+        }
+    }
+
+    /// Adds to `report` the rounds of this sync whose commit went unanswered and that a later
+    /// fetch found in meta.json (and finished): their commit is this sync's too, with what
+    /// they pushed and pulled, so the report says what was committed, not just what the last
+    /// round had left to do.
+    fn count_unanswered(
+        &self,
+        report: &mut SyncReport,
+        unanswered: &[(u64, BTreeMap<String, CollectionReport>)],
+        round: u32,
+    ) {
+        for (seq, counted) in unanswered {
+            if !self.finished.contains(seq) {
+                continue; // lost, and made again by a later round
+            }
+            report.committed = report.committed.max(Some(*seq));
+            report.head = report.head.max(*seq);
+            report.retries = round;
+            for (c, r) in counted {
+                let into = report.collections.entry(c.clone()).or_default();
+                into.up.new += r.up.new;
+                into.up.updated += r.up.updated;
+                into.up.deleted += r.up.deleted;
+                into.down.new += r.down.new;
+                into.down.updated += r.down.updated;
+                into.down.deleted += r.down.deleted;
+                into.merged += r.merged;
+            }
         }
     }
 
