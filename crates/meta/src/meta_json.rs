@@ -1,0 +1,345 @@
+//! `meta.json`, the commit point: `Meta`, the entries it lists and the unknown fields it keeps.
+
+use super::*;
+
+/// Collection name → entity id → version.
+pub type VersionMap = BTreeMap<String, BTreeMap<String, u64>>;
+
+/// The snapshot a meta refers to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotRef {
+    /// Generation number; 0 is the first snapshot written by `init`.
+    pub generation: u64,
+    /// File name at the remote root.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// sha256 of the file (hex).
+    pub sha256: String,
+    /// The commit sequence number the snapshot includes (all deltas up to it are folded).
+    pub head: u64,
+}
+
+/// A delta referenced by meta.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeltaRef {
+    /// Path relative to the remote root, e.g. `deltas/g0/<device>-<ms>-<rand>.json`.
+    pub path: String,
+    /// The commit sequence number this delta is.
+    pub seq: u64,
+    /// Device id that wrote it.
+    pub device: String,
+    /// Wall-clock time of the commit, ms since the Unix epoch.
+    pub time: u64,
+    /// Number of entity records in it.
+    pub entities: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// sha256 of the file (hex).
+    pub sha256: String,
+}
+
+/// What meta knows of one device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceInfo {
+    /// Human name given at `init`.
+    pub name: String,
+    /// Last commit time of this device, ms since the Unix epoch.
+    pub last_commit: u64,
+}
+
+/// `meta.json`: the commit point. Its size grows with the changes since the last compaction,
+/// never with the number of entities.
+///
+/// Fields a newer writer added are kept in [`Meta::unknown`] and written back by
+/// [`Meta::to_bytes`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Meta {
+    /// Format version of this file.
+    pub format: u32,
+    /// Minimum format version a reader must understand.
+    pub min_reader: u32,
+    /// Minimum format version a writer must understand to commit.
+    pub min_writer: u32,
+    /// The snapshot, if any.
+    pub snapshot: Option<SnapshotRef>,
+    /// The commit sequence number ("globalUpdateCount" in the seed design).
+    pub head: u64,
+    /// Deltas committed since the snapshot, in seq order.
+    pub deltas: Vec<DeltaRef>,
+    /// Versions of the entities changed since the snapshot.
+    pub entity_versions: VersionMap,
+    /// Time of the last commit, ms since the Unix epoch.
+    pub last_sync_timestamp: u64,
+    /// Devices that committed, by device id.
+    pub devices: BTreeMap<String, DeviceInfo>,
+    /// What the remote's probe found (`doctor`), as recorded at `init`.
+    pub server: Option<serde_json::Value>,
+    /// The modification time (Unix seconds) this meta.json was written with, on servers that
+    /// take one from the client (Nextcloud's `X-OC-MTime`). Each writer uses a value strictly
+    /// greater than the one it replaces ([`Meta::next_mtime`]): Nextcloud keeps a file's ETag
+    /// while its mtime in seconds is unchanged, so equal mtimes would mean equal ETags for
+    /// different commits.
+    pub mtime: Option<u64>,
+    /// The fields of meta.json this version does not know (a newer writer's optional fields),
+    /// written back when this meta is.
+    pub unknown: UnknownFields,
+}
+
+/// The fields of a meta.json that this version does not know, kept so that rewriting the file
+/// writes them back unchanged (`docs/format.md`: a writer may add optional fields without
+/// raising `minReader`). Each object's unknown fields are written after its known ones,
+/// sorted by name. Those of an entry (the snapshot, a delta, a device) belong to that entry:
+/// they are written back while meta has an entry of that name, and dropped with it.
+///
+/// No key of these maps is a field this version knows: a name that is would be written twice.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UnknownFields {
+    /// Unknown fields of meta.json itself.
+    pub meta: Extra,
+    /// Unknown fields of the `snapshot` entry, with the snapshot `name` they were read with:
+    /// they describe that file, and are written back only while `snapshot` names it.
+    pub snapshot: Option<(String, Extra)>,
+    /// Unknown fields of entries of `deltas`, by the entry's `path`.
+    pub deltas: BTreeMap<String, Extra>,
+    /// Unknown fields of entries of `devices`, by device id.
+    pub devices: BTreeMap<String, Extra>,
+}
+
+impl UnknownFields {
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.meta.is_empty()
+            && self.snapshot.is_none()
+            && self.deltas.is_empty()
+            && self.devices.is_empty()
+    }
+}
+
+/// meta.json as it is read: the entries with their unknown fields.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MetaIn {
+    format: u32,
+    min_reader: u32,
+    min_writer: u32,
+    #[serde(default)]
+    snapshot: Option<Kept<SnapshotRef>>,
+    #[serde(rename = "globalUpdateCount")]
+    head: u64,
+    #[serde(default)]
+    deltas: Vec<Kept<DeltaRef>>,
+    #[serde(default)]
+    entity_versions: VersionMap,
+    #[serde(default)]
+    last_sync_timestamp: u64,
+    #[serde(default)]
+    devices: BTreeMap<String, Kept<DeviceInfo>>,
+    #[serde(default)]
+    server: Option<serde_json::Value>,
+    #[serde(default)]
+    mtime: Option<u64>,
+}
+
+/// meta.json as it is written: every entry followed by its unknown fields, then meta's own.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MetaOut<'a> {
+    format: u32,
+    min_reader: u32,
+    min_writer: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snapshot: Option<KeptRef<'a, SnapshotRef>>,
+    #[serde(rename = "globalUpdateCount")]
+    head: u64,
+    deltas: Vec<KeptRef<'a, DeltaRef>>,
+    entity_versions: &'a VersionMap,
+    last_sync_timestamp: u64,
+    devices: BTreeMap<&'a str, KeptRef<'a, DeviceInfo>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server: Option<&'a serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mtime: Option<u64>,
+    #[serde(flatten)]
+    unknown: &'a Extra,
+}
+
+impl Serialize for Meta {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Meta {
+            format,
+            min_reader,
+            min_writer,
+            snapshot,
+            head,
+            deltas,
+            entity_versions,
+            last_sync_timestamp,
+            devices,
+            server,
+            mtime,
+            unknown,
+        } = self;
+        let snapshot = snapshot.as_ref().map(|s| KeptRef {
+            value: s,
+            extra: match &unknown.snapshot {
+                Some((name, extra)) if *name == s.name => extra,
+                _ => &unknown::NONE,
+            },
+        });
+        let deltas = deltas
+            .iter()
+            .map(|d| KeptRef {
+                value: d,
+                extra: unknown.deltas.get(&d.path).unwrap_or(&unknown::NONE),
+            })
+            .collect();
+        let devices = devices
+            .iter()
+            .map(|(id, d)| {
+                let extra = unknown.devices.get(id).unwrap_or(&unknown::NONE);
+                (id.as_str(), KeptRef { value: d, extra })
+            })
+            .collect();
+        MetaOut {
+            format: *format,
+            min_reader: *min_reader,
+            min_writer: *min_writer,
+            snapshot,
+            head: *head,
+            deltas,
+            entity_versions,
+            last_sync_timestamp: *last_sync_timestamp,
+            devices,
+            server: server.as_ref(),
+            mtime: *mtime,
+            unknown: &unknown.meta,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Meta {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let Kept {
+            value: m,
+            extra: meta,
+        } = Kept::<MetaIn>::deserialize(deserializer)?;
+        let mut unknown = UnknownFields {
+            meta,
+            ..UnknownFields::default()
+        };
+        let snapshot = m.snapshot.map(|Kept { value, extra }| {
+            if !extra.is_empty() {
+                unknown.snapshot = Some((value.name.clone(), extra));
+            }
+            value
+        });
+        let deltas = m
+            .deltas
+            .into_iter()
+            .map(|Kept { value, extra }| {
+                if !extra.is_empty() {
+                    unknown.deltas.insert(value.path.clone(), extra);
+                }
+                value
+            })
+            .collect();
+        let devices = m
+            .devices
+            .into_iter()
+            .map(|(id, Kept { value, extra })| {
+                if !extra.is_empty() {
+                    unknown.devices.insert(id.clone(), extra);
+                }
+                (id, value)
+            })
+            .collect();
+        Ok(Meta {
+            format: m.format,
+            min_reader: m.min_reader,
+            min_writer: m.min_writer,
+            snapshot,
+            head: m.head,
+            deltas,
+            entity_versions: m.entity_versions,
+            last_sync_timestamp: m.last_sync_timestamp,
+            devices,
+            server: m.server,
+            mtime: m.mtime,
+            unknown,
+        })
+    }
+}
+
+impl Meta {
+    /// An empty meta with the given head and no snapshot.
+    pub fn new(head: u64) -> Self {
+        Meta {
+            format: FORMAT_VERSION,
+            min_reader: 1,
+            min_writer: 1,
+            snapshot: None,
+            head,
+            deltas: Vec::new(),
+            entity_versions: BTreeMap::new(),
+            last_sync_timestamp: 0,
+            devices: BTreeMap::new(),
+            server: None,
+            mtime: None,
+            unknown: UnknownFields::default(),
+        }
+    }
+
+    /// The mtime (Unix seconds) for the meta.json that replaces this one: `now_s`, or one more
+    /// than this meta's own [`Meta::mtime`] if that is not below it.
+    pub fn next_mtime(&self, now_s: u64) -> u64 {
+        match self.mtime {
+            Some(m) if m >= now_s => m + 1,
+            _ => now_s,
+        }
+    }
+
+    /// Parses meta.json, refusing a format this reader cannot read.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, FormatError> {
+        let probe: VersionProbe =
+            serde_json::from_slice(bytes).map_err(|source| FormatError::Json {
+                what: "meta.json",
+                source,
+            })?;
+        check_reader("meta.json", probe.min_reader)?;
+        serde_json::from_slice(bytes).map_err(|source| FormatError::Json {
+            what: "meta.json",
+            source,
+        })
+    }
+
+    /// Serialises meta.json (compact and deterministic: it is rewritten by every commit, so
+    /// its bytes count).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("format types always serialise")
+    }
+
+    /// Whether this client may commit to a remote with this meta.
+    pub fn writable(&self) -> bool {
+        self.min_writer <= FORMAT_VERSION
+    }
+
+    /// The delta with this seq, if meta lists it.
+    pub fn delta(&self, seq: u64) -> Option<&DeltaRef> {
+        self.deltas.iter().find(|d| d.seq == seq)
+    }
+
+    /// Whether meta lists a delta at this path.
+    pub fn references(&self, path: &str) -> bool {
+        self.deltas.iter().any(|d| d.path == path)
+    }
+
+    /// Version of an entity changed since the snapshot, if meta knows it.
+    pub fn version_of(&self, collection: &str, id: &str) -> Option<u64> {
+        self.entity_versions.get(collection)?.get(id).copied()
+    }
+}
