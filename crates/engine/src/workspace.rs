@@ -474,46 +474,26 @@ impl std::ops::DerefMut for Workspace {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use deltasync_remote::{Capabilities, Etag, GetResult, MemoryRemote, ObjectInfo, PutMode};
+    use deltasync_remote::{Etag, GetResult, MemoryRemote, PutMode};
 
     /// A remote that refuses reads without a size limit, and remembers the limits asked for.
     struct OnlyCapped(MemoryRemote, std::sync::Mutex<Vec<u64>>);
 
-    impl Remote for OnlyCapped {
-        fn get(&self, path: &str, _: Option<&Etag>) -> Result<GetResult, RemoteError> {
-            panic!("GET {path} without a size limit");
+    impl deltasync_remote::Forward for OnlyCapped {
+        fn inner(&self) -> &dyn Remote {
+            &self.0
         }
-        fn get_max(
+        fn read(
             &self,
             path: &str,
             inm: Option<&Etag>,
-            max_len: u64,
+            max_len: Option<u64>,
         ) -> Result<GetResult, RemoteError> {
+            let Some(max_len) = max_len else {
+                panic!("GET {path} without a size limit");
+            };
             self.1.lock().unwrap().push(max_len);
             self.0.get_max(path, inm, max_len)
-        }
-        fn put(
-            &self,
-            path: &str,
-            body: &[u8],
-            mode: &PutMode,
-        ) -> Result<Option<Etag>, RemoteError> {
-            self.0.put(path, body, mode)
-        }
-        fn head(&self, path: &str) -> Result<Option<ObjectInfo>, RemoteError> {
-            self.0.head(path)
-        }
-        fn list(&self, dir: &str) -> Result<Vec<ObjectInfo>, RemoteError> {
-            self.0.list(dir)
-        }
-        fn delete(&self, path: &str) -> Result<(), RemoteError> {
-            self.0.delete(path)
-        }
-        fn capabilities(&self) -> Capabilities {
-            self.0.capabilities()
-        }
-        fn describe(&self) -> String {
-            self.0.describe()
         }
     }
 

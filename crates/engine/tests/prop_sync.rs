@@ -24,9 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use deltasync_remote::{
-    Capabilities, Etag, Faults, GetResult, MemoryRemote, ObjectInfo, PutMode, Remote, RemoteError,
-};
+use deltasync_remote::{Capabilities, Etag, Faults, MemoryRemote, PutMode, Remote, RemoteError};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use support::{Device, RacingView};
@@ -137,37 +135,22 @@ impl MetaLog {
     }
 }
 
-impl Remote for MetaLog {
-    fn get(&self, path: &str, inm: Option<&Etag>) -> Result<GetResult, RemoteError> {
-        self.inner.get(path, inm)
+impl deltasync_remote::Forward for MetaLog {
+    fn inner(&self) -> &dyn Remote {
+        &*self.inner
     }
-    fn put(&self, path: &str, body: &[u8], mode: &PutMode) -> Result<Option<Etag>, RemoteError> {
-        self.logged(path, self.inner.put(path, body, mode))
-    }
-    fn put_with_mtime(
+    fn write(
         &self,
         path: &str,
         body: &[u8],
         mode: &PutMode,
-        mtime: u64,
+        mtime: Option<u64>,
     ) -> Result<Option<Etag>, RemoteError> {
-        self.logged(path, self.inner.put_with_mtime(path, body, mode, mtime))
-    }
-    fn head(&self, path: &str) -> Result<Option<ObjectInfo>, RemoteError> {
-        self.inner.head(path)
-    }
-    fn list(&self, dir: &str) -> Result<Vec<ObjectInfo>, RemoteError> {
-        self.inner.list(dir)
-    }
-    fn delete(&self, path: &str) -> Result<(), RemoteError> {
-        self.inner.delete(path)
+        self.logged(path, self.forward_write(path, body, mode, mtime))
     }
     fn capabilities(&self) -> Capabilities {
         let fixed = self.capabilities.lock().unwrap().clone();
         fixed.unwrap_or_else(|| self.inner.capabilities())
-    }
-    fn describe(&self) -> String {
-        self.inner.describe()
     }
 }
 

@@ -107,11 +107,18 @@ fn a_stale_not_modified_is_trusted_only_within_the_bound() {
 /// computed the same next mtime as another one.
 struct SameMtime(Arc<MemoryRemote>);
 
-impl Remote for SameMtime {
-    fn get(&self, path: &str, if_none_match: Option<&Etag>) -> Result<GetResult, RemoteError> {
-        self.0.get(path, if_none_match)
+impl deltasync_remote::Forward for SameMtime {
+    fn inner(&self) -> &dyn Remote {
+        &*self.0
     }
-    fn put(&self, path: &str, body: &[u8], mode: &PutMode) -> Result<Option<Etag>, RemoteError> {
+    /// Every write, whatever mtime it asked for, with the file's current one.
+    fn write(
+        &self,
+        path: &str,
+        body: &[u8],
+        mode: &PutMode,
+        _mtime: Option<u64>,
+    ) -> Result<Option<Etag>, RemoteError> {
         let current = match self.0.get(path, None)? {
             GetResult::Found { body, .. } => deltasync_meta::Meta::from_bytes(&body)
                 .ok()
@@ -122,21 +129,6 @@ impl Remote for SameMtime {
             Some(mtime) => self.0.put_with_mtime(path, body, mode, mtime),
             None => self.0.put(path, body, mode),
         }
-    }
-    fn head(&self, path: &str) -> Result<Option<deltasync_remote::ObjectInfo>, RemoteError> {
-        self.0.head(path)
-    }
-    fn list(&self, dir: &str) -> Result<Vec<deltasync_remote::ObjectInfo>, RemoteError> {
-        self.0.list(dir)
-    }
-    fn delete(&self, path: &str) -> Result<(), RemoteError> {
-        self.0.delete(path)
-    }
-    fn capabilities(&self) -> deltasync_remote::Capabilities {
-        self.0.capabilities()
-    }
-    fn describe(&self) -> String {
-        self.0.describe()
     }
 }
 

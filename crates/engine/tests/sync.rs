@@ -7,9 +7,7 @@ use std::sync::Arc;
 
 use deltasync_engine::{EngineError, SyncOptions};
 use deltasync_meta::ConflictKind;
-use deltasync_remote::{
-    Faults, GetResult, LocalFolder, MemoryRemote, PutMode, Remote, RemoteError,
-};
+use deltasync_remote::{Faults, GetResult, LocalFolder, MemoryRemote, Remote, RemoteError};
 use serde_json::json;
 use support::{Device, config, tempdir};
 
@@ -303,11 +301,15 @@ impl FrozenMeta {
     }
 }
 
-impl Remote for FrozenMeta {
-    fn get(
+impl deltasync_remote::Forward for FrozenMeta {
+    fn inner(&self) -> &dyn Remote {
+        &*self.inner
+    }
+    fn read(
         &self,
         path: &str,
         inm: Option<&deltasync_remote::Etag>,
+        max_len: Option<u64>,
     ) -> Result<GetResult, RemoteError> {
         if path == "meta.json"
             && let Some((body, etag)) = self.frozen.lock().unwrap().clone()
@@ -320,27 +322,7 @@ impl Remote for FrozenMeta {
                 etag: Some(etag),
             });
         }
-        self.inner.get(path, inm)
-    }
-    fn put(
-        &self,
-        path: &str,
-        body: &[u8],
-        mode: &PutMode,
-    ) -> Result<Option<deltasync_remote::Etag>, RemoteError> {
-        self.inner.put(path, body, mode)
-    }
-    fn head(&self, path: &str) -> Result<Option<deltasync_remote::ObjectInfo>, RemoteError> {
-        self.inner.head(path)
-    }
-    fn list(&self, dir: &str) -> Result<Vec<deltasync_remote::ObjectInfo>, RemoteError> {
-        self.inner.list(dir)
-    }
-    fn delete(&self, path: &str) -> Result<(), RemoteError> {
-        self.inner.delete(path)
-    }
-    fn capabilities(&self) -> deltasync_remote::Capabilities {
-        self.inner.capabilities()
+        self.forward_read(path, inm, max_len)
     }
     fn describe(&self) -> String {
         "frozen-meta".into()
@@ -623,33 +605,9 @@ fn a_commit_folded_by_compaction_is_confirmed_not_made_again() {
 /// A remote whose DELETE of the lease file fails (the release of the lease).
 struct LeaseStaysBehind(Arc<MemoryRemote>);
 
-impl deltasync_remote::Remote for LeaseStaysBehind {
-    fn get(
-        &self,
-        path: &str,
-        inm: Option<&deltasync_remote::Etag>,
-    ) -> Result<deltasync_remote::GetResult, deltasync_remote::RemoteError> {
-        self.0.get(path, inm)
-    }
-    fn put(
-        &self,
-        path: &str,
-        body: &[u8],
-        mode: &deltasync_remote::PutMode,
-    ) -> Result<Option<deltasync_remote::Etag>, deltasync_remote::RemoteError> {
-        self.0.put(path, body, mode)
-    }
-    fn head(
-        &self,
-        path: &str,
-    ) -> Result<Option<deltasync_remote::ObjectInfo>, deltasync_remote::RemoteError> {
-        self.0.head(path)
-    }
-    fn list(
-        &self,
-        dir: &str,
-    ) -> Result<Vec<deltasync_remote::ObjectInfo>, deltasync_remote::RemoteError> {
-        self.0.list(dir)
+impl deltasync_remote::Forward for LeaseStaysBehind {
+    fn inner(&self) -> &dyn deltasync_remote::Remote {
+        &*self.0
     }
     fn delete(&self, path: &str) -> Result<(), deltasync_remote::RemoteError> {
         if path == "lock.json" {
@@ -660,11 +618,8 @@ impl deltasync_remote::Remote for LeaseStaysBehind {
         }
         self.0.delete(path)
     }
-    fn capabilities(&self) -> deltasync_remote::Capabilities {
-        self.0.capabilities()
-    }
-    fn describe(&self) -> String {
-        self.0.describe()
+    fn delete_many(&self, paths: &[String]) -> Result<(), deltasync_remote::RemoteError> {
+        self.delete_each(paths)
     }
 }
 

@@ -1,9 +1,9 @@
 //! A layer that counts requests and bytes, to hold the sync protocol to a request budget.
 
-use crate::{Capabilities, Etag, GetResult, ObjectInfo, PutMode, Remote, RemoteError};
+use crate::{Etag, Forward, GetResult, ObjectInfo, PutMode, Remote, RemoteError};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Requests and bytes counted by [`Counting`] (and by [`MemoryRemote`](crate::MemoryRemote)).
+/// Requests and bytes counted by [`Counting`] (which [`MemoryRemote`](crate::MemoryRemote) applies).
 ///
 /// Every call is one request, whatever its outcome (a failed precondition or a transient error
 /// still costs a round trip).
@@ -37,6 +37,7 @@ impl RequestStats {
 /// The operations that are counted.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Op {
+    /// `get` and `get_max`.
     Get,
     Put,
     Head,
@@ -173,42 +174,33 @@ impl<R> Counting<R> {
     }
 }
 
-impl<R: Remote> Remote for Counting<R> {
-    fn get(&self, path: &str, if_none_match: Option<&Etag>) -> Result<GetResult, RemoteError> {
-        self.counters.request(Op::Get);
-        let answer = self.inner.get(path, if_none_match);
-        self.counters.get_answer(&answer);
-        answer
+impl<R: Remote> Forward for Counting<R> {
+    fn inner(&self) -> &dyn Remote {
+        &self.inner
     }
 
-    fn get_max(
+    fn read(
         &self,
         path: &str,
         if_none_match: Option<&Etag>,
-        max_len: u64,
+        max_len: Option<u64>,
     ) -> Result<GetResult, RemoteError> {
         self.counters.request(Op::Get);
-        let answer = self.inner.get_max(path, if_none_match, max_len);
+        let answer = self.forward_read(path, if_none_match, max_len);
         self.counters.get_answer(&answer);
         answer
     }
 
-    fn put(&self, path: &str, body: &[u8], mode: &PutMode) -> Result<Option<Etag>, RemoteError> {
-        self.counters.request(Op::Put);
-        self.counters.up(body.len());
-        self.inner.put(path, body, mode)
-    }
-
-    fn put_with_mtime(
+    fn write(
         &self,
         path: &str,
         body: &[u8],
         mode: &PutMode,
-        mtime: u64,
+        mtime: Option<u64>,
     ) -> Result<Option<Etag>, RemoteError> {
         self.counters.request(Op::Put);
         self.counters.up(body.len());
-        self.inner.put_with_mtime(path, body, mode, mtime)
+        self.forward_write(path, body, mode, mtime)
     }
 
     fn head(&self, path: &str) -> Result<Option<ObjectInfo>, RemoteError> {
@@ -226,11 +218,8 @@ impl<R: Remote> Remote for Counting<R> {
         self.inner.delete(path)
     }
 
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-
-    fn describe(&self) -> String {
-        self.inner.describe()
+    /// One request per path, as the paths are deleted one by one.
+    fn delete_many(&self, paths: &[String]) -> Result<(), RemoteError> {
+        self.delete_each(paths)
     }
 }

@@ -5,12 +5,19 @@
 //! all the commit protocol needs. Backends:
 //!
 //! - [`LocalFolder`]: a folder on this machine (the embedded default; a path or a `file://` URL);
-//! - [`MemoryRemote`]: in memory, for tests, with fault injection ([`Faults`]);
+//! - [`MemoryRemote`]: in memory, for tests, with the fault injection of the [`Faulty`] layer
+//!   ([`Faults`]) and the counts of the [`Counting`] layer applied;
 //! - [`WebDav`]: any WebDAV server, Nextcloud first. Its password is a [`Secret`] (never
 //!   printed), read from an environment variable, a command, or the system keyring
 //!   ([`Keyring`]).
 //! - [`S3`]: an S3 bucket or a prefix of one (`s3://BUCKET/PREFIX`): AWS, MinIO, R2, Ceph,
 //!   with [`S3Options`] and [`S3Credentials`].
+//!
+//! Cross-cutting behaviour wraps the trait as a layer, applied once, rather than living inside
+//! a backend: a layer implements [`Forward`] (every request goes on to the remote it wraps
+//! unless it overrides that request) and so is a [`Remote`]. [`Counting`] counts requests and
+//! bytes, [`Faulty`] injects [`Faults`]. What a backend does itself, and what a layer leaves of
+//! it, is in [`Capabilities`] (an HTTP backend retries its own reads: `retries_reads`).
 //!
 //! Semantics every backend keeps (tested by the shared behaviour suite):
 //!
@@ -40,7 +47,9 @@ use std::sync::Arc;
 
 pub mod conformance;
 mod counting;
+mod faulty;
 mod http;
+mod layer;
 mod local;
 mod memory;
 mod path;
@@ -49,9 +58,11 @@ mod s3;
 mod webdav;
 
 pub use counting::{Counting, RequestStats};
+pub use faulty::{Faults, Faulty};
 pub use http::HttpPolicy;
+pub use layer::Forward;
 pub use local::LocalFolder;
-pub use memory::{Faults, MemoryRemote};
+pub use memory::MemoryRemote;
 pub use path::{PathError, check_path};
 pub use probe::{ProbeReport, probe, probe_s3, probe_webdav};
 pub use s3::{S3, S3Credentials, S3Options};

@@ -1,43 +1,12 @@
-//! The in-memory backend, for tests, with fault injection.
+//! The in-memory backend, for tests: its files, with the `Faulty` and `Counting` layers applied.
 
-use crate::counting::{Counters, Op};
 use crate::{
-    Capabilities, CasClass, Etag, GetResult, ObjectInfo, PutMode, Remote, RemoteError,
-    RequestStats, check_path,
+    Capabilities, CasClass, Counting, Etag, Faults, Faulty, GetResult, ObjectInfo, PutMode, Remote,
+    RemoteError, RequestStats, check_path,
 };
 use deltasync_meta::now_ms;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
-
-/// Faults a [`MemoryRemote`] injects, to test that the protocol survives servers that break
-/// their promises. [`Faults::default()`] injects none.
-///
-/// Rates are probabilities in `0.0..=1.0`, drawn from the remote's seeded RNG
-/// ([`MemoryRemote::with_seed`]), so a run is reproducible for a given seed and sequence of
-/// calls.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Faults {
-    /// Probability that a `put` with [`PutMode::UpdateIfMatch`] and a stale ETag succeeds anyway,
-    /// as on a server whose compare-and-swap is not atomic (two racing writers both win). An
-    /// If-Match on a missing file still fails.
-    pub stale_if_match_succeeds: f64,
-    /// Preconditions are ignored: [`PutMode::CreateOnly`] and [`PutMode::UpdateIfMatch`] always
-    /// write (nginx, `rclone serve webdav`).
-    pub ignore_preconditions: bool,
-    /// Probability that any operation fails with [`RemoteError::Transient`] before doing
-    /// anything.
-    pub transient_error_rate: f64,
-    /// Probability that a successful `put` is applied but answered with
-    /// [`RemoteError::Transient`] (the response was lost).
-    pub lost_response_rate: f64,
-    /// Probability that a `get` returns a truncated body (with the file's real ETag).
-    pub truncate_body_rate: f64,
-    /// A rewrite keeps the file's ETag when its modification time in whole seconds is
-    /// unchanged — the time given to [`Remote::put_with_mtime`], else the current second —
-    /// as Nextcloud's file cache does: a conditional GET then answers "not modified" over
-    /// changed content, and a stale If-Match succeeds.
-    pub reuse_etag_within_second: bool,
-}
 
 #[derive(Debug, Clone)]
 struct File {
@@ -52,20 +21,28 @@ struct File {
 struct State {
     files: BTreeMap<String, File>,
     writes: u64,
-    faults: Faults,
-    rng: fastrand::Rng,
+    /// [`Faults::reuse_etag_within_second`]: how this backend makes ETags.
+    reuse_etag_within_second: bool,
+}
+
+/// The files, a backend that keeps every promise (with the ETags that
+/// [`Faults::reuse_etag_within_second`] asks for); faults and counts are the layers'.
+#[derive(Debug)]
+struct Files {
+    state: Mutex<State>,
     seed: u64,
 }
 
-#[derive(Debug)]
-struct Shared {
-    state: Mutex<State>,
-    counters: Counters,
-}
+/// The layers every [`MemoryRemote`] applies, once, over its files.
+type Layers = Counting<Faulty<Files>>;
 
 /// An in-memory remote for tests: thread-safe, with atomic compare-and-swap unless told
 /// otherwise by [`Faults`]. ETags are a per-remote write counter (`m1`, `m2`, …), so every write
 /// gets a new ETag, even of the same content.
+///
+/// It is its files under the two layers of this crate, applied once: [`Faulty`] (the faults
+/// of [`set_faults`](Self::set_faults), drawn from the seed) and, outside it, [`Counting`]
+/// ([`stats`](Self::stats): every request, injected failures too).
 ///
 /// Cloning is cheap and the clones share the same files, faults and statistics, so a test can
 /// keep a handle while the code under test owns another.
@@ -74,7 +51,7 @@ struct Shared {
 /// that is a file, or onto a path that is a folder, fails as on a file system.
 #[derive(Debug, Clone)]
 pub struct MemoryRemote {
-    shared: Arc<Shared>,
+    layers: Arc<Layers>,
 }
 
 impl Default for MemoryRemote {
@@ -92,33 +69,35 @@ impl MemoryRemote {
     /// A new empty remote without faults whose fault injection draws from an RNG seeded with
     /// `seed`.
     pub fn with_seed(seed: u64) -> Self {
-        MemoryRemote {
-            shared: Arc::new(Shared {
-                state: Mutex::new(State {
-                    files: BTreeMap::new(),
-                    writes: 0,
-                    faults: Faults::default(),
-                    rng: fastrand::Rng::with_seed(seed),
-                    seed,
-                }),
-                counters: Counters::default(),
+        let files = Files {
+            state: Mutex::new(State {
+                files: BTreeMap::new(),
+                writes: 0,
+                reuse_etag_within_second: false,
             }),
+            seed,
+        };
+        MemoryRemote {
+            layers: Arc::new(Counting::new(Faulty::new(files, seed))),
         }
     }
 
-    /// Sets the faults to inject from now on.
+    /// Sets the faults to inject from now on: the request faults to the [`Faulty`] layer,
+    /// [`Faults::reuse_etag_within_second`] to the files.
     pub fn set_faults(&self, faults: Faults) {
-        self.state().faults = faults;
+        self.files_().state().reuse_etag_within_second = faults.reuse_etag_within_second;
+        self.layers.inner().set_faults(faults);
     }
 
     /// The faults being injected.
     pub fn faults(&self) -> Faults {
-        self.state().faults.clone()
+        self.layers.inner().faults()
     }
 
     /// A copy of every file: path → content.
     pub fn files(&self) -> BTreeMap<String, Vec<u8>> {
-        self.state()
+        self.files_()
+            .state()
             .files
             .iter()
             .map(|(path, file)| (path.clone(), file.body.clone()))
@@ -136,42 +115,94 @@ impl MemoryRemote {
             panic!("MemoryRemote::raw_put: {e}");
         }
         assert!(!path.is_empty(), "MemoryRemote::raw_put: empty path");
-        self.state().write(path, bytes, None)
+        self.files_().state().write(path, bytes, None)
     }
 
     /// Deletes a file or folder unconditionally, bypassing faults and statistics; returns
     /// whether anything was there. The empty path deletes everything.
     pub fn raw_delete(&self, path: &str) -> bool {
-        self.state().remove(path)
+        self.files_().state().remove(path)
     }
 
     /// Requests and bytes served since creation or the last [`reset_stats`](Self::reset_stats).
     pub fn stats(&self) -> RequestStats {
-        self.shared.counters.snapshot()
+        self.layers.stats()
     }
 
     /// Sets the statistics back to zero.
     pub fn reset_stats(&self) {
-        self.shared.counters.reset();
+        self.layers.reset();
     }
 
+    fn files_(&self) -> &Files {
+        self.layers.inner().inner()
+    }
+}
+
+impl Remote for MemoryRemote {
+    fn get(&self, path: &str, if_none_match: Option<&Etag>) -> Result<GetResult, RemoteError> {
+        self.layers.get(path, if_none_match)
+    }
+
+    fn get_max(
+        &self,
+        path: &str,
+        if_none_match: Option<&Etag>,
+        max_len: u64,
+    ) -> Result<GetResult, RemoteError> {
+        self.layers.get_max(path, if_none_match, max_len)
+    }
+
+    fn put(&self, path: &str, body: &[u8], mode: &PutMode) -> Result<Option<Etag>, RemoteError> {
+        self.layers.put(path, body, mode)
+    }
+
+    fn put_with_mtime(
+        &self,
+        path: &str,
+        body: &[u8],
+        mode: &PutMode,
+        mtime: u64,
+    ) -> Result<Option<Etag>, RemoteError> {
+        self.layers.put_with_mtime(path, body, mode, mtime)
+    }
+
+    fn head(&self, path: &str) -> Result<Option<ObjectInfo>, RemoteError> {
+        Remote::head(&*self.layers, path)
+    }
+
+    fn list(&self, dir: &str) -> Result<Vec<ObjectInfo>, RemoteError> {
+        Remote::list(&*self.layers, dir)
+    }
+
+    fn delete(&self, path: &str) -> Result<(), RemoteError> {
+        Remote::delete(&*self.layers, path)
+    }
+
+    fn delete_many(&self, paths: &[String]) -> Result<(), RemoteError> {
+        Remote::delete_many(&*self.layers, paths)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Remote::capabilities(&*self.layers)
+    }
+
+    fn describe(&self) -> String {
+        Remote::describe(&*self.layers)
+    }
+}
+
+impl Files {
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves the map consistent (every change is one
         // insert or remove), so a poisoned lock is still usable.
-        self.shared
-            .state
+        self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Counts the request, checks the path and draws a transient failure.
-    fn begin(
-        &self,
-        op: Op,
-        path: &str,
-        allow_root: bool,
-    ) -> Result<MutexGuard<'_, State>, RemoteError> {
-        self.shared.counters.request(op);
+    /// Checks the path (`allow_root`: the root is a valid path for this request) and locks.
+    fn begin(&self, path: &str, allow_root: bool) -> Result<MutexGuard<'_, State>, RemoteError> {
         check_path(path)?;
         if path.is_empty() && !allow_root {
             return Err(crate::PathError {
@@ -180,36 +211,17 @@ impl MemoryRemote {
             }
             .into());
         }
-        let mut state = self.state();
-        let rate = state.faults.transient_error_rate;
-        if state.draw(rate) {
-            tracing::debug!(?op, path, "memory remote: injected transient error");
-            return Err(transient(op, path, "injected transient error"));
-        }
-        Ok(state)
-    }
-}
-
-fn transient(op: Op, path: &str, detail: &str) -> RemoteError {
-    RemoteError::Transient {
-        what: format!("{op:?} {path}"),
-        detail: detail.to_string(),
+        Ok(self.state())
     }
 }
 
 impl State {
-    /// Draws `true` with probability `rate`; draws nothing when `rate` is not positive, so that
-    /// a fault that is off does not shift the sequence of the others.
-    fn draw(&mut self, rate: f64) -> bool {
-        rate > 0.0 && self.rng.f64() < rate
-    }
-
     fn write(&mut self, path: &str, body: &[u8], mtime_s: Option<u64>) -> Etag {
         self.writes += 1;
         let now = now_ms();
         let mtime_s = mtime_s.unwrap_or(now / 1000);
         let etag = match self.files.get(path) {
-            Some(old) if self.faults.reuse_etag_within_second && old.mtime_s == mtime_s => {
+            Some(old) if self.reuse_etag_within_second && old.mtime_s == mtime_s => {
                 old.etag.clone()
             }
             _ => Etag(format!("m{}", self.writes)),
@@ -265,11 +277,25 @@ impl State {
     }
 }
 
-impl Remote for MemoryRemote {
+impl Remote for Files {
     fn get(&self, path: &str, if_none_match: Option<&Etag>) -> Result<GetResult, RemoteError> {
-        let answer = self.get_inner(path, if_none_match);
-        self.shared.counters.get_answer(&answer);
-        answer
+        let state = self.begin(path, false)?;
+        let Some(file) = state.files.get(path) else {
+            if state.is_dir(path) {
+                return Err(RemoteError::Permanent {
+                    what: format!("GET {path}"),
+                    detail: "the path is a folder".into(),
+                });
+            }
+            return Ok(GetResult::NotFound);
+        };
+        if if_none_match == Some(&file.etag) {
+            return Ok(GetResult::NotModified);
+        }
+        Ok(GetResult::Found {
+            body: file.body.clone(),
+            etag: Some(file.etag.clone()),
+        })
     }
 
     fn put(&self, path: &str, body: &[u8], mode: &PutMode) -> Result<Option<Etag>, RemoteError> {
@@ -287,7 +313,7 @@ impl Remote for MemoryRemote {
     }
 
     fn head(&self, path: &str) -> Result<Option<ObjectInfo>, RemoteError> {
-        let state = self.begin(Op::Head, path, false)?;
+        let state = self.begin(path, false)?;
         if let Some(file) = state.files.get(path) {
             return Ok(Some(ObjectInfo {
                 name: path.to_string(),
@@ -310,7 +336,7 @@ impl Remote for MemoryRemote {
     }
 
     fn list(&self, dir: &str) -> Result<Vec<ObjectInfo>, RemoteError> {
-        let state = self.begin(Op::List, dir, true)?;
+        let state = self.begin(dir, true)?;
         let prefix = if dir.is_empty() {
             String::new()
         } else {
@@ -349,38 +375,35 @@ impl Remote for MemoryRemote {
     }
 
     fn delete(&self, path: &str) -> Result<(), RemoteError> {
-        let mut state = self.begin(Op::Delete, path, false)?;
-        state.remove(path);
+        self.begin(path, false)?.remove(path);
         Ok(())
     }
 
+    /// Atomic compare-and-swap, unless a rewrite can keep its ETag
+    /// ([`Faults::reuse_etag_within_second`]): then a stale If-Match can succeed.
     fn capabilities(&self) -> Capabilities {
-        let state = self.state();
-        let faults = &state.faults;
-        let cas = if faults.ignore_preconditions {
-            CasClass::None
-        } else if faults.stale_if_match_succeeds > 0.0 || faults.reuse_etag_within_second {
-            CasClass::NonAtomic
-        } else {
-            CasClass::Atomic
-        };
+        let reuse = self.state().reuse_etag_within_second;
         Capabilities {
-            cas,
+            cas: if reuse {
+                CasClass::NonAtomic
+            } else {
+                CasClass::Atomic
+            },
             conditional_get: true,
             recursive_delete: true,
             weak_window_ms: 0,
-            stale_etags: faults.reuse_etag_within_second,
+            stale_etags: reuse,
             networked: false,
             retries_reads: false,
         }
     }
 
     fn describe(&self) -> String {
-        format!("memory (seed {})", self.state().seed)
+        format!("memory (seed {})", self.seed)
     }
 }
 
-impl MemoryRemote {
+impl Files {
     fn put_inner(
         &self,
         path: &str,
@@ -388,8 +411,7 @@ impl MemoryRemote {
         mode: &PutMode,
         mtime: Option<u64>,
     ) -> Result<Option<Etag>, RemoteError> {
-        self.shared.counters.up(body.len());
-        let mut state = self.begin(Op::Put, path, false)?;
+        let mut state = self.begin(path, false)?;
         if let Some(file) = state.file_ancestor(path) {
             return Err(RemoteError::Permanent {
                 what: format!("PUT {path}"),
@@ -405,70 +427,19 @@ impl MemoryRemote {
         let failed = || RemoteError::PreconditionFailed {
             path: path.to_string(),
         };
-        if !state.faults.ignore_preconditions {
-            match mode {
-                PutMode::CreateOnly => {
-                    if state.files.contains_key(path) {
-                        return Err(failed());
-                    }
-                }
-                PutMode::UpdateIfMatch(expected) => match state.files.get(path) {
-                    None => return Err(failed()),
-                    Some(file) if file.etag == *expected => {}
-                    Some(_) => {
-                        let rate = state.faults.stale_if_match_succeeds;
-                        if !state.draw(rate) {
-                            return Err(failed());
-                        }
-                        tracing::debug!(path, "memory remote: injected stale If-Match success");
-                    }
-                },
-                PutMode::Overwrite => {}
+        match mode {
+            PutMode::CreateOnly if state.files.contains_key(path) => return Err(failed()),
+            PutMode::UpdateIfMatch(expected)
+                if state
+                    .files
+                    .get(path)
+                    .is_none_or(|file| file.etag != *expected) =>
+            {
+                return Err(failed());
             }
+            _ => {}
         }
-        let etag = state.write(path, body, mtime);
-        let rate = state.faults.lost_response_rate;
-        if state.draw(rate) {
-            tracing::debug!(path, "memory remote: injected lost response");
-            return Err(transient(
-                Op::Put,
-                path,
-                "injected lost response (the write was applied)",
-            ));
-        }
-        Ok(Some(etag))
-    }
-
-    fn get_inner(
-        &self,
-        path: &str,
-        if_none_match: Option<&Etag>,
-    ) -> Result<GetResult, RemoteError> {
-        let mut state = self.begin(Op::Get, path, false)?;
-        let Some(file) = state.files.get(path) else {
-            if state.is_dir(path) {
-                return Err(RemoteError::Permanent {
-                    what: format!("GET {path}"),
-                    detail: "the path is a folder".into(),
-                });
-            }
-            return Ok(GetResult::NotFound);
-        };
-        if if_none_match == Some(&file.etag) {
-            return Ok(GetResult::NotModified);
-        }
-        let mut body = file.body.clone();
-        let etag = file.etag.clone();
-        let rate = state.faults.truncate_body_rate;
-        if !body.is_empty() && state.draw(rate) {
-            let keep = state.rng.usize(..body.len());
-            tracing::debug!(path, keep, "memory remote: injected truncated body");
-            body.truncate(keep);
-        }
-        Ok(GetResult::Found {
-            body,
-            etag: Some(etag),
-        })
+        Ok(Some(state.write(path, body, mtime)))
     }
 }
 

@@ -572,35 +572,20 @@ mod tests {
     /// A server (or a caching proxy) that answers 304 to every read of meta.json.
     struct Always304(Arc<MemoryRemote>);
 
-    impl Remote for Always304 {
-        fn get(&self, path: &str, inm: Option<&Etag>) -> Result<GetResult, RemoteError> {
+    impl deltasync_remote::Forward for Always304 {
+        fn inner(&self) -> &dyn Remote {
+            &*self.0
+        }
+        fn read(
+            &self,
+            path: &str,
+            inm: Option<&Etag>,
+            max_len: Option<u64>,
+        ) -> Result<GetResult, RemoteError> {
             if path == META_FILE {
                 return Ok(GetResult::NotModified);
             }
-            self.0.get(path, inm)
-        }
-        fn put(
-            &self,
-            path: &str,
-            body: &[u8],
-            mode: &PutMode,
-        ) -> Result<Option<Etag>, RemoteError> {
-            self.0.put(path, body, mode)
-        }
-        fn head(&self, path: &str) -> Result<Option<deltasync_remote::ObjectInfo>, RemoteError> {
-            self.0.head(path)
-        }
-        fn list(&self, dir: &str) -> Result<Vec<deltasync_remote::ObjectInfo>, RemoteError> {
-            self.0.list(dir)
-        }
-        fn delete(&self, path: &str) -> Result<(), RemoteError> {
-            self.0.delete(path)
-        }
-        fn capabilities(&self) -> deltasync_remote::Capabilities {
-            self.0.capabilities()
-        }
-        fn describe(&self) -> String {
-            self.0.describe()
+            self.forward_read(path, inm, max_len)
         }
     }
 

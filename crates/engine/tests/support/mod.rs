@@ -196,31 +196,29 @@ impl CrashingRemote {
     }
 }
 
-impl Remote for CrashingRemote {
-    fn get(
+impl deltasync_remote::Forward for CrashingRemote {
+    fn inner(&self) -> &dyn Remote {
+        &*self.inner
+    }
+    fn read(
         &self,
         path: &str,
         inm: Option<&deltasync_remote::Etag>,
+        max_len: Option<u64>,
     ) -> Result<deltasync_remote::GetResult, deltasync_remote::RemoteError> {
-        self.run(format!("GET {path}"), || self.inner.get(path, inm))
+        self.run(format!("GET {path}"), || {
+            self.forward_read(path, inm, max_len)
+        })
     }
-    fn put(
+    fn write(
         &self,
         path: &str,
         body: &[u8],
         mode: &deltasync_remote::PutMode,
-    ) -> Result<Option<deltasync_remote::Etag>, deltasync_remote::RemoteError> {
-        self.run(format!("PUT {path}"), || self.inner.put(path, body, mode))
-    }
-    fn put_with_mtime(
-        &self,
-        path: &str,
-        body: &[u8],
-        mode: &deltasync_remote::PutMode,
-        mtime: u64,
+        mtime: Option<u64>,
     ) -> Result<Option<deltasync_remote::Etag>, deltasync_remote::RemoteError> {
         self.run(format!("PUT {path}"), || {
-            self.inner.put_with_mtime(path, body, mode, mtime)
+            self.forward_write(path, body, mode, mtime)
         })
     }
     fn head(
@@ -238,11 +236,9 @@ impl Remote for CrashingRemote {
     fn delete(&self, path: &str) -> Result<(), deltasync_remote::RemoteError> {
         self.run(format!("DELETE {path}"), || self.inner.delete(path))
     }
-    fn capabilities(&self) -> deltasync_remote::Capabilities {
-        self.inner.capabilities()
-    }
-    fn describe(&self) -> String {
-        self.inner.describe()
+    /// One request per path, as the paths are deleted one by one.
+    fn delete_many(&self, paths: &[String]) -> Result<(), deltasync_remote::RemoteError> {
+        self.delete_each(paths)
     }
 }
 
@@ -285,11 +281,15 @@ impl RacingView {
     }
 }
 
-impl Remote for RacingView {
-    fn get(
+impl deltasync_remote::Forward for RacingView {
+    fn inner(&self) -> &dyn Remote {
+        &*self.inner
+    }
+    fn read(
         &self,
         path: &str,
         inm: Option<&deltasync_remote::Etag>,
+        max_len: Option<u64>,
     ) -> Result<deltasync_remote::GetResult, deltasync_remote::RemoteError> {
         if path == "meta.json"
             && let Some((body, etag)) = self.frozen.lock().unwrap().take()
@@ -302,45 +302,7 @@ impl Remote for RacingView {
                 etag: Some(etag),
             });
         }
-        self.inner.get(path, inm)
-    }
-    fn put(
-        &self,
-        path: &str,
-        body: &[u8],
-        mode: &deltasync_remote::PutMode,
-    ) -> Result<Option<deltasync_remote::Etag>, deltasync_remote::RemoteError> {
-        self.inner.put(path, body, mode)
-    }
-    fn put_with_mtime(
-        &self,
-        path: &str,
-        body: &[u8],
-        mode: &deltasync_remote::PutMode,
-        mtime: u64,
-    ) -> Result<Option<deltasync_remote::Etag>, deltasync_remote::RemoteError> {
-        self.inner.put_with_mtime(path, body, mode, mtime)
-    }
-    fn head(
-        &self,
-        path: &str,
-    ) -> Result<Option<deltasync_remote::ObjectInfo>, deltasync_remote::RemoteError> {
-        self.inner.head(path)
-    }
-    fn list(
-        &self,
-        dir: &str,
-    ) -> Result<Vec<deltasync_remote::ObjectInfo>, deltasync_remote::RemoteError> {
-        self.inner.list(dir)
-    }
-    fn delete(&self, path: &str) -> Result<(), deltasync_remote::RemoteError> {
-        self.inner.delete(path)
-    }
-    fn capabilities(&self) -> deltasync_remote::Capabilities {
-        self.inner.capabilities()
-    }
-    fn describe(&self) -> String {
-        self.inner.describe()
+        self.forward_read(path, inm, max_len)
     }
 }
 

@@ -5,7 +5,7 @@
 use anyhow::{Context, Result, bail, ensure};
 use deltasync_remote::conformance::{self, ConformanceFailure};
 use deltasync_remote::{
-    Capabilities, CasClass, Counting, Etag, Faults, GetResult, LocalFolder, MemoryRemote,
+    Capabilities, CasClass, Counting, Etag, Faults, Faulty, GetResult, LocalFolder, MemoryRemote,
     ObjectInfo, PutMode, Remote, RemoteError, RequestStats,
 };
 use std::path::{Path, PathBuf};

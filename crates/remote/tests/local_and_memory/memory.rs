@@ -1,4 +1,4 @@
-//! The in-memory backend (its faults) and the `Counting` layer.
+//! The in-memory backend (its faults, through the `Faulty` layer) and the `Counting` layer.
 
 use super::*;
 
@@ -288,5 +288,94 @@ fn counting_is_thread_safe_and_layers_over_arc() -> Result<()> {
     assert_eq!(stats.requests(), 801);
     assert_eq!(as_dyn.capabilities(), Capabilities::default());
     assert_eq!(as_dyn.describe(), "memory (seed 0)");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layers over any backend.
+
+/// A layer that overrides nothing: every request goes on unchanged.
+struct PassThrough<R>(R);
+
+impl<R: Remote> deltasync_remote::Forward for PassThrough<R> {
+    fn inner(&self) -> &dyn Remote {
+        &self.0
+    }
+}
+
+#[test]
+fn a_layer_that_overrides_nothing_keeps_every_promise() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let remote = PassThrough(LocalFolder::new(dir.path())?);
+    let report = conformance::run(&remote)?;
+    assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+    assert_eq!(remote.capabilities(), remote.0.capabilities());
+    assert_eq!(remote.describe(), remote.0.describe());
+    // Both read methods reach the backend, with its size limit.
+    remote.put("a.json", b"12345", &PutMode::CreateOnly)?;
+    let e = remote.get_max("a.json", None, 4).unwrap_err();
+    assert!(matches!(e, RemoteError::TooLarge { limit: 4, .. }), "{e:?}");
+    Ok(())
+}
+
+#[test]
+fn the_faulty_layer_injects_faults_into_a_folder() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let remote = Faulty::new(LocalFolder::new(dir.path())?, 5);
+    assert_eq!(remote.capabilities(), remote.inner().capabilities());
+    remote.set_faults(Faults {
+        transient_error_rate: 1.0,
+        ..Faults::default()
+    });
+    let e = remote
+        .put("a.json", b"1", &PutMode::CreateOnly)
+        .unwrap_err();
+    assert!(e.is_temporary(), "{e:?}");
+    assert!(
+        remote.inner().head("a.json")?.is_none(),
+        "nothing was written"
+    );
+    // A path the backend refuses is refused by the backend, not by a draw.
+    assert!(matches!(
+        remote.get("../x", None),
+        Err(RemoteError::BadPath(_))
+    ));
+
+    remote.set_faults(Faults {
+        ignore_preconditions: true,
+        ..Faults::default()
+    });
+    assert_eq!(remote.capabilities().cas, CasClass::None);
+    remote.put("a.json", b"1", &PutMode::CreateOnly)?;
+    remote.put("a.json", b"2", &PutMode::CreateOnly)?;
+    assert_eq!(body_of(&remote, "a.json")?.0, b"2");
+
+    remote.set_faults(Faults {
+        stale_if_match_succeeds: 1.0,
+        lost_response_rate: 1.0,
+        ..Faults::default()
+    });
+    assert_eq!(remote.capabilities().cas, CasClass::NonAtomic);
+    let stale = Etag("stale".into());
+    let e = remote
+        .put("a.json", b"3", &PutMode::UpdateIfMatch(stale.clone()))
+        .unwrap_err();
+    assert!(e.is_temporary(), "the answer was lost: {e:?}");
+    assert_eq!(body_of(remote.inner(), "a.json")?.0, b"3", "but applied");
+    // An If-Match on a missing file still fails.
+    let e = remote
+        .put("b.json", b"1", &PutMode::UpdateIfMatch(stale))
+        .unwrap_err();
+    assert!(e.is_precondition_failed(), "{e:?}");
+
+    remote.set_faults(Faults {
+        truncate_body_rate: 1.0,
+        ..Faults::default()
+    });
+    let (body, _) = body_of(&remote, "a.json")?;
+    assert!(
+        body.is_empty(),
+        "a one-byte body is cut to nothing: {body:?}"
+    );
     Ok(())
 }

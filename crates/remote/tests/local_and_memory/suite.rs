@@ -128,15 +128,9 @@ impl Liar {
     }
 }
 
-impl Remote for Liar {
-    fn get(&self, path: &str, inm: Option<&Etag>) -> Result<GetResult, RemoteError> {
-        self.inner.get(path, inm)
-    }
-    fn put(&self, path: &str, body: &[u8], mode: &PutMode) -> Result<Option<Etag>, RemoteError> {
-        self.inner.put(path, body, mode)
-    }
-    fn head(&self, path: &str) -> Result<Option<ObjectInfo>, RemoteError> {
-        self.inner.head(path)
+impl deltasync_remote::Forward for Liar {
+    fn inner(&self) -> &dyn Remote {
+        &self.inner
     }
     fn list(&self, dir: &str) -> Result<Vec<ObjectInfo>, RemoteError> {
         let mut entries = self.inner.list(dir)?;
@@ -146,9 +140,6 @@ impl Remote for Liar {
             }
         }
         Ok(entries)
-    }
-    fn delete(&self, path: &str) -> Result<(), RemoteError> {
-        self.inner.delete(path)
     }
     fn capabilities(&self) -> Capabilities {
         self.claims.clone()
