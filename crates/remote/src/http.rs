@@ -2,11 +2,14 @@
 //! error mapping, jittered backoff with `Retry-After`, and reading an answer's body within a
 //! size cap and the request's deadline.
 
+mod client;
+
 use std::io::Read as _;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use reqwest::blocking::{Client, Response};
-use reqwest::header::{HeaderMap, HeaderValue};
+use ureq::http::{HeaderMap, HeaderValue};
+
+pub(crate) use client::{Client, HttpError, Redirects, RequestBuilder, Response};
 
 use crate::RemoteError;
 
@@ -54,51 +57,38 @@ impl From<RemoteError> for Failure {
 }
 
 impl HttpPolicy {
-    /// One blocking client with these timeouts (rustls, connections reused).
-    pub(crate) fn client(
-        &self,
-        what: &str,
-        redirect: reqwest::redirect::Policy,
-    ) -> Result<Client, RemoteError> {
-        Client::builder()
-            .connect_timeout(self.connect_timeout)
-            .timeout(self.timeout)
-            .user_agent(concat!("deltasync/", env!("CARGO_PKG_VERSION")))
-            .redirect(redirect)
-            .pool_idle_timeout(Duration::from_secs(50))
-            .build()
-            .map_err(|e| RemoteError::Permanent {
-                what: what.to_string(),
-                detail: format!("cannot set up the HTTP client: {}", chain(&e)),
-            })
+    /// One blocking client with these timeouts (rustls, connections reused) following
+    /// `redirects`.
+    pub(crate) fn client(&self, redirects: Redirects) -> Client {
+        Client::new(self.connect_timeout, self.timeout, redirects)
     }
 
     /// Maps a transport failure: TLS and certificate problems are permanent and say why,
     /// timeouts are [`RemoteError::TimedOut`], the rest (resets, refused connections) transient.
-    pub(crate) fn transport_error(&self, what: &str, e: &reqwest::Error) -> RemoteError {
-        let detail = chain(e);
-        let lower = detail.to_ascii_lowercase();
-        if lower.contains("certificate") || lower.contains("unknownissuer") {
+    pub(crate) fn transport_error(&self, what: &str, e: &HttpError) -> RemoteError {
+        let detail = e.to_string();
+        if let Some((certificate, said)) = e.tls() {
+            let lower = said.to_ascii_lowercase();
+            if certificate || lower.contains("certificate") || lower.contains("unknownissuer") {
+                return RemoteError::Permanent {
+                    what: what.to_string(),
+                    detail: format!(
+                        "certificate not trusted: {said} (the server's TLS certificate is not \
+                         signed by an authority this machine trusts, is expired, or names \
+                         another host; install a proper certificate, e.g. from Let's Encrypt, \
+                         or add its authority to the system's trust store)"
+                    ),
+                };
+            }
             return RemoteError::Permanent {
                 what: what.to_string(),
                 detail: format!(
-                    "certificate not trusted: {detail} (the server's TLS certificate is not \
-                     signed by an authority this machine trusts, is expired, or names another \
-                     host; install a proper certificate, e.g. from Let's Encrypt, or add its \
-                     authority to the system's trust store)"
-                ),
-            };
-        }
-        if lower.contains("tls") || lower.contains("handshake") || lower.contains("ssl") {
-            return RemoteError::Permanent {
-                what: what.to_string(),
-                detail: format!(
-                    "TLS failed: {detail} (is this an https:// URL for a server that speaks \
+                    "TLS failed: {said} (is this an https:// URL for a server that speaks \
                      plain http, or the other way round?)"
                 ),
             };
         }
-        if e.is_builder() || e.is_redirect() {
+        if e.is_builder_or_redirect() {
             return RemoteError::Permanent {
                 what: what.to_string(),
                 detail,
@@ -192,11 +182,14 @@ impl HttpPolicy {
         }
         let mut body = Vec::new();
         let mut chunk = vec![0u8; 64 * 1024];
+        let mut reader = resp.reader();
         loop {
-            let n = resp.read(&mut chunk).map_err(|e| RemoteError::Transient {
-                what: what.to_string(),
-                detail: format!("reading the answer: {e}"),
-            })?;
+            let n = reader
+                .read(&mut chunk)
+                .map_err(|e| RemoteError::Transient {
+                    what: what.to_string(),
+                    detail: format!("reading the answer: {e}"),
+                })?;
             if n == 0 {
                 break;
             }
@@ -257,22 +250,4 @@ pub(crate) fn backoff(base: Duration, tries: u32) -> Duration {
     let exp = base.saturating_mul(1u32 << tries.saturating_sub(1).min(10));
     let capped = exp.min(Duration::from_secs(10));
     capped.mul_f64(0.5 + fastrand::f64())
-}
-
-/// An error and its sources, joined, without the URL (which the caller names itself).
-pub(crate) fn chain(e: &reqwest::Error) -> String {
-    let url = e.url().map(|u| format!(" for url ({u})"));
-    let mut parts = Vec::new();
-    let mut cur: Option<&dyn std::error::Error> = Some(e);
-    while let Some(err) = cur {
-        let mut s = err.to_string();
-        if let Some(url) = &url {
-            s = s.replace(url.as_str(), "");
-        }
-        if !parts.iter().any(|p: &String| p.contains(&s)) {
-            parts.push(s);
-        }
-        cur = err.source();
-    }
-    parts.join(": ")
 }

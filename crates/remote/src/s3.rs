@@ -1,7 +1,7 @@
 //! The S3 backend: AWS S3 and S3-compatible servers (MinIO, Cloudflare R2, Ceph, moto, …).
 //!
 //! Requests are presigned with SigV4 by [`rusty_s3`] (sans-IO: no runtime, no C toolchain) and
-//! sent by the same blocking [`reqwest`] client setup as WebDAV's ([`crate::http`]: timeouts,
+//! sent by the same blocking [`ureq`] client setup as WebDAV's ([`crate::http`]: timeouts,
 //! a whole-answer deadline, size caps, jittered retries). The conditional headers
 //! (`If-None-Match: *`, `If-Match`) are signed in. Paths are keys under the URL's prefix;
 //! folders are key prefixes (`list` uses ListObjectsV2 with `/` as delimiter, following
@@ -21,14 +21,16 @@ mod options;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-use reqwest::blocking::{Client, RequestBuilder, Response};
 use rusty_s3::actions::{ListObjectsV2, ObjectIdentifier};
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
+use ureq::http::Method;
 
 use options::Target;
 pub use options::{S3Credentials, S3Options};
 
-use crate::http::{Failure, header, http_date_ms, retry_after};
+use crate::http::{
+    Client, Failure, Redirects, RequestBuilder, Response, header, http_date_ms, retry_after,
+};
 use crate::probe::RawPut;
 use crate::{
     Capabilities, CasClass, Etag, GetResult, ObjectInfo, PathError, PutMode, Remote, RemoteError,
@@ -123,11 +125,8 @@ impl S3 {
                 ),
                 None => Credentials::new(c.access_key_id.clone(), c.secret_access_key.expose()),
             });
-        let client = options.policy().client(
-            &format!("remote {}", target.describe()),
-            // A redirect is S3 naming another region: reported, not followed.
-            reqwest::redirect::Policy::none(),
-        )?;
+        // A redirect is S3 naming another region: reported, not followed.
+        let client = options.policy().client(Redirects::None);
         Ok(S3 {
             capabilities: RwLock::new(
                 options
@@ -185,22 +184,22 @@ impl S3 {
     /// Signs `action` with the conditional `headers`, and builds the request with them.
     fn request<'a>(
         &'a self,
-        method: reqwest::Method,
+        method: Method,
         mut action: impl S3Action<'a>,
         headers: &[(&'static str, String)],
-    ) -> RequestBuilder {
+    ) -> RequestBuilder<'a> {
         for (name, value) in headers {
             action.headers_mut().insert(*name, value.clone());
         }
         let url = action.sign(SIGNED_FOR);
         let mut req = self.client.request(method, url.as_str());
         for (name, value) in headers {
-            req = req.header(*name, value);
+            req = req.header(name, value);
         }
         req
     }
 
-    fn send(&self, what: &str, req: RequestBuilder) -> Result<Response, RemoteError> {
+    fn send(&self, what: &str, req: RequestBuilder<'_>) -> Result<Response, RemoteError> {
         req.send()
             .map_err(|e| self.options.policy().transport_error(what, &e))
     }
@@ -262,7 +261,7 @@ impl S3 {
         let answer = self.options.policy().with_retries(true, || {
             let action = self.bucket.put_object(self.credentials.as_ref(), &key);
             let req = self
-                .request(reqwest::Method::PUT, action, &headers)
+                .request(Method::PUT, action, &headers)
                 .header("content-length", body.len())
                 .body(body.to_vec());
             // A reset or a cut answer: the PUT may have been done; only the caller knows
@@ -325,7 +324,7 @@ impl S3 {
                     action.with_continuation_token(t.as_str());
                 }
                 let started = Instant::now();
-                let resp = self.send(&what, self.request(reqwest::Method::GET, action, &[]))?;
+                let resp = self.send(&what, self.request(Method::GET, action, &[]))?;
                 if !resp.status().is_success() {
                     return Err(self.failure(&what, resp));
                 }
@@ -430,7 +429,7 @@ impl S3 {
         let what = self.what("HEAD", &key);
         self.options.policy().with_retries(true, || {
             let action = self.bucket.head_object(self.credentials.as_ref(), &key);
-            let resp = self.send(&what, self.request(reqwest::Method::HEAD, action, &[]))?;
+            let resp = self.send(&what, self.request(Method::HEAD, action, &[]))?;
             match resp.status().as_u16() {
                 200..=299 => {
                     let h = resp.headers();
@@ -471,7 +470,7 @@ impl Remote for S3 {
         self.options.policy().with_retries(true, || {
             let started = Instant::now();
             let action = self.bucket.get_object(self.credentials.as_ref(), &key);
-            let resp = self.send(&what, self.request(reqwest::Method::GET, action, &headers))?;
+            let resp = self.send(&what, self.request(Method::GET, action, &headers))?;
             match resp.status().as_u16() {
                 200 => {
                     let etag = header(resp.headers(), "etag").map(Etag::normalise);
@@ -574,7 +573,7 @@ impl Remote for S3 {
         let what = self.what("DELETE", &key);
         self.options.policy().with_retries(true, || {
             let action = self.bucket.delete_object(self.credentials.as_ref(), &key);
-            let resp = self.send(&what, self.request(reqwest::Method::DELETE, action, &[]))?;
+            let resp = self.send(&what, self.request(Method::DELETE, action, &[]))?;
             match resp.status().as_u16() {
                 200..=299 | 404 => Ok(()),
                 _ => Err(self.failure(&what, resp)),

@@ -1,10 +1,10 @@
 //! The WebDAV backend: any WebDAV server, Nextcloud first.
 //!
-//! Requests go through one blocking [`reqwest`] client (rustls, connections reused) with basic
-//! auth. Reads and writes are conditional by ETag (`If-None-Match`, `If-Match`,
-//! `If-None-Match: *`); ETags are normalised ([`Etag::normalise`]) and Nextcloud's `OC-ETag`
-//! is preferred. A `PUT` whose answer carries no ETag is followed by a `HEAD` (then a
-//! `PROPFIND`) to learn it. Missing parent folders are created with `MKCOL` when a `PUT`
+//! Requests go through one blocking [`ureq`] client (rustls, connections reused, no async
+//! runtime; [`crate::http`]) with basic auth. Reads and writes are conditional by ETag
+//! (`If-None-Match`, `If-Match`, `If-None-Match: *`); ETags are normalised
+//! ([`Etag::normalise`]) and Nextcloud's `OC-ETag` is preferred. A `PUT` whose answer carries
+//! no ETag is followed by a `HEAD` (then a `PROPFIND`) to learn it. Missing parent folders are created with `MKCOL` when a `PUT`
 //! fails for want of them.
 //!
 //! Errors: 401/403 are [`RemoteError::Auth`] (URL and user, never the password); 412 is
@@ -28,9 +28,7 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use reqwest::Method;
-use reqwest::blocking::{Client, RequestBuilder, Response};
-use reqwest::header::HeaderMap;
+use ureq::http::{HeaderMap, Method};
 
 pub use keyring::{DEFAULT_KEYRING_TIMEOUT, KEYRING_SERVICE, Keyring};
 pub use login_flow::{AppPassword, LoginFlow};
@@ -38,7 +36,10 @@ pub use secret::{PASSWORD_ENV, Secret, SecretError};
 use target::Target;
 pub(crate) use target::is_loopback;
 
-use crate::http::{Failure, HttpPolicy, header, http_date_ms, is_transient_status, retry_after};
+use crate::http::{
+    Client, Failure, HttpError, HttpPolicy, Redirects, RequestBuilder, Response, header,
+    http_date_ms, is_transient_status, retry_after,
+};
 use crate::probe::RawPut;
 use crate::{
     Capabilities, CasClass, Etag, GetResult, ObjectInfo, PathError, PutMode, Remote, RemoteError,
@@ -153,9 +154,9 @@ impl WebDav {
                     .into(),
             });
         }
-        let client = options
-            .policy()
-            .client(&format!("remote {}", target.base), redirect_policy())?;
+        // Up to 5 redirects, but not the one from a folder's URL to the same URL with `/`:
+        // that answer itself says "this is a folder".
+        let client = options.policy().client(Redirects::WebDav);
         Ok(WebDav {
             capabilities: RwLock::new(
                 options
@@ -275,7 +276,7 @@ impl WebDav {
 
     // ---- plumbing -------------------------------------------------------------------------
 
-    fn request(&self, method: Method, url: &str) -> RequestBuilder {
+    fn request(&self, method: Method, url: &str) -> RequestBuilder<'_> {
         let req = self.client.request(method, url);
         match &self.user {
             Some(user) => req.basic_auth(user, self.password.as_ref().map(Secret::expose)),
@@ -284,14 +285,14 @@ impl WebDav {
     }
 
     /// Sends one request; maps transport failures to errors, whatever the status.
-    fn send_raw(&self, what: &str, req: RequestBuilder) -> Result<Response, RemoteError> {
+    fn send_raw(&self, what: &str, req: RequestBuilder<'_>) -> Result<Response, RemoteError> {
         let resp = req.send().map_err(|e| self.transport_error(what, &e))?;
         self.note_answer(&resp);
         Ok(resp)
     }
 
     /// Sends one request; maps transport failures and transient statuses to a [`Failure`].
-    fn send(&self, what: &str, req: RequestBuilder) -> Result<Response, Failure> {
+    fn send(&self, what: &str, req: RequestBuilder<'_>) -> Result<Response, Failure> {
         let resp = self.send_raw(what, req)?;
         let status = resp.status();
         if is_transient_status(status.as_u16()) {
@@ -308,7 +309,7 @@ impl WebDav {
         Ok(resp)
     }
 
-    fn transport_error(&self, what: &str, e: &reqwest::Error) -> RemoteError {
+    fn transport_error(&self, what: &str, e: &HttpError) -> RemoteError {
         self.options.policy().transport_error(what, e)
     }
 
@@ -797,24 +798,6 @@ enum Head {
     Found(ObjectInfo),
     Missing,
     AskPropfind,
-}
-
-/// Follows up to 5 redirects, but not the one from a folder's URL to the same URL with `/`:
-/// that answer itself says "this is a folder".
-fn redirect_policy() -> reqwest::redirect::Policy {
-    reqwest::redirect::Policy::custom(|attempt| {
-        let to_slash = attempt
-            .previous()
-            .last()
-            .is_some_and(|prev| attempt.url().path() == format!("{}/", prev.path()));
-        if to_slash {
-            attempt.stop()
-        } else if attempt.previous().len() > 5 {
-            attempt.error("too many redirects")
-        } else {
-            attempt.follow()
-        }
-    })
 }
 
 /// Paths of files (not the root) must be non-empty.

@@ -9,7 +9,7 @@
 //! - **truncated**: the answer's head and half of its body, then the connection closes.
 //!
 //! Each client connection carries one request (`Connection: close` both ways), so a fault hits
-//! exactly one request. Request bodies must have a `Content-Length` (reqwest sends one for
+//! exactly one request. Request bodies must have a `Content-Length` (ureq sends one for
 //! in-memory bodies).
 
 use std::io::{self, Read, Write};

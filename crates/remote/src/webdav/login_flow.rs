@@ -4,13 +4,13 @@
 //! client polls `POST <poll endpoint>` with `token=<token>` (404 until access is granted)
 //! and receives the server, the login name and a new app password once.
 
+use std::io::Read as _;
 use std::time::{Duration, Instant};
-
-use reqwest::blocking::Client;
 
 use super::secret::Secret;
 use super::target::Target;
 use crate::RemoteError;
+use crate::http::{Client, HttpError, Redirects, Response};
 
 /// The most a Login Flow answer may hold (they are a few hundred bytes).
 const MAX_ANSWER: usize = 64 * 1024;
@@ -59,21 +59,19 @@ impl LoginFlow {
                      /remote.php/dav/): for another server, give the password by hand"
                         .into(),
             })?;
-        let client = Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(30))
-            .user_agent(concat!("deltasync/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| RemoteError::Permanent {
-                what: "Login Flow".into(),
-                detail: format!("cannot set up the HTTP client: {e}"),
-            })?;
+        let client = Client::new(
+            Duration::from_secs(10),
+            Duration::from_secs(30),
+            Redirects::Limited(10),
+        );
         let url = format!("{root}index.php/login/v2");
         let what = format!("POST {url}");
         let answer =
-            read_json(&what, client.post(&url).send())?.ok_or_else(|| RemoteError::Permanent {
-                what: what.clone(),
-                detail: "the server has no Login Flow v2 (Nextcloud 16 or later has it)".into(),
+            read_json(&what, client.post(&url).body(Vec::new()).send())?.ok_or_else(|| {
+                RemoteError::Permanent {
+                    what: what.clone(),
+                    detail: "the server has no Login Flow v2 (Nextcloud 16 or later has it)".into(),
+                }
             })?;
         let field = |v: &serde_json::Value, ptr: &str| {
             v.pointer(ptr)
@@ -159,9 +157,9 @@ impl LoginFlow {
 /// The JSON of a 200 answer; `None` for 404 (Login Flow's "not yet" and "no such flow").
 fn read_json(
     what: &str,
-    sent: reqwest::Result<reqwest::blocking::Response>,
+    sent: Result<Response, HttpError>,
 ) -> Result<Option<serde_json::Value>, RemoteError> {
-    let resp = sent.map_err(|e| RemoteError::Transient {
+    let mut resp = sent.map_err(|e| RemoteError::Transient {
         what: what.to_string(),
         detail: e.to_string(),
     })?;
@@ -188,10 +186,14 @@ fn read_json(
             detail: "the answer is too large for a Login Flow answer".into(),
         });
     }
-    let bytes = resp.bytes().map_err(|e| RemoteError::Transient {
-        what: what.to_string(),
-        detail: e.to_string(),
-    })?;
+    let mut bytes = Vec::new();
+    resp.reader()
+        .take(MAX_ANSWER as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| RemoteError::Transient {
+            what: what.to_string(),
+            detail: e.to_string(),
+        })?;
     if bytes.len() > MAX_ANSWER {
         return Err(RemoteError::Permanent {
             what: what.to_string(),

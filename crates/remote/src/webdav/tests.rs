@@ -506,3 +506,65 @@ fn if_match_on_a_missing_file_is_refused_before_writing_on_unproven_servers() {
     let methods: Vec<String> = seen(&f).into_iter().map(|s| s.method).collect();
     assert_eq!(methods, ["HEAD", "HEAD", "PUT"]);
 }
+
+#[test]
+fn a_redirected_put_keeps_its_method_body_and_credentials() {
+    let f = fake(&[
+        &answer("307 Temporary Redirect", &["Location: /dav/moved.json"], ""),
+        &answer("201 Created", &["ETag: \"m1\""], ""),
+    ]);
+    let dav = WebDav::open(&f.url, &options()).unwrap();
+    let etag = dav
+        .put("a.json", b"{\"a\":1}", &PutMode::Overwrite)
+        .unwrap();
+    assert_eq!(etag, Some(Etag("m1".into())));
+    let s = seen(&f);
+    assert_eq!(s.len(), 2);
+    assert_eq!(
+        (s[1].method.as_str(), s[1].path.as_str()),
+        ("PUT", "/dav/moved.json")
+    );
+    assert_eq!(s[1].body, b"{\"a\":1}");
+    assert!(s[1].header("authorization").is_some());
+    assert_eq!(s[1].header("authorization"), s[0].header("authorization"));
+}
+
+#[test]
+fn a_redirect_to_the_folder_url_with_a_slash_is_not_followed() {
+    let f = fake(&[
+        &answer("301 Moved Permanently", &["Location: /dav/d/"], ""),
+        &answer("404 Not Found", &[], ""),
+    ]);
+    let dav = WebDav::open(&f.url, &options()).unwrap();
+    assert!(dav.head("d").unwrap().is_none());
+    let s = seen(&f);
+    assert_eq!(
+        (s[0].method.as_str(), s[0].path.as_str()),
+        ("HEAD", "/dav/d")
+    );
+    // The 301 itself said "a folder": PROPFIND asks about the same URL.
+    assert_eq!(
+        (s[1].method.as_str(), s[1].path.as_str()),
+        ("PROPFIND", "/dav/d")
+    );
+}
+
+#[test]
+fn a_redirect_to_another_host_carries_no_credentials() {
+    let other = fake(&[&answer("200 OK", &["ETag: \"o1\""], "{}")]);
+    let location = format!("Location: {}x.json", other.url);
+    let f = fake(&[&answer("302 Found", &[&location], "")]);
+    let dav = WebDav::open(&f.url, &options()).unwrap();
+    let got = dav.get("a.json", None).unwrap();
+    assert!(
+        matches!(got, GetResult::Found { ref body, .. } if body == b"{}"),
+        "{got:?}"
+    );
+    assert!(seen(&f)[0].header("authorization").is_some());
+    let s = seen(&other);
+    assert_eq!(
+        (s[0].method.as_str(), s[0].path.as_str()),
+        ("GET", "/dav/x.json")
+    );
+    assert_eq!(s[0].header("authorization"), None);
+}

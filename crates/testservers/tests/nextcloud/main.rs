@@ -11,8 +11,8 @@ use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode
 use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
 use quick_xml::reader::NsReader;
-use reqwest::Method;
-use reqwest::blocking::{Client, RequestBuilder, Response};
+mod http_client;
+use http_client::{Client, Method, RequestBuilder, Response};
 
 mod protocol;
 
@@ -26,10 +26,7 @@ fn start(write_delay_ms: u64) -> Nextcloud {
 }
 
 fn client() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
+    Client::new(Duration::from_secs(10))
 }
 
 /// A request to `path` below the user's root (`path` already percent-encoded), with the login.
