@@ -4,8 +4,8 @@
 //! runtime; [`crate::http`]) with basic auth. Reads and writes are conditional by ETag
 //! (`If-None-Match`, `If-Match`, `If-None-Match: *`); ETags are normalised
 //! ([`Etag::normalise`]) and Nextcloud's `OC-ETag` is preferred. A `PUT` whose answer carries
-//! no ETag is followed by a `HEAD` (then a `PROPFIND`) to learn it. Missing parent folders are created with `MKCOL` when a `PUT`
-//! fails for want of them.
+//! no ETag is followed by a `HEAD` (then a `PROPFIND`) to learn it. Missing parent folders
+//! are created with `MKCOL` when a `PUT` fails for want of them.
 //!
 //! Errors: 401/403 are [`RemoteError::Auth`] (URL and user, never the password); 412 is
 //! [`RemoteError::PreconditionFailed`]; 423, 429, 5xx, timeouts and connection failures are
@@ -122,6 +122,9 @@ pub struct WebDav {
     /// `OC-FileId` header.
     nextcloud: AtomicBool,
 }
+
+/// How much of an unexpected answer's body is read for the error that quotes it.
+const ERROR_BODY_LIMIT: u64 = 16 * 1024;
 
 const PROPFIND_BODY: &str = r#"<?xml version="1.0" encoding="utf-8"?>
 <d:propfind xmlns:d="DAV:"><d:prop><d:resourcetype/><d:getcontentlength/><d:getetag/><d:getlastmodified/></d:prop></d:propfind>"#;
@@ -344,7 +347,9 @@ impl WebDav {
             405 => " (is WebDAV enabled at this URL?)",
             _ => "",
         };
-        let body = resp.text().unwrap_or_default();
+        // The error quotes 200 characters of the body: a server's endless error page is not
+        // read to its end.
+        let body = resp.text_up_to(ERROR_BODY_LIMIT).unwrap_or_default();
         let body: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
         let body: String = body.chars().take(200).collect();
         RemoteError::Permanent {

@@ -1,6 +1,7 @@
 //! The WebDAV backend against hostile servers on 127.0.0.1: an endless or huge answer is cut
 //! at the size the caller allows, and a server that trickles its answer one byte a second
-//! meets the request's deadline, not a sync that runs for twenty minutes.
+//! meets the request's deadline, not a sync that runs for twenty minutes; an error's endless
+//! body is read only as far as the error quotes it.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -144,4 +145,40 @@ fn a_server_answering_html_to_everything_is_not_a_remote() {
     assert!(!e.is_temporary(), "{text}");
     assert!(text.contains("not a WebDAV folder"), "{text}");
     assert!(text.contains("<!DOCTYPE html>"), "{text}");
+}
+
+/// An error status with an endless body (chunks of 64 KiB, up to 1 GiB).
+fn endless_error(s: &mut TcpStream) {
+    let _ = s.write_all(
+        b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n",
+    );
+    let chunk = vec![b'x'; 64 * 1024];
+    for _ in 0..(1 << 14) {
+        if s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .is_err()
+            || s.write_all(&chunk).is_err()
+            || s.write_all(b"\r\n").is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// The error for an unexpected status quotes the start of its body: only that much is read, not
+/// a gigabyte of it.
+#[test]
+fn an_error_with_an_endless_body_reads_only_its_start() {
+    let url = serve(endless_error);
+    let started = Instant::now();
+    let e = dav(&url, Duration::from_secs(20))
+        .get("meta.json", None)
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(!e.is_temporary(), "{text}");
+    assert!(text.contains("HTTP 400") && text.contains("xxxx"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
 }

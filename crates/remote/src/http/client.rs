@@ -439,9 +439,15 @@ impl Response {
     }
 
     /// The whole body as text (invalid UTF-8 replaced).
-    pub(crate) fn text(mut self) -> Result<String, HttpError> {
+    pub(crate) fn text(self) -> Result<String, HttpError> {
+        self.text_up_to(u64::MAX)
+    }
+
+    /// The body's first `max` bytes as text (invalid UTF-8 replaced); the rest is not read.
+    pub(crate) fn text_up_to(mut self, max: u64) -> Result<String, HttpError> {
         let mut bytes = Vec::new();
         self.reader()
+            .take(max)
             .read_to_end(&mut bytes)
             .map_err(|e| HttpError::Transport(ureq::Error::from(e)))?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
