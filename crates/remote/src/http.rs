@@ -1,6 +1,6 @@
 //! HTTP plumbing shared by the WebDAV and S3 backends: timeouts and retry policy, transport
-//! error mapping, jittered backoff with `Retry-After`, and reading an answer's body within a
-//! size cap and the request's deadline.
+//! error mapping, retries with [`Backoff`] and `Retry-After`, and reading an answer's body
+//! within a size cap and the request's deadline.
 
 mod client;
 
@@ -11,7 +11,10 @@ use ureq::http::{HeaderMap, HeaderValue};
 
 pub(crate) use client::{Client, HttpError, Redirects, RequestBuilder, Response};
 
-use crate::RemoteError;
+use crate::{Backoff, RemoteError};
+
+/// The longest delay between two retries of one request (before jitter).
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(10);
 
 /// Timeouts and retries of an HTTP backend (WebDAV, S3): every request has a deadline.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,33 +119,34 @@ impl HttpPolicy {
     }
 
     /// Runs `attempt`, retrying transient failures (when `retry` is true) with jittered
-    /// exponential backoff, or the server's `Retry-After` when within bounds.
+    /// exponential backoff ([`Backoff`]: `retry_base_delay` doubling up to 10 s, at most
+    /// `retries` times), or the server's `Retry-After` when within bounds.
     pub(crate) fn with_retries<T>(
         &self,
         retry: bool,
         mut attempt: impl FnMut() -> Result<T, Failure>,
     ) -> Result<T, RemoteError> {
-        let mut tries = 0u32;
+        let mut backoff = Backoff::new(self.retry_base_delay, MAX_RETRY_DELAY, self.retries);
         loop {
             let failure = match attempt() {
                 Ok(v) => return Ok(v),
                 Err(f) => f,
             };
-            tries += 1;
             let RemoteError::Transient { what, detail } = failure.error else {
                 return Err(failure.error);
             };
             if !retry {
                 return Err(RemoteError::Transient { what, detail });
             }
-            if tries > self.retries {
+            let Some(backoff_delay) = backoff.next_delay() else {
+                let tries = backoff.attempts() + 1;
                 let detail = if tries > 1 {
                     format!("{detail} (tried {tries} times)")
                 } else {
                     detail
                 };
                 return Err(RemoteError::Transient { what, detail });
-            }
+            };
             let delay = match failure.retry_after {
                 Some(d) if d > self.max_retry_after => {
                     return Err(RemoteError::Transient {
@@ -154,9 +158,9 @@ impl HttpPolicy {
                     });
                 }
                 Some(d) => d,
-                None => backoff(self.retry_base_delay, tries),
+                None => backoff_delay,
             };
-            tracing::debug!(%what, %detail, try_no = tries, ?delay, "retrying");
+            tracing::debug!(%what, %detail, try_no = backoff.attempts(), ?delay, "retrying");
             std::thread::sleep(delay);
         }
     }
@@ -243,11 +247,4 @@ pub(crate) fn http_date_ms(v: &str) -> Option<u64> {
     t.duration_since(UNIX_EPOCH)
         .ok()
         .map(|d| d.as_millis() as u64)
-}
-
-/// Exponential backoff from `base`, doubled per try, capped at 10 s, with ±50 % jitter.
-pub(crate) fn backoff(base: Duration, tries: u32) -> Duration {
-    let exp = base.saturating_mul(1u32 << tries.saturating_sub(1).min(10));
-    let capped = exp.min(Duration::from_secs(10));
-    capped.mul_f64(0.5 + fastrand::f64())
 }

@@ -45,6 +45,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+mod backoff;
 pub mod conformance;
 mod counting;
 mod faulty;
@@ -57,6 +58,7 @@ mod probe;
 mod s3;
 mod webdav;
 
+pub use backoff::Backoff;
 pub use counting::{Counting, RequestStats};
 pub use faulty::{Faults, Faulty};
 pub use http::HttpPolicy;
