@@ -17,16 +17,20 @@
 //! How far a server's compare-and-swap can be trusted is found by [`WebDav::probe`]; until
 //! then [`WebDav::capabilities`] says [`CasClass::NonAtomic`] (the safe assumption) unless
 //! [`WebDavOptions::capabilities`] says otherwise.
+//!
+//! Here: the options, the type and its [`Remote`] methods; sending one request (errors,
+//! retries, `PROPFIND`) is in `requests.rs`, the `PUT` with its `MKCOL`s in `write.rs`.
 
 mod keyring;
 mod login_flow;
 mod multistatus;
+mod requests;
 mod secret;
 mod target;
+mod write;
 
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use ureq::http::{HeaderMap, Method};
 
@@ -36,10 +40,7 @@ pub use secret::{PASSWORD_ENV, Secret, SecretError};
 use target::Target;
 pub(crate) use target::is_loopback;
 
-use crate::http::{
-    Client, Failure, HttpError, HttpPolicy, Redirects, RequestBuilder, Response, header,
-    http_date_ms, is_transient_status, retry_after,
-};
+use crate::http::{Client, HttpPolicy, Redirects, Response, header, http_date_ms};
 use crate::probe::RawPut;
 use crate::{
     Capabilities, CasClass, Etag, GetResult, ObjectInfo, PathError, PutMode, Remote, RemoteError,
@@ -122,12 +123,6 @@ pub struct WebDav {
     /// `OC-FileId` header.
     nextcloud: AtomicBool,
 }
-
-/// How much of an unexpected answer's body is read for the error that quotes it.
-const ERROR_BODY_LIMIT: u64 = 16 * 1024;
-
-const PROPFIND_BODY: &str = r#"<?xml version="1.0" encoding="utf-8"?>
-<d:propfind xmlns:d="DAV:"><d:prop><d:resourcetype/><d:getcontentlength/><d:getetag/><d:getlastmodified/></d:prop></d:propfind>"#;
 
 /// The capabilities assumed before a probe: compare-and-swap is not trusted to be atomic.
 fn unprobed_capabilities() -> Capabilities {
@@ -275,328 +270,6 @@ impl WebDav {
         Ok(RawPut {
             etag: etag_header(resp.headers()).map(str::to_string),
         })
-    }
-
-    // ---- plumbing -------------------------------------------------------------------------
-
-    fn request(&self, method: Method, url: &str) -> RequestBuilder<'_> {
-        let req = self.client.request(method, url);
-        match &self.user {
-            Some(user) => req.basic_auth(user, self.password.as_ref().map(Secret::expose)),
-            None => req,
-        }
-    }
-
-    /// Sends one request; maps transport failures to errors, whatever the status.
-    fn send_raw(&self, what: &str, req: RequestBuilder<'_>) -> Result<Response, RemoteError> {
-        let resp = req.send().map_err(|e| self.transport_error(what, &e))?;
-        self.note_answer(&resp);
-        Ok(resp)
-    }
-
-    /// Sends one request; maps transport failures and transient statuses to a [`Failure`].
-    fn send(&self, what: &str, req: RequestBuilder<'_>) -> Result<Response, Failure> {
-        let resp = self.send_raw(what, req)?;
-        let status = resp.status();
-        if is_transient_status(status.as_u16()) {
-            let retry_after = retry_after(resp.headers());
-            tracing::debug!(%what, %status, ?retry_after, "transient answer");
-            return Err(Failure {
-                error: RemoteError::Transient {
-                    what: what.to_string(),
-                    detail: format!("HTTP {status}"),
-                },
-                retry_after,
-            });
-        }
-        Ok(resp)
-    }
-
-    fn transport_error(&self, what: &str, e: &HttpError) -> RemoteError {
-        self.options.policy().transport_error(what, e)
-    }
-
-    /// Runs `attempt`, retrying transient failures of idempotent requests with jittered
-    /// exponential backoff (or the server's `Retry-After`, when within bounds).
-    fn with_retries<T>(
-        &self,
-        idempotent: bool,
-        attempt: impl FnMut() -> Result<T, Failure>,
-    ) -> Result<T, RemoteError> {
-        self.options.policy().with_retries(idempotent, attempt)
-    }
-
-    /// The error for an answer the caller did not expect.
-    fn status_error(&self, what: &str, resp: Response) -> RemoteError {
-        let status = resp.status();
-        let code = status.as_u16();
-        if code == 401 || code == 403 {
-            return RemoteError::Auth {
-                url: resp.url().to_string(),
-                user: self.user.clone().unwrap_or_else(|| "(none)".into()),
-                status: code,
-            };
-        }
-        if is_transient_status(code) {
-            return RemoteError::Transient {
-                what: what.to_string(),
-                detail: format!("HTTP {status}"),
-            };
-        }
-        let hint = match code {
-            405 => " (is WebDAV enabled at this URL?)",
-            _ => "",
-        };
-        // The error quotes 200 characters of the body: a server's endless error page is not
-        // read to its end.
-        let body = resp.text_up_to(ERROR_BODY_LIMIT).unwrap_or_default();
-        let body: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
-        let body: String = body.chars().take(200).collect();
-        RemoteError::Permanent {
-            what: what.to_string(),
-            detail: if body.is_empty() {
-                format!("HTTP {status}{hint}")
-            } else {
-                format!("HTTP {status}{hint}: {body}")
-            },
-        }
-    }
-
-    /// One PUT (and, for want of its folder, MKCOL and the PUT again). Every PUT carries
-    /// `X-OC-MTime` — `mtime`, or now — which Nextcloud and ownCloud take as the file's
-    /// modification time (and so as what decides whether its ETag changes); other servers
-    /// ignore it.
-    fn put_response(
-        &self,
-        path: &str,
-        body: &[u8],
-        mode: &PutMode,
-        mtime: Option<u64>,
-    ) -> Result<Response, RemoteError> {
-        let url = self.target.url(path);
-        let what = format!("PUT {url}");
-        let send = || -> Result<Response, RemoteError> {
-            let mut req = self
-                .request(Method::PUT, &url)
-                .header(
-                    "Content-Type",
-                    if path.ends_with(".json") {
-                        "application/json"
-                    } else {
-                        "application/octet-stream"
-                    },
-                )
-                .body(body.to_vec());
-            req = match mode {
-                PutMode::CreateOnly => req.header("If-None-Match", "*"),
-                PutMode::UpdateIfMatch(etag) => req.header("If-Match", etag.quoted()),
-                PutMode::Overwrite => req,
-            };
-            let mtime = mtime.unwrap_or_else(|| {
-                SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_secs()
-            });
-            req = req.header("X-OC-MTime", mtime.to_string());
-            self.send_raw(&what, req)
-        };
-        let resp = send()?;
-        let code = resp.status().as_u16();
-        // A missing parent folder: 409 (RFC 4918), 404 (sabre/dav, rclone), 500 (nginx).
-        if matches!(code, 404 | 409 | 500) {
-            if self.create_parents(&url)? {
-                if matches!(mode, PutMode::UpdateIfMatch(_)) {
-                    // The folder did not exist, so neither did the file.
-                    return Err(RemoteError::PreconditionFailed {
-                        path: path.to_string(),
-                    });
-                }
-                return check_put(self, &what, path, send()?);
-            }
-            if code != 500 && matches!(mode, PutMode::UpdateIfMatch(_)) {
-                return Err(RemoteError::PreconditionFailed {
-                    path: path.to_string(),
-                });
-            }
-            // The folder exists now although our MKCOL created nothing: another writer
-            // created it between our PUT and our MKCOL. Send the PUT once more.
-            if code != 500 {
-                let resp = send()?;
-                return self.check_create(&what, path, mode, resp);
-            }
-        }
-        self.check_create(&what, path, mode, resp)
-    }
-
-    /// [`check_put`], and for a create-only PUT answered 404 (or, on Nextcloud, 403) although
-    /// its folder exists: Nextcloud says so right after php-fpm restarts (its file cache is
-    /// not warm) and to racing creators. A file there now is a lost race (412); otherwise it
-    /// is worth another try.
-    fn check_create(
-        &self,
-        what: &str,
-        path: &str,
-        mode: &PutMode,
-        resp: Response,
-    ) -> Result<Response, RemoteError> {
-        let code = resp.status().as_u16();
-        let odd = code == 404 || (code == 403 && self.is_nextcloud());
-        if !odd || *mode != PutMode::CreateOnly {
-            return check_put(self, what, path, resp);
-        }
-        if self.head(path)?.is_some() {
-            return Err(RemoteError::PreconditionFailed {
-                path: path.to_string(),
-            });
-        }
-        Err(RemoteError::Transient {
-            what: what.to_string(),
-            detail: format!(
-                "HTTP {} although the folder exists (a server whose file cache lags, as \
-                 Nextcloud's does right after a restart)",
-                resp.status()
-            ),
-        })
-    }
-
-    /// Makes sure the collection holding `url` exists; `true` if something was created.
-    fn create_parents(&self, url: &str) -> Result<bool, RemoteError> {
-        match target::parent_url(url) {
-            Some(parent) => self.make_collection(&parent, 0),
-            None => Ok(false),
-        }
-    }
-
-    fn make_collection(&self, url: &str, depth: usize) -> Result<bool, RemoteError> {
-        let what = format!("MKCOL {url}");
-        let mkcol = || {
-            self.with_retries(true, || {
-                let resp = self.send(
-                    &what,
-                    self.request(Method::from_bytes(b"MKCOL").expect("valid"), url),
-                )?;
-                Ok(resp)
-            })
-        };
-        let resp = mkcol()?;
-        match resp.status().as_u16() {
-            200..=299 => Ok(true),
-            // Exists already (405 per RFC 4918; some servers say 301 for a folder URL).
-            405 | 301 | 302 => Ok(false),
-            409 | 404 if depth < 64 => match target::parent_url(url) {
-                Some(parent) => {
-                    self.make_collection(&parent, depth + 1)?;
-                    let resp = mkcol()?;
-                    match resp.status().as_u16() {
-                        200..=299 => Ok(true),
-                        405 => Ok(false),
-                        _ => Err(self.status_error(&what, resp)),
-                    }
-                }
-                None => Err(self.status_error(&what, resp)),
-            },
-            _ => Err(self.status_error(&what, resp)),
-        }
-    }
-
-    /// `PROPFIND` with the given depth on a URL; `None` when missing.
-    fn propfind(
-        &self,
-        url: &str,
-        depth: &'static str,
-    ) -> Result<Option<Vec<multistatus::Entry>>, RemoteError> {
-        let what = format!("PROPFIND {url}");
-        self.with_retries(true, || {
-            let req = self
-                .request(Method::from_bytes(b"PROPFIND").expect("valid"), url)
-                .header("Depth", depth)
-                .header("Content-Type", "application/xml; charset=utf-8")
-                .body(PROPFIND_BODY);
-            let resp = self.send(&what, req)?;
-            match resp.status().as_u16() {
-                207 | 200 => {
-                    let text = resp.text().map_err(|e| self.transport_error(&what, &e))?;
-                    multistatus::parse(&text).map(Some).map_err(|detail| {
-                        RemoteError::Permanent {
-                            what: what.clone(),
-                            detail: format!("unreadable PROPFIND answer: {detail}"),
-                        }
-                        .into()
-                    })
-                }
-                404 | 410 => Ok(None),
-                _ => Err(self.status_error(&what, resp).into()),
-            }
-        })
-    }
-
-    /// [`Remote::put`] with an optional `X-OC-MTime`.
-    fn put_at(
-        &self,
-        path: &str,
-        body: &[u8],
-        mode: &PutMode,
-        mtime: Option<u64>,
-    ) -> Result<Option<Etag>, RemoteError> {
-        check_file_path(path)?;
-        if matches!(mode, PutMode::UpdateIfMatch(_))
-            && self.capabilities().cas == CasClass::NonAtomic
-            && self.head(path)?.is_none()
-        {
-            // Servers not proven atomic may ignore If-Match on a missing file and create it
-            // (wsgidav does): refuse that case here. Only existence is checked, not the ETag,
-            // so what the server itself does with If-Match stays visible (to the probe too).
-            return Err(RemoteError::PreconditionFailed {
-                path: path.to_string(),
-            });
-        }
-        let resp = self.put_response(path, body, mode, mtime)?;
-        match etag_header(resp.headers()) {
-            Some(raw) => Ok(Some(Etag::normalise(raw))),
-            None => self.etag_after_put(path, body.len()),
-        }
-    }
-
-    /// The ETag of a file just written, when the PUT answer had none: HEAD, then PROPFIND.
-    /// Taken only if the size is what we wrote (otherwise someone else wrote meanwhile, and
-    /// their ETag must not pass for ours).
-    fn etag_after_put(&self, path: &str, len: usize) -> Result<Option<Etag>, RemoteError> {
-        if let Some(info) = self.head(path)? {
-            if info.size != len as u64 {
-                tracing::debug!(path, "size changed after our PUT: someone else wrote");
-                return Ok(None);
-            }
-            if info.etag.is_some() {
-                return Ok(info.etag);
-            }
-        }
-        let url = self.target.url(path);
-        let entries = self.propfind(&url, "0")?.unwrap_or_default();
-        Ok(entries
-            .into_iter()
-            .find(|e| e.size.is_none_or(|s| s == len as u64))
-            .and_then(|e| e.etag)
-            .map(|e| Etag::normalise(&e)))
-    }
-}
-
-fn check_put(
-    dav: &WebDav,
-    what: &str,
-    path: &str,
-    resp: Response,
-) -> Result<Response, RemoteError> {
-    match resp.status().as_u16() {
-        200..=299 => Ok(resp),
-        412 => Err(RemoteError::PreconditionFailed {
-            path: path.to_string(),
-        }),
-        // Another request holds the file's lock (Nextcloud, rclone): nothing was written.
-        423 => Err(RemoteError::Locked {
-            what: what.to_string(),
-        }),
-        _ => Err(dav.status_error(what, resp)),
     }
 }
 
