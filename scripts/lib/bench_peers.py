@@ -282,7 +282,8 @@ def bench_deltasync(r, n, work, binary):
                   "--collection", "tasks=dir:tasks")
 
     out = {}
-    out["initial upload"] = r.measure([init(a, "a"), ds(a, "sync")], env)
+    out["init"] = r.measure([init(a, "a")], env)
+    out["initial upload"] = r.measure([ds(a, "sync")], env)
     out["bootstrap"] = r.measure([init(b, "b"), ds(b, "sync")], env)
     count = len(os.listdir(os.path.join(b, "tasks")))
     assert count == n, f"deltasync bootstrap: {count} files, not {n}"
@@ -545,6 +546,12 @@ def print_tables(sizes, peers, results, failures):
     if setup:
         print("\nJoplin's `import --format md` of the N notes (local, before the measured upload): "
               + ", ".join(f"{t:.0f} s at {size_label(n)}" for n, t in setup) + ".")
+    inits = [(n, results[("deltasync", n)]["init"]) for n in sizes if ("deltasync", n) in results]
+    if inits:
+        print("\ndeltasync's `init` on device A (before the initial upload above; its server probe "
+              "writes, reads and deletes test files): "
+              + ", ".join(f"{fmt_int(c.requests)} requests / {fmt_int(c.up)} / {fmt_int(c.down)} bytes / "
+                          f"{c.wall:.2f} s at {size_label(n)}" for n, c in inits) + ".")
     for (p, n), why in failures.items():
         print(f"\n**{names[p]} at N = {size_label(n)} failed:** `{why}`")
 
