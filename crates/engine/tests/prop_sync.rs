@@ -574,3 +574,71 @@ fn regression_free_races_with_reused_etags_2() {
     };
     run(steps, faults, 0, true).unwrap();
 }
+
+/// Free races with every fault at once (a helper's run, shrunk): at quiescence devices 0 and 1
+/// hold e0 (device 1's edit, in a commit of device 1 that a stale-ETag racer overwrote after
+/// device 0 had read it) and device 2 and the remote do not. It fails when some writes land
+/// within one second (ETags reused): 6 of 12 runs on 5d6fda9 too, so it predates the stat
+/// cache. Not fixed yet: the likely cause is a commit confirmed by another device's write on
+/// top, after which a stale writer overwrote both (only the last author forces its entities
+/// again); see the closing note of session 6. Run it with `--ignored`.
+#[test]
+#[ignore = "known bug, fails about half the runs: a confirmed commit overwritten by a stale-ETag racer together with the commit on top of it"]
+fn regression_free_races_with_every_fault() {
+    use Step::*;
+    let steps = vec![
+        Sync { dev: 2 },
+        EditShared { dev: 1, entity: 0 },
+        Freeze { dev: 1 },
+        EditShared { dev: 0, entity: 3 },
+        EditOwn { dev: 0, entity: 1 },
+        Sync { dev: 2 },
+        Freeze { dev: 0 },
+        EditOwn { dev: 1, entity: 0 },
+        EditOwn { dev: 1, entity: 3 },
+        Sync { dev: 0 },
+        Freeze { dev: 2 },
+        EditShared { dev: 0, entity: 0 },
+        Delete { dev: 1, entity: 2 },
+        EditShared { dev: 0, entity: 0 },
+        EditShared { dev: 1, entity: 0 },
+        Sync { dev: 2 },
+        Delete { dev: 2, entity: 2 },
+        Freeze { dev: 2 },
+        EditOwn { dev: 2, entity: 1 },
+        EditOwn { dev: 2, entity: 3 },
+        Sync { dev: 1 },
+        Race {
+            racer: 2,
+            victim: 0,
+            reader: true,
+        },
+        Race {
+            racer: 2,
+            victim: 0,
+            reader: false,
+        },
+        Sync { dev: 2 },
+        EditShared { dev: 1, entity: 3 },
+        Delete { dev: 1, entity: 3 },
+        Sync { dev: 1 },
+        Sync { dev: 0 },
+        Freeze { dev: 0 },
+        Race {
+            racer: 0,
+            victim: 2,
+            reader: false,
+        },
+        Sync { dev: 1 },
+        Freeze { dev: 2 },
+    ];
+    let faults = Faults {
+        stale_if_match_succeeds: 1.0,
+        ignore_preconditions: false,
+        transient_error_rate: 0.1,
+        lost_response_rate: 0.1,
+        truncate_body_rate: 0.05,
+        reuse_etag_within_second: true,
+    };
+    run(steps, faults, 2236645572177984283, true).unwrap();
+}
