@@ -5,9 +5,7 @@ mod support;
 
 use std::sync::{Arc, Mutex};
 
-use deltasync_remote::{
-    Capabilities, Etag, GetResult, MemoryRemote, ObjectInfo, PutMode, Remote, RemoteError,
-};
+use deltasync_remote::{Etag, MemoryRemote, PutMode, Remote, RemoteError};
 use serde_json::json;
 use support::Device;
 
@@ -23,12 +21,18 @@ struct LoseFirstMetaAnswer {
     then: Mutex<Option<Hook>>,
 }
 
-impl LoseFirstMetaAnswer {
-    fn after(
+impl deltasync_remote::Forward for LoseFirstMetaAnswer {
+    fn inner(&self) -> &dyn Remote {
+        &*self.inner
+    }
+    fn write(
         &self,
         path: &str,
-        put: Result<Option<Etag>, RemoteError>,
+        body: &[u8],
+        mode: &PutMode,
+        mtime: Option<u64>,
     ) -> Result<Option<Etag>, RemoteError> {
+        let put = self.forward_write(path, body, mode, mtime);
         if path != "meta.json" || put.is_err() {
             return put;
         }
@@ -40,41 +44,6 @@ impl LoseFirstMetaAnswer {
             what: format!("PUT {path}"),
             detail: "connection reset (answer lost, test)".into(),
         })
-    }
-}
-
-impl Remote for LoseFirstMetaAnswer {
-    fn get(&self, path: &str, inm: Option<&Etag>) -> Result<GetResult, RemoteError> {
-        self.inner.get(path, inm)
-    }
-    fn put(&self, path: &str, body: &[u8], mode: &PutMode) -> Result<Option<Etag>, RemoteError> {
-        let put = self.inner.put(path, body, mode);
-        self.after(path, put)
-    }
-    fn put_with_mtime(
-        &self,
-        path: &str,
-        body: &[u8],
-        mode: &PutMode,
-        mtime: u64,
-    ) -> Result<Option<Etag>, RemoteError> {
-        let put = self.inner.put_with_mtime(path, body, mode, mtime);
-        self.after(path, put)
-    }
-    fn head(&self, path: &str) -> Result<Option<ObjectInfo>, RemoteError> {
-        self.inner.head(path)
-    }
-    fn list(&self, dir: &str) -> Result<Vec<ObjectInfo>, RemoteError> {
-        self.inner.list(dir)
-    }
-    fn delete(&self, path: &str) -> Result<(), RemoteError> {
-        self.inner.delete(path)
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    fn describe(&self) -> String {
-        self.inner.describe()
     }
 }
 
