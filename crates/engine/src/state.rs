@@ -616,6 +616,15 @@ impl State {
         Ok(n as u64)
     }
 
+    /// The deltas this device remembers having applied: (path, seq).
+    pub fn applied_list(&self) -> Result<Vec<(String, u64)>, StateError> {
+        let mut st = self.conn.prepare("SELECT path, seq FROM applied_deltas")?;
+        let rows = st.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Records that this device now reads the remote from the snapshot of `generation`,
     /// which folds every commit up to `head`: the rows of the deltas it folds are forgotten
     /// (a meta.json of that generation never lists them again), so the table holds the

@@ -575,15 +575,14 @@ fn regression_free_races_with_reused_etags_2() {
     run(steps, faults, 0, true).unwrap();
 }
 
-/// Free races with every fault at once (a helper's run, shrunk): at quiescence devices 0 and 1
-/// hold e0 (device 1's edit, in a commit of device 1 that a stale-ETag racer overwrote after
-/// device 0 had read it) and device 2 and the remote do not. It fails when some writes land
-/// within one second (ETags reused): 6 of 12 runs on 5d6fda9 too, so it predates the stat
-/// cache. Not fixed yet: the likely cause is a commit confirmed by another device's write on
-/// top, after which a stale writer overwrote both (only the last author forces its entities
-/// again); see the closing note of session 6. Run it with `--ignored`.
+/// Free races with every fault at once (a helper's run, shrunk): device 1's commit was
+/// confirmed (device 0 committed on top of it), then a racer with an older meta.json
+/// overwrote both; device 1 took its commit for confirmed and device 0 made only its own
+/// again, so e0 stayed on devices 0 and 1 and never reached device 2 or the remote. It failed
+/// in about half the runs (when writes landed within one second): now every device that
+/// applied a delta meta.json no longer lists pushes what it took from it again
+/// (`Engine::force_vanished`).
 #[test]
-#[ignore = "known bug, fails about half the runs: a confirmed commit overwritten by a stale-ETag racer together with the commit on top of it"]
 fn regression_free_races_with_every_fault() {
     use Step::*;
     let steps = vec![

@@ -169,6 +169,17 @@ impl State {
         self.set(FORCED, &serde_json::to_string(&list)?)
     }
 
+    /// Forces `keys` into the next commit as [`State::add_forced`] does for a lost commit of
+    /// seq `seq`.
+    pub fn add_forced_keys(&self, keys: &[(String, String)], seq: u64) -> Result<(), StateError> {
+        let mut map = self.forced()?;
+        for k in keys {
+            map.insert(k.clone(), seq);
+        }
+        let list: Vec<_> = map.into_iter().collect();
+        self.set(FORCED, &serde_json::to_string(&list)?)
+    }
+
     /// Clears [`State::forced`]: a commit carried them (they are pushed whenever set).
     pub fn clear_forced(&self) -> Result<(), StateError> {
         self.unset(FORCED)

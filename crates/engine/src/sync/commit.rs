@@ -199,6 +199,73 @@ impl Engine {
         Ok(lost)
     }
 
+    /// Deltas this device applied that meta.json no longer lists, in the generation it reads
+    /// and not folded into a snapshot: on a server whose compare-and-swap is not atomic, a
+    /// writer with an older meta.json overwrote them, perhaps after their author took them
+    /// for confirmed (another device had committed on top) and so will not make them again.
+    /// What this device took from them goes back: each entity whose mirror is still that
+    /// delta's record loses its base (the next round merges it with what the remote has now,
+    /// keeping both sides, a receipt at worst) and is forced into the next commit.
+    pub(crate) fn force_vanished(
+        &mut self,
+        meta: &Meta,
+        folded: &[String],
+    ) -> Result<(), EngineError> {
+        if self.store.remote().capabilities().cas == CasClass::Atomic {
+            return Ok(());
+        }
+        let generation = meta.snapshot.as_ref().map_or(0, |s| s.generation);
+        let prefix = format!("deltas/g{generation}/");
+        let listed: BTreeSet<&str> = meta.deltas.iter().map(|d| d.path.as_str()).collect();
+        let vanished: Vec<(String, u64)> = self
+            .state
+            .applied_list()?
+            .into_iter()
+            .filter(|(p, seq)| {
+                p.starts_with(&prefix)
+                    && *seq <= meta.head
+                    && !listed.contains(p.as_str())
+                    && !folded.contains(p)
+            })
+            .collect();
+        if vanished.is_empty() {
+            return Ok(());
+        }
+        let states = self.state.all_states()?;
+        for (path, seq) in vanished {
+            // `deltas/g<N>/<device>-<ms>-<8 hex>.json`: the writer's device id.
+            let device = path
+                .rsplit('/')
+                .next()
+                .and_then(|n| n.strip_suffix(".json"))
+                .and_then(|n| n.rsplitn(3, '-').nth(2))
+                .unwrap_or_default()
+                .to_owned();
+            let mut keys = Vec::new();
+            for ((c, id), st) in &states {
+                if !st.has_mirror || st.m_version != seq {
+                    continue;
+                }
+                if self
+                    .state
+                    .mirror(c, id)?
+                    .is_some_and(|m| m.device == device)
+                {
+                    keys.push((c.clone(), id.clone()));
+                }
+            }
+            tracing::warn!(delta = %path, seq, entities = keys.len(), "a delta applied here is gone from meta.json (overwritten by a racing writer); pushing what it carried again");
+            self.state.transaction(|s| {
+                for (c, id) in &keys {
+                    s.set_base(c, id, None)?;
+                }
+                s.add_forced_keys(&keys, seq + 1)?;
+                s.unmark_applied(&path)
+            })?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn commit_retry(&self) -> CommitRetry {
         let (backoff, budget) = if self.store.remote().capabilities().networked {
             (

@@ -183,6 +183,7 @@ impl Engine {
         self.check_not_behind(&meta, cached_meta.as_deref(), known_generation)?;
         self.check_history(&meta, cached_meta.as_deref(), known_generation)?;
         self.reconcile_journal(&meta, &etag, folded)?;
+        self.force_vanished(&meta, folded)?;
         let mut applied = 0;
         if let Some((generation, snapshot)) = &snapshot {
             let mut clock = self.state.clock()?;
