@@ -161,12 +161,12 @@ impl State {
     /// (An entity that someone wrote at or after the lost seq needs no push: that record,
     /// read after the lost one everywhere, replaces it already.)
     pub fn add_forced(&self, p: &PendingCommit) -> Result<(), StateError> {
-        let mut map = self.forced()?;
-        for r in &p.records {
-            map.insert((r.collection.clone(), r.id.clone()), p.seq);
-        }
-        let list: Vec<_> = map.into_iter().collect();
-        self.set(FORCED, &serde_json::to_string(&list)?)
+        let keys: Vec<_> = p
+            .records
+            .iter()
+            .map(|r| (r.collection.clone(), r.id.clone()))
+            .collect();
+        self.add_forced_keys(&keys, p.seq)
     }
 
     /// Forces `keys` into the next commit as [`State::add_forced`] does for a lost commit of
