@@ -222,14 +222,16 @@ impl Engine {
         &self,
         progress: &dyn Progress,
     ) -> Result<(Vec<u8>, BackupManifest), EngineError> {
-        let (meta, _) = self.store().read_meta_fresh()?;
+        let (meta, _) = self.read_remote_meta()?;
         let archives = self.store().list_archives()?;
         progress.start(
             "backing up",
             (1 + meta.deltas.len() + archives.len()) as u64,
         );
         let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-        files.push((META_FILE.into(), meta.to_bytes()));
+        // Every delta since the snapshot listed (format 2's meta.json lists only the newest):
+        // the backup holds them all, and reads them from this list.
+        files.push((META_FILE.into(), meta.to_local_bytes()));
         if let Some(r) = &meta.snapshot {
             files.push((
                 r.name.clone(),

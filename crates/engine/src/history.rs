@@ -56,7 +56,7 @@ impl Engine {
         &self,
         progress: &dyn Progress,
     ) -> Result<Vec<(DeltaRef, Delta, String)>, EngineError> {
-        let (meta, _) = self.store().read_meta_fresh()?;
+        let (meta, _) = self.read_remote_meta()?;
         let archives = self.store().list_archives()?;
         progress.start(
             "reading history",

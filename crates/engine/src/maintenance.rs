@@ -361,6 +361,8 @@ impl Engine {
             next.snapshot = Some(snap_ref.clone());
             next.deltas.clear();
             next.entity_versions.clear();
+            // A remote of an older format becomes format 2 here: its meta.json stops growing.
+            next.upgrade();
             match self.store().commit_meta(&mut next, &etag) {
                 Ok(new_etag) => {
                     let next = std::sync::Arc::new(next);

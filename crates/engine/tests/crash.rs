@@ -22,8 +22,8 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use deltasync_meta::{Delta, Meta};
-use deltasync_remote::{Faults, GetResult, MemoryRemote, Remote};
+use deltasync_meta::Delta;
+use deltasync_remote::{Faults, MemoryRemote, Remote};
 use serde_json::{Value, json};
 use support::settle::{HOUR, Immutable, Outcome, World, settle_and_check, write_at};
 use support::{CrashMode, CrashingRemote, Device, RacingView};
@@ -359,10 +359,7 @@ fn regression_orphan_of_a_crash_before_the_meta_write_is_not_superseded() {
         .to_string();
     a.restart(remote.clone());
     assert_eq!(a.sync().committed, Some(2));
-    let meta = match remote.get("meta.json", None).unwrap() {
-        GetResult::Found { body, .. } => Meta::from_bytes(&body).unwrap(),
-        other => panic!("{other:?}"),
-    };
+    let meta = support::settle::complete_meta(remote.clone());
     let delta = Delta::from_bytes(&remote.files()[&meta.deltas[1].path]).unwrap();
     let journal: Vec<String> = a
         .engine

@@ -256,6 +256,7 @@ fn commit_raw(remote: Arc<dyn Remote>, records: Vec<(&str, &str, Value)>) {
         device: "other".into(),
         time: 1,
         supersedes: None,
+        prev: meta.deltas.last().cloned(),
         records: records
             .into_iter()
             .map(|(c, id, data)| EntityRecord {

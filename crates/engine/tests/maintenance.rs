@@ -354,19 +354,32 @@ fn a_damaged_archive_is_refused_and_nothing_changes() {
     assert_eq!(remote.files(), before);
 }
 
-/// As a user runs it — `init`, `sync`, never `compact` — a first import of thousands of
+/// A remote initialised before format 2, as format 1 wrote it: its meta.json lists every delta
+/// since the snapshot and a version for each entity they changed.
+fn format_1_remote() -> Arc<MemoryRemote> {
+    let remote = Arc::new(MemoryRemote::new());
+    let store = deltasync_store::Store::new(remote.clone());
+    store.init(None).unwrap();
+    let (mut meta, _) = store.read_meta_fresh().unwrap();
+    (meta.format, meta.min_reader, meta.min_writer) = (1, 1, 1);
+    remote.raw_put("meta.json", &meta.to_bytes());
+    remote
+}
+
+/// Issue 12, on a remote of format 1: a first import (`init`, then `sync`) of thousands of
 /// entities left meta.json listing a version for each, and every later push uploaded it again
 /// (1.2 MB at 100k). By default the sync that grows meta.json past 64 KiB compacts right after
 /// (from this device, which just synced: nothing is downloaded), and a later one-change push
-/// uploads the entity and a small meta.json.
+/// uploads the entity and a small meta.json. That compaction makes the remote format 2.
 #[test]
 fn a_first_import_is_compacted_by_itself_and_later_pushes_stay_small() {
-    let remote = Arc::new(deltasync_remote::Counting::new(MemoryRemote::new()));
+    let remote = format_1_remote();
     let mut a = Device::new(remote.clone(), "a");
     for i in 0..6000 {
         a.write(&format!("t{i:05}"), &json!({"title": format!("task {i}")}));
     }
     a.sync();
+    assert!(a.engine.state().len_of("meta").unwrap().unwrap() > 64 * 1024);
     let before = remote.stats();
     let compacted = a.engine.maybe_compact().unwrap();
     assert!(
@@ -378,6 +391,10 @@ fn a_first_import_is_compacted_by_itself_and_later_pushes_stay_small() {
         0,
         "it downloaded"
     );
+    let (meta, _) = deltasync_store::Store::new(remote.clone())
+        .read_meta_fresh()
+        .unwrap();
+    assert_eq!((meta.format, meta.min_reader), (2, 2), "upgraded");
     a.write("t00007", &json!({"title": "task 7, edited"}));
     let before = remote.stats();
     a.sync();
@@ -392,6 +409,60 @@ fn a_first_import_is_compacted_by_itself_and_later_pushes_stay_small() {
     b.sync();
     assert_eq!(b.all().len(), 6000);
     assert_eq!(b.read("t00007"), Some(json!({"title": "task 7, edited"})));
+}
+
+/// Issue 12, format 2: meta.json lists only the newest delta, so after a first import of
+/// thousands of entities, and after any number of commits, a one-change push uploads the
+/// entity's delta and a meta.json of constant size — with no compaction at all. A device that
+/// joins walks the chain of deltas back to the snapshot.
+#[test]
+fn without_compaction_every_push_uploads_the_change_and_a_bounded_meta() {
+    let remote = Arc::new(MemoryRemote::new());
+    let mut a = Device::new(remote.clone(), "a");
+    for i in 0..6000 {
+        a.write(&format!("t{i:05}"), &json!({"title": format!("task {i}")}));
+    }
+    a.sync();
+    let mut ups = Vec::new();
+    for n in 0..40 {
+        a.write("t00007", &json!({"title": format!("task 7, edit {n:02}")}));
+        let before = remote.stats();
+        assert!(a.sync().committed.is_some());
+        ups.push(remote.stats().bytes_up - before.bytes_up);
+        assert_eq!(
+            remote.stats().puts - before.puts,
+            2,
+            "a delta and meta.json"
+        );
+    }
+    assert!(a.engine.maybe_compact().unwrap().is_none(), "not needed");
+    let entity = serde_json::to_vec(&json!({"title": "task 7, edit 00"}))
+        .unwrap()
+        .len() as u64;
+    let (first, last) = (ups[0], ups[ups.len() - 1]);
+    assert!(last <= first + 8, "the push grew with the commits: {ups:?}");
+    assert!(
+        last <= entity + 1024 + 512,
+        "one change uploaded {last} bytes for a {entity}-byte entity"
+    );
+    let meta = remote.files()["meta.json"].len();
+    assert!(meta < 1024, "meta.json is {meta} bytes");
+    // A device joining walks back through the 41 commits and has every entity.
+    let mut b = Device::new(remote.clone(), "b");
+    b.sync();
+    assert_eq!(b.all().len(), 6000);
+    assert_eq!(b.read("t00007"), Some(json!({"title": "task 7, edit 39"})));
+    // And keeps up: a's next push is one delta for b, read once.
+    a.write("t00008", &json!({"title": "task 8, edited"}));
+    a.sync();
+    let before = remote.stats();
+    b.sync();
+    assert_eq!(
+        remote.stats().gets - before.gets,
+        2,
+        "meta.json and the new delta"
+    );
+    assert_eq!(b.read("t00008"), Some(json!({"title": "task 8, edited"})));
 }
 
 /// Local state grows with the data, not with the commits ever made: the rows that remember

@@ -37,6 +37,7 @@ fn commit_from_a_newer_writer(remote: Arc<dyn Remote>) {
         device: "newer".into(),
         time: 1,
         supersedes: None,
+        prev: meta.deltas.last().cloned(),
         records: vec![EntityRecord {
             collection: "tasks".into(),
             id: "n1".into(),

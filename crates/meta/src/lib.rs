@@ -1,4 +1,5 @@
-//! The remote format v1 of deltasync, as plain types with no I/O.
+//! The remote format of deltasync (version 2; version 1 is read too), as plain types with no
+//! I/O.
 //!
 //! A remote holds `meta.json` (the commit point, [`Meta`]), `data.json` (the compacted
 //! snapshot, [`Snapshot`]) and one immutable file per commit under `deltas/` ([`Delta`]).
@@ -35,8 +36,14 @@ pub use meta_json::{DeltaRef, DeviceInfo, Meta, SnapshotRef, UnknownFields, Vers
 pub use unknown::{Extra, WithExtra, from_slice_kept, to_string_kept};
 use unknown::{Kept, KeptRef};
 
-/// The format version this library writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this library writes: 2, whose meta.json lists only the newest delta and
+/// each delta names the one before it ([`Delta::prev`]), so that meta.json stays the same size
+/// whatever the number of commits since the snapshot (`docs/format.md`).
+pub const FORMAT_VERSION: u32 = 2;
+/// The first format whose meta.json lists only the newest delta (the rest are found through
+/// [`Delta::prev`]). A remote of an older format is read as it is and written in its own
+/// format until a compaction upgrades it.
+pub const CHAINED_FORMAT: u32 = 2;
 /// The oldest format this library can read.
 pub const MIN_READABLE_FORMAT: u32 = 1;
 
@@ -292,6 +299,13 @@ pub struct Delta {
     /// Path of an earlier delta of the same device that this one replaces (a retry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub supersedes: Option<String>,
+    /// The delta committed just before this one in the same snapshot generation (the newest
+    /// one the meta.json it was written against listed); `None` for the first delta after the
+    /// snapshot, and in deltas of format-1 writers. Format 2's meta.json lists only the
+    /// newest delta: a reader finds the others by following these links back to the
+    /// snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev: Option<DeltaRef>,
     /// Changed entities.
     #[serde(with = "unknown::kept_vec")]
     pub records: Vec<EntityRecord>,

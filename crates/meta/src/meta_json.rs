@@ -51,8 +51,13 @@ pub struct DeviceInfo {
     pub last_commit: u64,
 }
 
-/// `meta.json`: the commit point. Its size grows with the changes since the last compaction,
-/// never with the number of entities.
+/// `meta.json`: the commit point. In format 2 its size is bounded (it lists only the newest
+/// delta); in format 1 it grows with the changes since the last compaction, never with the
+/// number of entities.
+///
+/// In memory, [`Meta::deltas`] lists every delta since the snapshot once the store has
+/// completed it ([`Meta::is_complete`]); [`Meta::to_bytes`] writes the remote's form,
+/// [`Meta::to_local_bytes`] the complete one.
 ///
 /// Fields a newer writer added are kept in [`Meta::unknown`] and written back by
 /// [`Meta::to_bytes`].
@@ -68,9 +73,11 @@ pub struct Meta {
     pub snapshot: Option<SnapshotRef>,
     /// The commit sequence number ("globalUpdateCount" in the seed design).
     pub head: u64,
-    /// Deltas committed since the snapshot, in seq order.
+    /// Deltas committed since the snapshot, in seq order: all of them once completed; as read
+    /// from a format-2 meta.json, only the newest.
     pub deltas: Vec<DeltaRef>,
-    /// Versions of the entities changed since the snapshot.
+    /// Versions of the entities changed since the snapshot (format 1 only: format 2 neither
+    /// writes nor reads them).
     pub entity_versions: VersionMap,
     /// Time of the last commit, ms since the Unix epoch.
     pub last_sync_timestamp: u64,
@@ -156,7 +163,8 @@ struct MetaOut<'a> {
     #[serde(rename = "globalUpdateCount")]
     head: u64,
     deltas: Vec<KeptRef<'a, DeltaRef>>,
-    entity_versions: &'a VersionMap,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entity_versions: Option<&'a VersionMap>,
     last_sync_timestamp: u64,
     devices: BTreeMap<&'a str, KeptRef<'a, DeviceInfo>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -167,8 +175,40 @@ struct MetaOut<'a> {
     unknown: &'a Extra,
 }
 
+/// A meta.json with every delta since the snapshot listed, whatever its format: the local copy
+/// a device keeps ([`Meta::to_local_bytes`]).
+struct Listed<'a>(&'a Meta);
+
+impl Serialize for Listed<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize_listing(serializer, usize::MAX)
+    }
+}
+
 impl Serialize for Meta {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Format 2 lists only the newest delta: the others are found through `prev`.
+        let listed = if self.chained() {
+            LISTED_IN_CHAINED
+        } else {
+            usize::MAX
+        };
+        self.serialize_listing(serializer, listed)
+    }
+}
+
+/// How many of the newest deltas a format-2 meta.json lists.
+const LISTED_IN_CHAINED: usize = 1;
+
+impl Meta {
+    /// Serialises meta.json listing the newest `listed` deltas (and, in format 1, the version
+    /// map).
+    fn serialize_listing<S: serde::Serializer>(
+        &self,
+        serializer: S,
+        listed: usize,
+    ) -> Result<S::Ok, S::Error> {
+        let chained = self.chained();
         let Meta {
             format,
             min_reader,
@@ -190,7 +230,7 @@ impl Serialize for Meta {
                 _ => &unknown::NONE,
             },
         });
-        let deltas = deltas
+        let deltas = deltas[deltas.len().saturating_sub(listed)..]
             .iter()
             .map(|d| KeptRef {
                 value: d,
@@ -211,7 +251,7 @@ impl Serialize for Meta {
             snapshot,
             head: *head,
             deltas,
-            entity_versions,
+            entity_versions: (!chained).then_some(entity_versions),
             last_sync_timestamp: *last_sync_timestamp,
             devices,
             server: server.as_ref(),
@@ -276,12 +316,12 @@ impl<'de> Deserialize<'de> for Meta {
 }
 
 impl Meta {
-    /// An empty meta with the given head and no snapshot.
+    /// An empty meta of this library's format with the given head and no snapshot.
     pub fn new(head: u64) -> Self {
         Meta {
             format: FORMAT_VERSION,
-            min_reader: 1,
-            min_writer: 1,
+            min_reader: FORMAT_VERSION,
+            min_writer: FORMAT_VERSION,
             snapshot: None,
             head,
             deltas: Vec::new(),
@@ -317,10 +357,49 @@ impl Meta {
         })
     }
 
-    /// Serialises meta.json (compact and deterministic: it is rewritten by every commit, so
-    /// its bytes count).
+    /// Serialises meta.json as it is written to the remote (compact and deterministic: it is
+    /// rewritten by every commit, so its bytes count). In format 2 it lists only the newest
+    /// delta and no version map, so its size does not grow with the commits.
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("format types always serialise")
+    }
+
+    /// Serialises meta.json with every delta since the snapshot listed, whatever the format:
+    /// the copy a device keeps locally, which [`Meta::from_bytes`] reads back complete.
+    pub fn to_local_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(&Listed(self)).expect("format types always serialise")
+    }
+
+    /// Whether this meta.json is of a format that lists only the newest delta
+    /// ([`CHAINED_FORMAT`](crate::CHAINED_FORMAT)): the older ones are found by following
+    /// [`Delta::prev`](crate::Delta::prev).
+    pub fn chained(&self) -> bool {
+        self.format >= crate::CHAINED_FORMAT
+    }
+
+    /// The seq of the first commit after the snapshot (1 without a snapshot).
+    pub fn first_seq(&self) -> u64 {
+        self.snapshot.as_ref().map_or(0, |s| s.head) + 1
+    }
+
+    /// Whether [`Meta::deltas`] lists every commit since the snapshot: from
+    /// [`Meta::first_seq`] up to the head. A format-2 meta.json as read lists only the newest;
+    /// the store completes it.
+    pub fn is_complete(&self) -> bool {
+        match self.deltas.first() {
+            Some(d) => d.seq == self.first_seq(),
+            None => self.head < self.first_seq(),
+        }
+    }
+
+    /// Raises a meta.json of an older format to this library's (at a compaction, which lists
+    /// no delta): from then on it lists only the newest delta, and readers older than format 2
+    /// refuse it and say to upgrade. Never lowers what a newer writer set.
+    pub fn upgrade(&mut self) {
+        self.format = self.format.max(FORMAT_VERSION);
+        self.min_reader = self.min_reader.max(crate::CHAINED_FORMAT);
+        self.min_writer = self.min_writer.max(crate::CHAINED_FORMAT);
+        self.entity_versions.clear();
     }
 
     /// Whether this client may commit to a remote with this meta.
@@ -336,10 +415,5 @@ impl Meta {
     /// Whether meta lists a delta at this path.
     pub fn references(&self, path: &str) -> bool {
         self.deltas.iter().any(|d| d.path == path)
-    }
-
-    /// Version of an entity changed since the snapshot, if meta knows it.
-    pub fn version_of(&self, collection: &str, id: &str) -> Option<u64> {
-        self.entity_versions.get(collection)?.get(id).copied()
     }
 }

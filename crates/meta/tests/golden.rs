@@ -1,15 +1,23 @@
-//! Golden files freeze remote format v1: any change to what is written shows up as a diff of
-//! `testdata/format-v1/`, to be reviewed with `docs/format.md`. Regenerate with
-//! `UPDATE_GOLDEN=1 cargo test -p deltasync-meta --test golden`.
+//! Golden files freeze the remote format this writer writes (2): any change to what is written
+//! shows up as a diff of `testdata/format-v2/`, to be reviewed with `docs/format.md`.
+//! Regenerate with `UPDATE_GOLDEN=1 cargo test -p deltasync-meta --test golden`. The files of
+//! `testdata/format-v1/` were written by format-1 writers: they are read, and written back
+//! byte for byte (a remote keeps its format until a compaction upgrades it).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use deltasync_meta::*;
 use serde_json::json;
 
 fn golden_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/format-v1")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/format-v2")
+}
+
+fn v1_file(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/format-v1")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn check(name: &str, bytes: &[u8]) {
@@ -76,8 +84,40 @@ fn delta() -> Delta {
         device: "3f2a9c1b7d4e".into(),
         time: 1_763_776_000_200,
         supersedes: Some("deltas/g0/3f2a9c1b7d4e-1763776000100-0badf00d.json".into()),
+        // The first commit after the snapshot (head 1): nothing before it.
+        prev: None,
         records: vec![record("t1", 2, false), record("t2", 2, true)],
         conflicts: vec![receipt()],
+    }
+}
+
+fn delta_ref(seq: u64, path: &str, bytes: &[u8], entities: u64) -> DeltaRef {
+    DeltaRef {
+        path: path.into(),
+        seq,
+        device: "3f2a9c1b7d4e".into(),
+        time: 1_763_776_000_000 + 100 * seq,
+        entities,
+        size: bytes.len() as u64,
+        sha256: sha256_hex(bytes),
+    }
+}
+
+const DELTA_2: &str = "deltas/g0/3f2a9c1b7d4e-1763776000200-1c2d3e4f.json";
+const DELTA_3: &str = "deltas/g0/98cc01de22f0-1763776000300-5a6b7c8d.json";
+
+/// The commit after [`delta`]: it names it as the one before it.
+fn delta_3() -> Delta {
+    Delta {
+        format: FORMAT_VERSION,
+        min_reader: 1,
+        seq: 3,
+        device: "98cc01de22f0".into(),
+        time: 1_763_776_000_300,
+        supersedes: None,
+        prev: Some(delta_ref(2, DELTA_2, &delta().to_bytes(), 2)),
+        records: vec![record("t3", 3, false)],
+        conflicts: vec![],
     }
 }
 
@@ -109,10 +149,16 @@ fn golden_snapshot() {
 }
 
 #[test]
-fn golden_meta() {
+fn golden_delta_with_its_predecessor() {
+    let bytes = delta_3().to_bytes();
+    check("delta-3.json", &bytes);
+    assert_eq!(Delta::from_bytes(&bytes).unwrap(), delta_3());
+}
+
+/// meta.json at head 3 with both deltas since the snapshot, as a device holds it.
+fn meta() -> Meta {
     let data = snapshot().to_bytes();
-    let d = delta().to_bytes();
-    let mut meta = Meta::new(2);
+    let mut meta = Meta::new(3);
     meta.snapshot = Some(SnapshotRef {
         generation: 0,
         name: DATA_FILE.into(),
@@ -120,20 +166,12 @@ fn golden_meta() {
         sha256: sha256_hex(&data),
         head: 1,
     });
-    meta.deltas.push(DeltaRef {
-        path: "deltas/g0/3f2a9c1b7d4e-1763776000200-1c2d3e4f.json".into(),
-        seq: 2,
-        device: "3f2a9c1b7d4e".into(),
-        time: 1_763_776_000_200,
-        entities: 2,
-        size: d.len() as u64,
-        sha256: sha256_hex(&d),
-    });
-    meta.entity_versions = BTreeMap::from([(
-        "tasks".to_string(),
-        BTreeMap::from([("t1".to_string(), 2), ("t2".to_string(), 2)]),
-    )]);
-    meta.last_sync_timestamp = 1_763_776_000_200;
+    meta.deltas = vec![delta_ref(2, DELTA_2, &delta().to_bytes(), 2), {
+        let mut r = delta_ref(3, DELTA_3, &delta_3().to_bytes(), 1);
+        r.device = "98cc01de22f0".into();
+        r
+    }];
+    meta.last_sync_timestamp = 1_763_776_000_300;
     meta.devices.insert(
         "3f2a9c1b7d4e".into(),
         DeviceInfo {
@@ -141,9 +179,75 @@ fn golden_meta() {
             last_commit: 1_763_776_000_200,
         },
     );
+    meta.devices.insert(
+        "98cc01de22f0".into(),
+        DeviceInfo {
+            name: "phone".into(),
+            last_commit: 1_763_776_000_300,
+        },
+    );
+    meta
+}
+
+#[test]
+fn golden_meta_lists_only_the_newest_delta() {
+    let meta = meta();
+    assert!(meta.is_complete());
     let bytes = meta.to_bytes();
     check("meta.json", &bytes);
-    assert_eq!(Meta::from_bytes(&bytes).unwrap(), meta);
+    let read = Meta::from_bytes(&bytes).unwrap();
+    assert_eq!(read.deltas, meta.deltas[1..], "only the newest is listed");
+    assert!(!read.is_complete(), "the chain completes it");
+    assert!(read.entity_versions.is_empty());
+    assert!(!String::from_utf8_lossy(&bytes).contains("entityVersions"));
+    // The size does not grow with the commits.
+    let mut longer = meta.clone();
+    for seq in 4..50 {
+        let mut r = meta.deltas[1].clone();
+        r.seq = seq;
+        longer.deltas.push(r);
+        longer.head = seq;
+    }
+    assert_eq!(
+        longer.to_bytes().len(),
+        bytes.len() + 2,
+        "the head and the newest seq, 49, have one digit more than 3"
+    );
+    // The local copy lists them all and reads back complete.
+    let local = Meta::from_bytes(&meta.to_local_bytes()).unwrap();
+    assert_eq!(local, meta);
+    assert!(local.is_complete());
+}
+
+#[test]
+fn format_1_files_are_read_and_written_back_as_they_were() {
+    let bytes = v1_file("meta.json");
+    let meta = Meta::from_bytes(&bytes).unwrap();
+    assert_eq!((meta.format, meta.min_reader, meta.min_writer), (1, 1, 1));
+    assert!(!meta.chained());
+    assert!(meta.is_complete(), "format 1 lists every delta");
+    assert_eq!(meta.deltas.len(), 1);
+    assert_eq!(meta.entity_versions["tasks"]["t2"], 2);
+    assert_eq!(
+        meta.to_bytes(),
+        bytes,
+        "a commit keeps a format-1 remote's form"
+    );
+    let delta = Delta::from_bytes(&v1_file("delta.json")).unwrap();
+    assert_eq!(delta.prev, None);
+    assert_eq!(delta.to_bytes(), v1_file("delta.json"));
+    let snapshot = Snapshot::from_bytes(&v1_file("data.json")).unwrap();
+    assert_eq!(snapshot.to_bytes(), v1_file("data.json"));
+    // A compaction upgrades it: from then on it lists only the newest delta, and format-1
+    // readers refuse it (minReader 2) rather than miss the commits it no longer lists.
+    let mut upgraded = meta.clone();
+    upgraded.deltas.clear();
+    upgraded.upgrade();
+    assert_eq!(
+        (upgraded.format, upgraded.min_reader, upgraded.min_writer),
+        (2, 2, 2)
+    );
+    assert!(upgraded.entity_versions.is_empty());
 }
 
 #[test]

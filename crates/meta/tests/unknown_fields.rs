@@ -97,7 +97,9 @@ fn an_entry_s_fields_go_with_the_entry() {
 
 #[test]
 fn a_meta_without_unknown_fields_is_written_as_before() {
+    // A format-1 remote's meta.json (a remote keeps its format until a compaction).
     let mut meta = Meta::new(2);
+    (meta.format, meta.min_reader, meta.min_writer) = (1, 1, 1);
     meta.devices.insert(
         "a".into(),
         DeviceInfo {
@@ -108,5 +110,21 @@ fn a_meta_without_unknown_fields_is_written_as_before() {
     assert_eq!(
         String::from_utf8(meta.to_bytes()).unwrap(),
         r#"{"format":1,"minReader":1,"minWriter":1,"globalUpdateCount":2,"deltas":[],"entityVersions":{},"lastSyncTimestamp":0,"devices":{"a":{"name":"laptop","lastCommit":5}}}"#
+    );
+}
+
+#[test]
+fn a_format_2_meta_without_unknown_fields_has_no_version_map() {
+    let mut meta = Meta::new(2);
+    meta.devices.insert(
+        "a".into(),
+        DeviceInfo {
+            name: "laptop".into(),
+            last_commit: 5,
+        },
+    );
+    assert_eq!(
+        String::from_utf8(meta.to_bytes()).unwrap(),
+        r#"{"format":2,"minReader":2,"minWriter":2,"globalUpdateCount":2,"deltas":[],"lastSyncTimestamp":0,"devices":{"a":{"name":"laptop","lastCommit":5}}}"#
     );
 }

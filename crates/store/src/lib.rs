@@ -28,6 +28,9 @@
 use std::sync::Arc;
 
 pub mod archive;
+mod chain;
+
+pub use chain::ReadDeltas;
 
 use deltasync_lock::{Backoff, CasError, cas_write, retry_read, retry_transient};
 use deltasync_meta::{
@@ -280,21 +283,17 @@ impl Store {
         }
     }
 
-    /// Reads meta.json unconditionally ([`Store::read_meta`] with no etag): its content and
-    /// etag.
+    /// Reads meta.json unconditionally ([`Store::read_meta`] with no etag) and completes it
+    /// ([`Store::complete`], reading every delta since the snapshot of a format-2 meta.json):
+    /// its content and etag. [`Store::read_meta_complete`] takes a copy to start from.
     pub fn read_meta_fresh(&self) -> Result<(Meta, Etag), StoreError> {
-        match self.read_meta(None)? {
-            MetaRead::Fresh { meta, etag, .. } => Ok((meta, etag)),
-            // read_meta refuses a 304 to an unconditional read.
-            MetaRead::NotModified => Err(StoreError::Remote(RemoteError::Transient {
-                what: format!("GET {META_FILE}"),
-                detail: "304 Not Modified without a condition".into(),
-            })),
-        }
+        let (meta, etag, _) = self.read_meta_complete(None)?;
+        Ok((meta, etag))
     }
 
-    /// Reads meta.json, conditionally on the etag we hold. One that does not parse is read
-    /// again: the same bytes three times are [`StoreError::Damaged`], other bytes (an answer
+    /// Reads meta.json, conditionally on the etag we hold, as it is: a format-2 meta.json lists
+    /// only its newest delta ([`Store::complete`] finds the others). One that does not parse is
+    /// read again: the same bytes three times are [`StoreError::Damaged`], other bytes (an answer
     /// cut in transit, a write under way) a temporary [`StoreError::Format`]. A 304 to a read
     /// without an etag is refused (temporary).
     pub fn read_meta(&self, known: Option<&Etag>) -> Result<MetaRead, StoreError> {
@@ -409,17 +408,21 @@ impl Store {
         let StoreError::Missing(path) = &error else {
             return error;
         };
-        match self.read_meta(None) {
-            Ok(MetaRead::Fresh { meta, .. })
-                if meta.references(path)
-                    || meta.snapshot.as_ref().is_some_and(|s| &s.name == path) =>
-            {
-                StoreError::Damaged {
-                    path: path.clone(),
-                    detail: "meta.json names it, but it is not there".into(),
-                    remedy: Remedy::CompactFromSyncedDevice,
-                }
-            }
+        let damaged = || StoreError::Damaged {
+            path: path.clone(),
+            detail: "meta.json names it, but it is not there".into(),
+            remedy: Remedy::CompactFromSyncedDevice,
+        };
+        let Ok(MetaRead::Fresh { mut meta, .. }) = self.read_meta(None) else {
+            return error;
+        };
+        if meta.references(path) || meta.snapshot.as_ref().is_some_and(|s| &s.name == path) {
+            return damaged();
+        }
+        // A format-2 meta.json names the older deltas through the chain.
+        match self.complete(&mut meta, None) {
+            Ok(_) if meta.references(path) => damaged(),
+            Err(StoreError::Missing(p)) if &p == path => damaged(),
             _ => error,
         }
     }
@@ -609,6 +612,7 @@ mod tests {
             device: "dev/../1".into(),
             time: 5,
             supersedes: None,
+            prev: None,
             records: vec![EntityRecord {
                 collection: "tasks".into(),
                 id: "a".into(),

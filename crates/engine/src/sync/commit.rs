@@ -330,6 +330,8 @@ impl Engine {
             device: self.device_id.clone(),
             time,
             supersedes: supersedes.clone(),
+            // Format 2 finds older deltas through this link (meta.json lists only the newest).
+            prev: meta.deltas.last().cloned(),
             records,
             conflicts: receipts.clone(),
         };
@@ -349,7 +351,9 @@ impl Engine {
         let mut next = meta.clone();
         next.head = seq;
         next.deltas.push(dref.clone());
-        for r in &delta.records {
+        // Format 1 lists the versions too (format 2 neither writes nor reads them).
+        let chained = next.chained();
+        for r in delta.records.iter().filter(|_| !chained) {
             next.entity_versions
                 .entry(r.collection.clone())
                 .or_default()

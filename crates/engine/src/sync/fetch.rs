@@ -73,7 +73,8 @@ impl Engine {
         meta: Arc<Meta>,
         etag: &Etag,
     ) -> Result<CachedMeta, StateError> {
-        let text = String::from_utf8(meta.to_bytes()).unwrap_or_else(|_| "{}".into());
+        // Complete (every delta since the snapshot), whatever the remote's format lists.
+        let text = String::from_utf8(meta.to_local_bytes()).unwrap_or_else(|_| "{}".into());
         let rev = s.set_meta(&text, &etag.0)?;
         Ok(CachedMeta {
             key: (etag.0.clone(), Some(rev)),
@@ -155,8 +156,16 @@ impl Engine {
                 }
                 return Ok((m, e, 0));
             }
-            MetaRead::Fresh { meta, etag, .. } => (Arc::new(meta), etag),
+            MetaRead::Fresh { meta, etag, .. } => (meta, etag),
         };
+        // A format-2 meta.json lists only the newest delta: the chain back to what this
+        // device already holds is read (those deltas are new here, so they are read anyway).
+        let mut meta = meta;
+        let mut read = self
+            .store
+            .complete(&mut meta, cached.as_ref().map(|(m, _)| m.as_ref()))
+            .map_err(|e| self.store.confirm_missing(e))?;
+        let meta = Arc::new(meta);
         // A new device (or a new snapshot generation) starts from the snapshot.
         let known_generation = self
             .state
@@ -217,10 +226,13 @@ impl Engine {
             if self.state.is_applied(&d.path)? {
                 continue;
             }
-            let delta = self
-                .store
-                .read_delta(d)
-                .map_err(|e| self.store.confirm_missing(e))?;
+            let delta = match read.remove(&d.path) {
+                Some(delta) => delta,
+                None => self
+                    .store
+                    .read_delta(d)
+                    .map_err(|e| self.store.confirm_missing(e))?,
+            };
             crate::maintenance::cache_delta(&self.root, d, &delta);
             let mut clock = self.state.clock()?;
             self.state.transaction(|s| {
@@ -321,6 +333,18 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// meta.json as the remote has it now, read unconditionally and complete (every delta
+    /// since the snapshot listed): the chain of a format-2 meta.json is walked back only as far
+    /// as the local copy does not already list it. For commands that read the remote's history
+    /// (log, backup, repair); a sync's fetch does its own.
+    pub(crate) fn read_remote_meta(&self) -> Result<(Meta, Etag), EngineError> {
+        let cached = self.cached_meta()?;
+        let (meta, etag, _) = self
+            .store
+            .read_meta_complete(cached.as_ref().map(|(m, _)| m.as_ref()))?;
+        Ok((meta, etag))
     }
 
     pub(crate) fn remote_behind(&self, detail: String) -> EngineError {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use deltasync_meta::{ConflictReceipt, Delta, Meta};
-use deltasync_remote::{GetResult, MemoryRemote, Remote};
+use deltasync_remote::MemoryRemote;
 use serde_json::Value;
 
 use deltasync_engine::state::JournalState;
@@ -37,12 +37,19 @@ impl World {
             .collect()
     }
 
+    /// meta.json as the remote has it, completed: every delta since the snapshot listed (a
+    /// format-2 meta.json lists only the newest; the others are found through `prev`).
     pub fn meta(&self) -> Meta {
-        match self.remote.get("meta.json", None).unwrap() {
-            GetResult::Found { body, .. } => Meta::from_bytes(&body).unwrap(),
-            other => panic!("meta.json: {other:?}"),
-        }
+        complete_meta(self.remote.clone())
     }
+}
+
+/// meta.json of `remote`, completed (every delta since the snapshot listed).
+pub fn complete_meta(remote: Arc<MemoryRemote>) -> Meta {
+    deltasync_store::Store::new(remote)
+        .read_meta_fresh()
+        .unwrap_or_else(|e| panic!("meta.json: {e}"))
+        .0
 }
 
 /// Writes an entity as the app saved it `ago` before now: the file's mtime is the edit's clock,
