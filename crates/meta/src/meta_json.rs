@@ -200,6 +200,11 @@ impl Serialize for Meta {
 /// How many of the newest deltas a format-2 meta.json lists.
 const LISTED_IN_CHAINED: usize = 1;
 
+/// A format-2 meta.json's size in bytes is its head modulo this, plus a multiple of it
+/// ([`Meta::to_bytes`]): up to this many commits in one second get meta.json files of different
+/// sizes.
+const SIZE_FOLLOWS_HEAD: usize = 32;
+
 impl Meta {
     /// Serialises meta.json listing the newest `listed` deltas (and, in format 1, the version
     /// map).
@@ -361,7 +366,17 @@ impl Meta {
     /// rewritten by every commit, so its bytes count). In format 2 it lists only the newest
     /// delta and no version map, so its size does not grow with the commits.
     pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("format types always serialise")
+        let mut bytes = serde_json::to_vec(self).expect("format types always serialise");
+        if self.chained() {
+            // Many servers make a file's ETag of its mtime in seconds and its size (wsgidav,
+            // lighttpd): two commits in one second whose meta.json had the same size would
+            // share an ETag, and a stale If-Match would succeed. Format 1's meta.json grew with
+            // every commit; format 2's keeps its size, so spaces after it make its size follow
+            // the head: consecutive commits always differ in size.
+            let pad = (self.head as usize).wrapping_sub(bytes.len()) % SIZE_FOLLOWS_HEAD;
+            bytes.resize(bytes.len() + pad, b' ');
+        }
+        bytes
     }
 
     /// Serialises meta.json with every delta since the snapshot listed, whatever the format:

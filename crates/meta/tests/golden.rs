@@ -200,19 +200,23 @@ fn golden_meta_lists_only_the_newest_delta() {
     assert!(!read.is_complete(), "the chain completes it");
     assert!(read.entity_versions.is_empty());
     assert!(!String::from_utf8_lossy(&bytes).contains("entityVersions"));
-    // The size does not grow with the commits.
+    // The size does not grow with the commits, and follows the head: two commits in one
+    // second never write meta.json files of one size (servers that make ETags of the mtime in
+    // seconds and the size would give them one ETag).
     let mut longer = meta.clone();
-    for seq in 4..50 {
+    let mut sizes = Vec::new();
+    for seq in 4..100 {
         let mut r = meta.deltas[1].clone();
         r.seq = seq;
         longer.deltas.push(r);
         longer.head = seq;
+        let len = longer.to_bytes().len();
+        assert_eq!(len % 32, seq as usize % 32, "head {seq}");
+        assert!(len < bytes.len() + 32 + 2, "head {seq}: {len} bytes");
+        sizes.push(len);
     }
-    assert_eq!(
-        longer.to_bytes().len(),
-        bytes.len() + 2,
-        "the head and the newest seq, 49, have one digit more than 3"
-    );
+    assert!(sizes.windows(2).all(|w| w[0] != w[1]), "{sizes:?}");
+    assert_eq!(Meta::from_bytes(&longer.to_bytes()).unwrap().head, 99);
     // The local copy lists them all and reads back complete.
     let local = Meta::from_bytes(&meta.to_local_bytes()).unwrap();
     assert_eq!(local, meta);
