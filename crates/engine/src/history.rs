@@ -76,13 +76,8 @@ impl Engine {
         }
         for r in &meta.deltas {
             if seen.insert(r.path.clone()) {
-                // The fetch cached what it applied: no second download of it.
-                let cached = crate::maintenance::cached_delta(self.root(), r)
-                    .and_then(|b| Delta::from_bytes(&b).ok());
-                let d = match cached {
-                    Some(d) => d,
-                    None => self.store().read_delta(r)?,
-                };
+                // What the fetch applied is read from this device's copy (the `Cached` layer).
+                let d = self.store().read_delta(r)?;
                 out.push((r.clone(), d, r.path.clone()));
             }
             progress.advance(1);

@@ -23,11 +23,9 @@
 //! (checksums, versions, orphans), scans the local collections and compares them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 
 use deltasync_meta::{
-    DELTAS_DIR, Delta, DeltaRef, EntityRecord, FORMAT_VERSION, Meta, Snapshot, content_hash,
-    sha256_hex,
+    DELTAS_DIR, DeltaRef, EntityRecord, FORMAT_VERSION, Meta, Snapshot, content_hash,
 };
 use deltasync_remote::CasClass;
 use deltasync_store::{StoreError, now_ms};
@@ -35,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::progress::Progress;
-use crate::{Engine, EngineError, STATE_DIR};
+use crate::{Engine, EngineError};
 
 mod verify;
 pub use verify::*;
@@ -140,56 +138,6 @@ pub struct CompactReport {
     pub downloaded: u64,
     /// Compare-and-swap rounds lost to other devices.
     pub retries: u32,
-}
-
-fn cache_path(root: &Path, delta_path: &str) -> PathBuf {
-    root.join(STATE_DIR).join("cache").join(delta_path)
-}
-
-/// Keeps a delta's bytes locally (best-effort) so that compaction can archive it without
-/// downloading it again. Called by the sync engine for every delta it reads or writes.
-pub(crate) fn cache_delta(root: &Path, r: &DeltaRef, delta: &Delta) {
-    let bytes = delta.to_bytes();
-    if sha256_hex(&bytes) != r.sha256 {
-        return; // written by another serialiser: download it when needed
-    }
-    let p = cache_path(root, &r.path);
-    // The first delta of a new generation here: the older generations' caches are folded.
-    if let Some(dir) = p.parent()
-        && !dir.exists()
-        && let (Some(parent), Some(g)) = (
-            dir.parent(),
-            dir.file_name()
-                .and_then(|n| n.to_str())
-                .and_then(generation_of_dir),
-        )
-        && let Ok(rd) = std::fs::read_dir(parent)
-    {
-        for e in rd.flatten() {
-            let older = e
-                .file_name()
-                .to_str()
-                .and_then(generation_of_dir)
-                .is_some_and(|k| k < g);
-            if older {
-                let _ = std::fs::remove_dir_all(e.path());
-            }
-        }
-    }
-    let ok = p
-        .parent()
-        .map(std::fs::create_dir_all)
-        .transpose()
-        .and_then(|_| std::fs::write(&p, &bytes));
-    if let Err(e) = ok {
-        tracing::debug!(error = %e, path = %p.display(), "could not cache a delta");
-    }
-}
-
-/// A delta's bytes from the local cache, if they are there and match its checksum.
-pub(crate) fn cached_delta(root: &Path, r: &DeltaRef) -> Option<Vec<u8>> {
-    let bytes = std::fs::read(cache_path(root, &r.path)).ok()?;
-    (sha256_hex(&bytes) == r.sha256).then_some(bytes)
 }
 
 /// The ms time in a delta's name (`<device>-<ms>-<hex>.json`).
@@ -318,14 +266,12 @@ impl Engine {
             let mut sorted: Vec<&DeltaRef> = meta.deltas.iter().collect();
             sorted.sort_by_key(|d| d.seq);
             for d in sorted {
-                let bytes = match cached_delta(self.root(), d) {
-                    Some(b) => b,
-                    None => {
-                        report.downloaded += 1;
-                        self.store()
-                            .read_bytes_verified(&d.path, &d.sha256, d.size)?
-                    }
-                };
+                if !self.holds_copy(&d.path) {
+                    report.downloaded += 1;
+                }
+                let bytes = self
+                    .store()
+                    .read_bytes_verified(&d.path, &d.sha256, d.size)?;
                 deltas.push((d.clone(), bytes));
                 progress.advance(1);
             }
@@ -384,7 +330,8 @@ impl Engine {
                     report.snapshot_size = snap_ref.size;
                     report.archive = Some(archive);
                     let folder = format!("{DELTAS_DIR}/g{old_generation}");
-                    let _ = std::fs::remove_dir_all(cache_path(self.root(), &folder));
+                    // This device's copies of the folded deltas: the archive holds them now.
+                    self.store().remote().forget(&folder);
                     let mut more = self.remove_orphans(&next, grace, settle, false, &mut report)?;
                     report.removed.append(&mut more);
                     return Ok(report);

@@ -97,6 +97,11 @@ pub trait Forward: Send + Sync {
         self.inner().describe()
     }
 
+    /// [`Remote::forget`]: a layer that keeps copies drops its own, then passes it on.
+    fn forget(&self, path: &str) {
+        self.inner().forget(path)
+    }
+
     /// The read as the inner remote does it, for an override that passes a request on.
     fn forward_read(
         &self,
@@ -181,5 +186,9 @@ impl<F: Forward> Remote for F {
 
     fn describe(&self) -> String {
         Forward::describe(self)
+    }
+
+    fn forget(&self, path: &str) {
+        Forward::forget(self, path)
     }
 }

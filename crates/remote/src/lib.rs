@@ -46,6 +46,7 @@ use std::fmt;
 use std::sync::Arc;
 
 mod backoff;
+mod cached;
 pub mod conformance;
 mod counting;
 mod faulty;
@@ -59,6 +60,7 @@ mod s3;
 mod webdav;
 
 pub use backoff::Backoff;
+pub use cached::Cached;
 pub use counting::{Counting, RequestStats};
 pub use faulty::{Faults, Faulty};
 pub use http::HttpPolicy;
@@ -405,6 +407,13 @@ pub trait Remote: Send + Sync {
 
     /// A description for messages: the URL or folder, never with credentials.
     fn describe(&self) -> String;
+
+    /// Drops any local copy of `path` that a layer keeps ([`Cached`]): a reader calls it for
+    /// a file that failed its checksum, so that the next read asks the server. Backends keep
+    /// none: the default does nothing.
+    fn forget(&self, path: &str) {
+        let _ = path;
+    }
 }
 
 impl<R: Remote + ?Sized> Remote for Arc<R> {
@@ -448,6 +457,9 @@ impl<R: Remote + ?Sized> Remote for Arc<R> {
     }
     fn describe(&self) -> String {
         (**self).describe()
+    }
+    fn forget(&self, path: &str) {
+        (**self).forget(path)
     }
 }
 

@@ -218,6 +218,11 @@ impl Store {
         self
     }
 
+    /// The backoff retries start from.
+    pub fn backoff(&self) -> &Backoff {
+        &self.backoff
+    }
+
     /// The remote.
     pub fn remote(&self) -> &Arc<dyn Remote> {
         &self.remote
@@ -378,6 +383,10 @@ impl Store {
                 _ => return Err(StoreError::Missing(path.to_string())),
             };
             let parsed = verify_sha256(path, &body, sha256).and_then(|()| parse(&body));
+            if parsed.is_err() {
+                // A local copy (the `Cached` layer) that fails is not read again.
+                self.remote.forget(path);
+            }
             match (parsed, previous) {
                 (Ok(v), _) => return Ok((v, body)),
                 (Err(source), Some(first)) if first != body => {

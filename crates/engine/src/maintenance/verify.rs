@@ -105,7 +105,9 @@ impl Engine {
     /// Reads the remote state from the remote's files (snapshot, then deltas in seq
     /// order), checking checksums and versions. Read-only.
     pub(crate) fn read_remote_state(&self) -> Result<RemoteState, EngineError> {
-        let (meta, _) = self.store().read_meta_fresh()?;
+        // The remote's own files, not this device's copies of its deltas.
+        let store = self.uncached_store();
+        let (meta, _) = store.read_meta_fresh()?;
         let mut problems = Vec::new();
         let mut records: BTreeMap<(String, String), EntityRecord> = BTreeMap::new();
         let mut files = 0;
@@ -113,7 +115,7 @@ impl Engine {
         if let Some(r) = &meta.snapshot {
             files += 1;
             floor = r.head;
-            match self.store().read_snapshot(r) {
+            match store.read_snapshot(r) {
                 Ok((snap, _)) => {
                     for rec in snap.records {
                         if rec.version > snap.head {
@@ -144,7 +146,7 @@ impl Engine {
                 ));
             }
             last = last.max(d.seq);
-            match self.store().read_delta(d) {
+            match store.read_delta(d) {
                 Ok(delta) => {
                     if delta.seq != d.seq {
                         problems.push(format!(

@@ -337,7 +337,6 @@ impl Engine {
         };
         let generation = meta.snapshot.as_ref().map(|s| s.generation).unwrap_or(0);
         let dref = self.store.write_delta(&delta, generation)?;
-        crate::maintenance::cache_delta(&self.root, &dref, &delta);
         let mut pending = PendingCommit {
             delta_path: dref.path.clone(),
             seq,

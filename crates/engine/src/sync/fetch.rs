@@ -233,7 +233,6 @@ impl Engine {
                     .read_delta(d)
                     .map_err(|e| self.store.confirm_missing(e))?,
             };
-            crate::maintenance::cache_delta(&self.root, d, &delta);
             let mut clock = self.state.clock()?;
             self.state.transaction(|s| {
                 for r in &delta.records {
@@ -345,6 +344,17 @@ impl Engine {
             .store
             .read_meta_complete(cached.as_ref().map(|(m, _)| m.as_ref()))?;
         Ok((meta, etag))
+    }
+
+    /// A store over the remote itself, without this device's copies of deltas: for `verify`,
+    /// which checks the remote's files.
+    pub(crate) fn uncached_store(&self) -> Store {
+        Store::new(self.cache.uncached().clone()).with_backoff(self.store.backoff().clone())
+    }
+
+    /// Whether this device keeps a copy of the delta at `path` (reading it sends no request).
+    pub(crate) fn holds_copy(&self, path: &str) -> bool {
+        self.cache.holds(path)
     }
 
     pub(crate) fn remote_behind(&self, detail: String) -> EngineError {

@@ -45,9 +45,9 @@ use std::time::{Duration, Instant};
 
 use deltasync_lock::{Backoff, Lease, LeaseConfig, LeaseError};
 use deltasync_meta::{
-    ConflictReceipt, Delta, EntityRecord, FORMAT_VERSION, Hlc, Meta, content_hash,
+    ConflictReceipt, DELTAS_DIR, Delta, EntityRecord, FORMAT_VERSION, Hlc, Meta, content_hash,
 };
-use deltasync_remote::{CasClass, Etag, Remote, RemoteError};
+use deltasync_remote::{Cached, CasClass, Etag, Remote, RemoteError};
 use deltasync_store::{MetaRead, Store, StoreError, now_ms};
 use serde::Serialize;
 use serde_json::Value;
@@ -69,6 +69,9 @@ pub struct Engine {
     config: Config,
     state: State,
     store: Store,
+    /// The remote under the store, seen as the [`Cached`] layer that keeps this device's copies
+    /// of deltas (`.deltasync/cache/deltas/`): compaction asks it which it holds.
+    cache: Arc<Cached<Arc<dyn Remote>>>,
     device_id: String,
     lease: LeaseConfig,
     /// The local copy of meta.json, parsed, under the [`State::meta_key`] it was read with:
@@ -126,11 +129,18 @@ impl Engine {
                 8,
             )
         };
+        // Deltas never change: each is downloaded once per device, whoever reads it (the fetch,
+        // the chain walk, log, compaction's archive).
+        let cache = Arc::new(Cached::new(
+            remote,
+            root.join(STATE_DIR).join("cache").join(DELTAS_DIR),
+        ));
         Ok(Engine {
             root: root.to_path_buf(),
             config,
             state,
-            store: Store::new(remote).with_backoff(backoff),
+            store: Store::new(cache.clone()).with_backoff(backoff),
+            cache,
             device_id,
             lease: LeaseConfig::default(),
             meta_cache: std::sync::Mutex::new(None),
