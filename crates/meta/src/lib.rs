@@ -198,8 +198,9 @@ pub struct EntityRecord {
     pub last_modified_at: Hlc,
     /// Device id of the last change.
     pub last_modified_by: String,
-    /// Tombstone.
-    #[serde(default)]
+    /// Tombstone. Written only when true (format 2; format 1 wrote `false` too, and every
+    /// reader takes a missing one as `false`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub is_deleted: bool,
     /// The entity's JSON (an object); `null` for a tombstone.
     #[serde(default)]
@@ -304,13 +305,22 @@ pub struct Delta {
     /// snapshot, and in deltas of format-1 writers. Format 2's meta.json lists only the
     /// newest delta: a reader finds the others by following these links back to the
     /// snapshot.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "meta_json::link"
+    )]
     pub prev: Option<DeltaRef>,
     /// Changed entities.
     #[serde(with = "unknown::kept_vec")]
     pub records: Vec<EntityRecord>,
-    /// Conflict receipts created or resolved by this commit.
-    #[serde(default, with = "unknown::kept_vec")]
+    /// Conflict receipts created or resolved by this commit (written only when there are
+    /// some; every reader takes a missing list as empty).
+    #[serde(
+        default,
+        with = "unknown::kept_vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub conflicts: Vec<ConflictReceipt>,
 }
 

@@ -22,6 +22,11 @@ pub struct SnapshotRef {
 }
 
 /// A delta referenced by meta.
+///
+/// Where format 2 names a delta — the entry of its meta.json, a delta's
+/// [`prev`](crate::Delta::prev) — it writes only the fields that find and verify the file
+/// (`path`, `seq`, `size`, `sha256`: [`DeltaRef::same_file`]); `device`, `time` and `entities`
+/// are read back as empty and filled from the delta itself when the store completes the list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeltaRef {
@@ -29,16 +34,85 @@ pub struct DeltaRef {
     pub path: String,
     /// The commit sequence number this delta is.
     pub seq: u64,
-    /// Device id that wrote it.
+    /// Device id that wrote it (empty in a format-2 link until the delta is read).
+    #[serde(default)]
     pub device: String,
-    /// Wall-clock time of the commit, ms since the Unix epoch.
+    /// Wall-clock time of the commit, ms since the Unix epoch (0 in a format-2 link until the
+    /// delta is read).
+    #[serde(default)]
     pub time: u64,
-    /// Number of entity records in it.
+    /// Number of entity records in it (0 in a format-2 link until the delta is read).
+    #[serde(default)]
     pub entities: u64,
     /// Size in bytes.
     pub size: u64,
     /// sha256 of the file (hex).
     pub sha256: String,
+}
+
+impl DeltaRef {
+    /// Whether both name the same file with the same content (path, seq, size and sha256:
+    /// what a format-2 link holds).
+    pub fn same_file(&self, other: &DeltaRef) -> bool {
+        self.path == other.path
+            && self.seq == other.seq
+            && self.size == other.size
+            && self.sha256.eq_ignore_ascii_case(&other.sha256)
+    }
+
+    /// Whether `device`, `time` and `entities` are known (a format-2 link leaves them out).
+    pub fn has_details(&self) -> bool {
+        !self.device.is_empty()
+    }
+
+    /// Takes `device`, `time` and `entities` from the delta this names.
+    pub fn fill_details(&mut self, delta: &crate::Delta) {
+        self.device = delta.device.clone();
+        self.time = delta.time;
+        self.entities = delta.records.len() as u64;
+    }
+}
+
+/// A format-2 link to a delta: the fields of a [`DeltaRef`] that find and verify the file.
+#[derive(Serialize)]
+struct Link<'a> {
+    path: &'a str,
+    seq: u64,
+    size: u64,
+    sha256: &'a str,
+}
+
+impl<'a> From<&'a DeltaRef> for Link<'a> {
+    fn from(r: &'a DeltaRef) -> Self {
+        Link {
+            path: &r.path,
+            seq: r.seq,
+            size: r.size,
+            sha256: &r.sha256,
+        }
+    }
+}
+
+/// A delta entry of meta.json as written: in full (format 1, the local copy) or as a link.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Entry<'a> {
+    Full(&'a DeltaRef),
+    Link(Link<'a>),
+}
+
+/// `Delta::prev` as written: a link.
+pub(crate) mod link {
+    use super::{DeltaRef, Link};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(r: &Option<DeltaRef>, s: S) -> Result<S::Ok, S::Error> {
+        r.as_ref().map(Link::from).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DeltaRef>, D::Error> {
+        Option::<DeltaRef>::deserialize(d)
+    }
 }
 
 /// What meta knows of one device.
@@ -162,7 +236,7 @@ struct MetaOut<'a> {
     snapshot: Option<KeptRef<'a, SnapshotRef>>,
     #[serde(rename = "globalUpdateCount")]
     head: u64,
-    deltas: Vec<KeptRef<'a, DeltaRef>>,
+    deltas: Vec<KeptRef<'a, Entry<'a>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     entity_versions: Option<&'a VersionMap>,
     last_sync_timestamp: u64,
@@ -181,19 +255,19 @@ struct Listed<'a>(&'a Meta);
 
 impl Serialize for Listed<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize_listing(serializer, usize::MAX)
+        self.0.serialize_listing(serializer, usize::MAX, false)
     }
 }
 
 impl Serialize for Meta {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        // Format 2 lists only the newest delta: the others are found through `prev`.
-        let listed = if self.chained() {
-            LISTED_IN_CHAINED
+        // Format 2 lists only the newest delta, as a link: the others are found through
+        // `prev`.
+        if self.chained() {
+            self.serialize_listing(serializer, LISTED_IN_CHAINED, true)
         } else {
-            usize::MAX
-        };
-        self.serialize_listing(serializer, listed)
+            self.serialize_listing(serializer, usize::MAX, false)
+        }
     }
 }
 
@@ -206,12 +280,13 @@ const LISTED_IN_CHAINED: usize = 1;
 const SIZE_FOLLOWS_HEAD: usize = 32;
 
 impl Meta {
-    /// Serialises meta.json listing the newest `listed` deltas (and, in format 1, the version
-    /// map).
+    /// Serialises meta.json listing the newest `listed` deltas, in full or as `links` (and,
+    /// in format 1, the version map).
     fn serialize_listing<S: serde::Serializer>(
         &self,
         serializer: S,
         listed: usize,
+        links: bool,
     ) -> Result<S::Ok, S::Error> {
         let chained = self.chained();
         let Meta {
@@ -235,10 +310,22 @@ impl Meta {
                 _ => &unknown::NONE,
             },
         });
-        let deltas = deltas[deltas.len().saturating_sub(listed)..]
+        let listed = &deltas[deltas.len().saturating_sub(listed)..];
+        let entries: Vec<Entry> = listed
             .iter()
-            .map(|d| KeptRef {
-                value: d,
+            .map(|d| {
+                if links {
+                    Entry::Link(d.into())
+                } else {
+                    Entry::Full(d)
+                }
+            })
+            .collect();
+        let deltas = entries
+            .iter()
+            .zip(listed)
+            .map(|(e, d)| KeptRef {
+                value: e,
                 extra: unknown.deltas.get(&d.path).unwrap_or(&unknown::NONE),
             })
             .collect();

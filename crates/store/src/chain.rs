@@ -13,24 +13,28 @@ use deltasync_remote::Etag;
 pub type ReadDeltas = BTreeMap<String, Delta>;
 
 impl Store {
-    /// Makes `meta.deltas` list every delta since the snapshot ([`Meta::is_complete`]). A
-    /// format-2 meta.json lists only the newest: each listed delta's `prev` is followed back
-    /// until the first commit after the snapshot, or until a delta that `previous` (an earlier
-    /// complete meta.json of the same snapshot, such as the copy a device keeps) lists at the
-    /// same place — below it the chain is `previous`'s, since deltas never change. So a device
-    /// that is k commits behind reads exactly those k deltas, which it has to read anyway:
-    /// they are returned so that it need not read them twice.
+    /// Makes `meta.deltas` list every delta since the snapshot, in full ([`Meta::is_complete`],
+    /// [`DeltaRef::has_details`]). A format-2 meta.json lists only the newest, as a link: each
+    /// delta's `prev` is followed back until the first commit after the snapshot, or until a
+    /// delta that `previous` (an earlier complete meta.json of the same snapshot, such as the
+    /// copy a device keeps) lists — below it the chain is `previous`'s, since deltas never
+    /// change. Each delta the walk reads gives its entry's device, time and record count. So a
+    /// device that is k commits behind reads exactly those k deltas, which it has to read
+    /// anyway: they are returned so that it need not read them twice. A format-1 meta.json is
+    /// complete as read.
     ///
-    /// A chain that does not lead back to the snapshot (a missing link, a seq out of step) is
-    /// [`StoreError::Damaged`]; a delta that is not there is [`StoreError::Missing`], as when
-    /// any listed file is missing.
+    /// A chain that does not lead back to the snapshot (a missing link, a seq out of step, a
+    /// link that disagrees with meta) is [`StoreError::Damaged`]; a delta that is not there is
+    /// [`StoreError::Missing`], as when any listed file is missing. On an error `meta` is left
+    /// as it was.
     pub fn complete(
         &self,
         meta: &mut Meta,
         previous: Option<&Meta>,
     ) -> Result<ReadDeltas, StoreError> {
         let mut read = ReadDeltas::new();
-        if meta.is_complete() {
+        // Format 1 lists every delta, in full.
+        if !meta.chained() {
             return Ok(read);
         }
         let first_seq = meta.first_seq();
@@ -38,16 +42,6 @@ impl Store {
             path: path.to_string(),
             detail,
             remedy: Remedy::CompactFromSyncedDevice,
-        };
-        let Some(newest_listed) = meta.deltas.first().cloned() else {
-            return Err(broken(
-                deltasync_meta::META_FILE,
-                format!(
-                    "it is at commit {} but lists no delta after the snapshot's commit {}",
-                    meta.head,
-                    first_seq - 1
-                ),
-            ));
         };
         // `previous` helps only if it is complete and of the same snapshot file.
         let previous = previous.filter(|p| {
@@ -63,13 +57,47 @@ impl Store {
                     .collect()
             })
             .unwrap_or_default();
-        // The older deltas, newest first.
-        let mut older: Vec<DeltaRef> = Vec::new();
-        let mut current = newest_listed;
-        while current.seq > first_seq {
+        // Newest first: what meta lists, then what the links lead to.
+        let mut chain: Vec<DeltaRef> = meta.deltas.iter().rev().cloned().collect();
+        if chain.is_empty() && meta.head >= first_seq {
+            return Err(broken(
+                deltasync_meta::META_FILE,
+                format!(
+                    "it is at commit {} but lists no delta after the snapshot's commit {}",
+                    meta.head,
+                    first_seq - 1
+                ),
+            ));
+        }
+        let mut i = 0;
+        while i < chain.len() {
+            // Below a delta the local copy lists, the chain is the local copy's.
+            if let (Some(p), Some(&at)) = (previous, known.get(chain[i].path.as_str()))
+                && p.deltas[at].same_file(&chain[i])
+            {
+                chain.truncate(i);
+                chain.extend(p.deltas[..=at].iter().rev().cloned());
+                break;
+            }
+            let current = chain[i].clone();
+            if current.seq < first_seq {
+                return Err(broken(
+                    &current.path,
+                    format!(
+                        "commit {} is listed after the snapshot, which holds commits up to {}",
+                        current.seq,
+                        first_seq - 1
+                    ),
+                ));
+            }
+            // Read for its details and its link (a delta new here: the caller applies it).
             let delta = self.read_delta(&current)?;
+            chain[i].fill_details(&delta);
             let prev = delta.prev.clone();
             read.insert(current.path.clone(), delta);
+            if current.seq == first_seq {
+                break;
+            }
             let Some(prev) = prev else {
                 return Err(broken(
                     &current.path,
@@ -81,7 +109,11 @@ impl Store {
                     ),
                 ));
             };
-            if prev.seq + 1 != current.seq {
+            if prev.seq + 1 != current.seq
+                || chain
+                    .get(i + 1)
+                    .is_some_and(|listed| !listed.same_file(&prev))
+            {
                 return Err(broken(
                     &current.path,
                     format!(
@@ -90,29 +122,43 @@ impl Store {
                     ),
                 ));
             }
-            if let (Some(p), Some(&i)) = (previous, known.get(prev.path.as_str()))
-                && p.deltas[i] == prev
-            {
-                older.extend(p.deltas[..=i].iter().rev().cloned());
-                break;
+            if chain.len() == i + 1 {
+                chain.push(prev);
             }
-            older.push(prev.clone());
-            current = prev;
+            i += 1;
         }
-        older.reverse();
-        older.append(&mut meta.deltas);
-        meta.deltas = older;
-        if !meta.is_complete() {
+        chain.reverse();
+        let listed = std::mem::replace(&mut meta.deltas, chain);
+        if !meta.is_complete() || meta.deltas.last().is_some_and(|d| d.seq != meta.head) {
+            meta.deltas = listed;
             return Err(broken(
                 deltasync_meta::META_FILE,
                 format!(
-                    "its deltas lead back to commit {}, not to the first after the snapshot ({})",
+                    "its deltas lead from commit {} to {}, not from the first after the \
+                     snapshot ({}) to its head ({})",
                     meta.deltas.first().map_or(0, |d| d.seq),
-                    first_seq
+                    meta.deltas.last().map_or(0, |d| d.seq),
+                    first_seq,
+                    meta.head
                 ),
             ));
         }
         Ok(read)
+    }
+
+    /// Reads meta.json unconditionally, as it is (a format-2 meta.json lists only its newest
+    /// delta): its content and etag.
+    pub fn read_meta_as_is(&self) -> Result<(Meta, Etag), StoreError> {
+        match self.read_meta(None)? {
+            MetaRead::Fresh { meta, etag, .. } => Ok((meta, etag)),
+            // A server or proxy that says "not modified" to a read with no condition.
+            MetaRead::NotModified => Err(StoreError::Remote(
+                deltasync_remote::RemoteError::Transient {
+                    what: format!("GET {}", deltasync_meta::META_FILE),
+                    detail: "304 Not Modified without a condition".into(),
+                },
+            )),
+        }
     }
 
     /// Reads meta.json unconditionally and completes it ([`Store::complete`], with the help of
@@ -121,18 +167,7 @@ impl Store {
         &self,
         previous: Option<&Meta>,
     ) -> Result<(Meta, Etag, ReadDeltas), StoreError> {
-        let (mut meta, etag) = match self.read_meta(None)? {
-            MetaRead::Fresh { meta, etag, .. } => (meta, etag),
-            // A server or proxy that says "not modified" to a read with no condition.
-            MetaRead::NotModified => {
-                return Err(StoreError::Remote(
-                    deltasync_remote::RemoteError::Transient {
-                        what: format!("GET {}", deltasync_meta::META_FILE),
-                        detail: "304 Not Modified without a condition".into(),
-                    },
-                ));
-            }
-        };
+        let (mut meta, etag) = self.read_meta_as_is()?;
         let read = self.complete(&mut meta, previous)?;
         Ok((meta, etag, read))
     }
@@ -208,9 +243,10 @@ mod tests {
         );
         assert_eq!(
             read.len(),
-            4,
-            "every delta but the first was read for its link"
+            5,
+            "every delta was read, for its link and its details"
         );
+        assert!(complete.deltas.iter().all(|d| d.has_details()));
         // A device that holds the list up to commit 3 reads only the deltas above it.
         let mut held = last.clone();
         held.deltas.truncate(3);

@@ -107,8 +107,13 @@ impl Engine {
     pub(crate) fn read_remote_state(&self) -> Result<RemoteState, EngineError> {
         // The remote's own files, not this device's copies of its deltas.
         let store = self.uncached_store();
-        let (meta, _) = store.read_meta_fresh()?;
+        let (mut meta, _) = store.read_meta_as_is()?;
         let mut problems = Vec::new();
+        // A damaged or missing link is a finding: the deltas from the newest down to it are
+        // still checked.
+        if let Err(e) = store.complete(&mut meta, None) {
+            problems.push(e.to_string());
+        }
         let mut records: BTreeMap<(String, String), EntityRecord> = BTreeMap::new();
         let mut files = 0;
         let mut floor = 0;
