@@ -70,8 +70,8 @@ pub use probe::{ProbeReport, probe, probe_s3, probe_webdav};
 pub use s3::{S3, S3Credentials, S3Options};
 pub use webdav::{AppPassword, LoginFlow};
 pub use webdav::{DEFAULT_KEYRING_TIMEOUT, KEYRING_SERVICE, Keyring};
+pub use webdav::{MAX_LISTING_BYTES, WebDav, WebDavOptions};
 pub use webdav::{PASSWORD_ENV, Secret, SecretError};
-pub use webdav::{WebDav, WebDavOptions};
 
 /// An entity tag: an opaque version of a remote file, normalised (no quotes, no `W/`, no
 /// `-gzip` suffix).
@@ -293,6 +293,20 @@ pub enum RemoteError {
         /// The remote path.
         path: String,
         /// The most it may hold.
+        limit: u64,
+    },
+    /// A folder's listing is larger than [`MAX_LISTING_BYTES`]: more than any folder of a
+    /// deltasync remote holds (meta.json, itself limited, names every file a folder needs), so
+    /// a server answering with something else, or a folder filled by something else. Not read
+    /// to its end; a retry will not help.
+    #[error(
+        "the listing of '{dir}' is larger than {limit} bytes, more than a deltasync folder \
+         holds: the server answers with something else, or something else filled the folder"
+    )]
+    ListingTooLarge {
+        /// The remote folder listed (`""`: the root).
+        dir: String,
+        /// The most a listing may hold, in bytes.
         limit: u64,
     },
     /// A local I/O error (local-folder backend).

@@ -47,6 +47,13 @@ use crate::{
     check_path,
 };
 
+/// The most a `PROPFIND` answer (a folder's listing, or one file's properties) may hold:
+/// 256 MiB. A listing has no size the format gives it, but it has a bound: a deltas folder holds
+/// what meta.json (at most 64 MiB, some 250 bytes per delta) names, about 270,000 files, and
+/// each takes well under 1 KiB of multistatus. A larger answer is refused with
+/// [`RemoteError::ListingTooLarge`] once that many bytes have come, never read to its end.
+pub const MAX_LISTING_BYTES: u64 = 256 << 20;
+
 /// How to reach a WebDAV server. `Debug` never shows the password.
 #[derive(Debug, Clone, Default)]
 pub struct WebDavOptions {
@@ -366,7 +373,7 @@ impl Remote for WebDav {
             Head::Found(info) => Ok(Some(info)),
             Head::Missing => Ok(None),
             Head::AskPropfind => {
-                let entries = self.propfind(&url, "0")?.unwrap_or_default();
+                let entries = self.propfind(path, &url, "0")?.unwrap_or_default();
                 Ok(entries.into_iter().next().map(|e| ObjectInfo {
                     name: path.to_string(),
                     size: if e.is_dir { 0 } else { e.size.unwrap_or(0) },
@@ -381,7 +388,7 @@ impl Remote for WebDav {
     fn list(&self, dir: &str) -> Result<Vec<ObjectInfo>, RemoteError> {
         check_path(dir)?;
         let url = self.target.dir_url(dir);
-        let Some(entries) = self.propfind(&url, "1")? else {
+        let Some(entries) = self.propfind(dir, &url, "1")? else {
             return Ok(Vec::new());
         };
         let own = format!(
