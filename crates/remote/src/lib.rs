@@ -15,9 +15,11 @@
 //!
 //! Cross-cutting behaviour wraps the trait as a layer, applied once, rather than living inside
 //! a backend: a layer implements [`Forward`] (every request goes on to the remote it wraps
-//! unless it overrides that request) and so is a [`Remote`]. [`Counting`] counts requests and
-//! bytes, [`Faulty`] injects [`Faults`]. What a backend does itself, and what a layer leaves of
-//! it, is in [`Capabilities`] (an HTTP backend retries its own reads: `retries_reads`).
+//! unless it overrides that request) and so is a [`Remote`]. [`Retry`] retries the temporary
+//! failures of idempotent requests, [`Counting`] counts requests and bytes, [`Faulty`] injects
+//! [`Faults`]. What a backend does itself, and what a layer leaves of it, is in
+//! [`Capabilities`] (an HTTP backend retries its own reads, honouring `Retry-After`:
+//! `retries_reads`, and [`Retry::over`] then adds no second layer).
 //!
 //! Semantics every backend keeps (tested by the shared behaviour suite):
 //!
@@ -55,6 +57,7 @@ mod local;
 mod memory;
 mod path;
 mod probe;
+mod retry;
 mod s3;
 mod webdav;
 
@@ -67,6 +70,7 @@ pub use local::LocalFolder;
 pub use memory::MemoryRemote;
 pub use path::{PathError, check_path};
 pub use probe::{ProbeReport, probe, probe_s3, probe_webdav};
+pub use retry::Retry;
 pub use s3::{S3, S3Credentials, S3Options};
 pub use webdav::{AppPassword, LoginFlow};
 pub use webdav::{DEFAULT_KEYRING_TIMEOUT, KEYRING_SERVICE, Keyring};
@@ -196,10 +200,11 @@ pub struct Capabilities {
     /// answer can be lost, so the layers above wait longer between commit rounds and keep
     /// trying for longer. False for folders and the in-memory remote.
     pub networked: bool,
-    /// Whether the backend retries transient failures of its idempotent requests (reads,
-    /// deletes) itself, within its deadlines (`HttpPolicy`): the layers above then send such a
-    /// request once, so that one read is never tried (backend retries × store retries) times.
-    /// Writes that are not idempotent (conditional PUTs) are never retried by a backend.
+    /// Whether the remote retries transient failures of its idempotent requests (reads, heads,
+    /// listings, deletes) itself: an HTTP backend within its deadlines (`HttpPolicy`), or any
+    /// remote under a [`Retry`] layer. [`Retry::over`] then adds no layer, so that one read is
+    /// never tried (backend retries × layer retries) times. Writes are never retried by a
+    /// backend or a layer: only the store knows whether repeating one is safe.
     pub retries_reads: bool,
 }
 
