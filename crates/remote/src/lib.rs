@@ -74,8 +74,16 @@ pub use retry::Retry;
 pub use s3::{S3, S3Credentials, S3Options};
 pub use webdav::{AppPassword, LoginFlow};
 pub use webdav::{DEFAULT_KEYRING_TIMEOUT, KEYRING_SERVICE, Keyring};
-pub use webdav::{MAX_LISTING_BYTES, WebDav, WebDavOptions};
 pub use webdav::{PASSWORD_ENV, Secret, SecretError};
+pub use webdav::{WebDav, WebDavOptions};
+
+/// The most a folder's listing may hold, in bytes of the server's answer: 256 MiB (WebDAV's
+/// `PROPFIND` answer, one file's properties included; S3's list pages together). A listing has
+/// no size the format gives it, but it has a bound: a deltas folder holds what meta.json (at
+/// most 64 MiB, some 250 bytes per delta) names, about 270,000 files, and each takes well under
+/// 1 KiB of a listing. A larger answer is refused with [`RemoteError::ListingTooLarge`] once
+/// that many bytes have come, never read to its end.
+pub const MAX_LISTING_BYTES: u64 = 256 << 20;
 
 /// An entity tag: an opaque version of a remote file, normalised (no quotes, no `W/`, no
 /// `-gzip` suffix).

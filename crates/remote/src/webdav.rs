@@ -47,13 +47,6 @@ use crate::{
     check_path,
 };
 
-/// The most a `PROPFIND` answer (a folder's listing, or one file's properties) may hold:
-/// 256 MiB. A listing has no size the format gives it, but it has a bound: a deltas folder holds
-/// what meta.json (at most 64 MiB, some 250 bytes per delta) names, about 270,000 files, and
-/// each takes well under 1 KiB of multistatus. A larger answer is refused with
-/// [`RemoteError::ListingTooLarge`] once that many bytes have come, never read to its end.
-pub const MAX_LISTING_BYTES: u64 = 256 << 20;
-
 /// How to reach a WebDAV server. `Debug` never shows the password.
 #[derive(Debug, Clone, Default)]
 pub struct WebDavOptions {

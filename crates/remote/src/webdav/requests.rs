@@ -5,9 +5,9 @@
 use ureq::http::Method;
 
 use super::secret::Secret;
-use super::{MAX_LISTING_BYTES, WebDav, multistatus};
-use crate::RemoteError;
+use super::{WebDav, multistatus};
 use crate::http::{Failure, HttpError, RequestBuilder, Response, is_transient_status, retry_after};
+use crate::{MAX_LISTING_BYTES, RemoteError};
 
 /// How much of an unexpected answer's body is read for the error that quotes it.
 const ERROR_BODY_LIMIT: u64 = 16 * 1024;
