@@ -17,7 +17,7 @@ use std::time::Duration;
 use deltasync_remote::{GetResult, PutMode, Remote, RemoteError};
 use serde::{Deserialize, Serialize};
 
-use crate::{Backoff, retry_read, retry_transient};
+use crate::{Backoff, retry_transient};
 
 /// Path of the lease file at the remote root.
 pub const LEASE_FILE: &str = "lock.json";
@@ -106,12 +106,11 @@ impl std::fmt::Debug for Lease<'_> {
 }
 
 /// Reads the lease file, if any (a malformed one counts as absent: it cannot name a holder).
+/// Read once: a remote under the `Retry` layer (the store's) retries it.
 pub fn read_lease(remote: &dyn Remote) -> Result<Option<LeaseInfo>, RemoteError> {
     // A lease is a few hundred bytes; anything much larger is not one.
     const MAX_LEASE_BYTES: u64 = 64 * 1024;
-    match retry_read(remote, &mut Backoff::standard(), || {
-        remote.get_max(LEASE_FILE, None, MAX_LEASE_BYTES)
-    })? {
+    match remote.get_max(LEASE_FILE, None, MAX_LEASE_BYTES)? {
         GetResult::Found { body, .. } => Ok(serde_json::from_slice(&body).ok()),
         _ => Ok(None),
     }

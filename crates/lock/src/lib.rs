@@ -1,11 +1,15 @@
 //! The compare-and-swap commit of deltasync's `meta.json`.
 //!
 //! `meta.json` is rewritten only with `If-Match: <etag read>`. This crate holds the pieces of
-//! that protocol that do not depend on the layout: a [`retry_transient`] wrapper for
-//! operations that are safe to repeat, with a jittered, bounded [`Backoff`] (the one the HTTP
-//! backends retry with, re-exported from `deltasync-remote`), and [`cas_write`], the
+//! that protocol that do not depend on the layout: a [`retry_transient`] wrapper for writes
+//! that are safe to repeat, with a jittered, bounded [`Backoff`] (the one the HTTP backends and
+//! the `Retry` layer retry with, re-exported from `deltasync-remote`), and [`cas_write`], the
 //! conditional write that turns a 412 into [`CasError::Conflict`] and a lost response into a
 //! question answered by reading the file back.
+//!
+//! Reads are not retried here: the remote given is expected to retry its idempotent requests
+//! itself (`deltasync_remote::Retry`, which the store applies, or an HTTP backend's own
+//! retries), so that one read is retried by one layer.
 //!
 //! ```
 //! use deltasync_lock::{cas_write, Backoff, CasError};
@@ -29,23 +33,9 @@ pub use lease::{LEASE_FILE, Lease, LeaseConfig, LeaseError, LeaseInfo, break_lea
 pub use deltasync_remote::Backoff;
 use deltasync_remote::{Etag, GetResult, PutMode, Remote, RemoteError};
 
-/// Runs the read `op` of `remote`: retried with `backoff` ([`retry_transient`]) unless the
-/// backend retries its reads itself (`Capabilities::retries_reads`), so that one read is
-/// retried by one layer, never by two.
-pub fn retry_read<T>(
-    remote: &dyn Remote,
-    backoff: &mut Backoff,
-    mut op: impl FnMut() -> Result<T, RemoteError>,
-) -> Result<T, RemoteError> {
-    if remote.capabilities().retries_reads {
-        op()
-    } else {
-        retry_transient(backoff, op)
-    }
-}
-
 /// Runs `op`, retrying temporary failures with `backoff`. Only for operations that are safe to
-/// repeat (reads, create-only writes of immutable content, deletes).
+/// repeat: a create-only write of immutable content under a new name, an overwrite of our own
+/// lease. (Reads, heads, listings and deletes are retried by the remote's `Retry` layer.)
 pub fn retry_transient<T>(
     backoff: &mut Backoff,
     mut op: impl FnMut() -> Result<T, RemoteError>,
@@ -89,7 +79,8 @@ pub enum CasError {
 /// before each retry the file is read back. If it holds exactly `body`, the write happened and
 /// its ETag is returned; if it holds something else, someone else wrote and the answer is
 /// [`CasError::Conflict`]. A write refused because another writer held the file's lock (423)
-/// wrote nothing: that is a conflict too.
+/// wrote nothing: that is a conflict too. `backoff` paces the writes; the reads back are
+/// retried by `remote` itself (its `Retry` layer, or an HTTP backend's own retries).
 pub fn cas_write(
     remote: &dyn Remote,
     path: &str,
@@ -121,7 +112,7 @@ pub fn cas_write(
             Ok(None) => {
                 // Written, but the server gave no ETag: learn it by reading back. If the file
                 // already holds something else, our write happened and was overwritten.
-                return read_back(remote, path, body, backoff)?.ok_or(CasError::Unknown);
+                return read_back(remote, path, body)?.ok_or(CasError::Unknown);
             }
             Err(e) if e.is_precondition_failed() || e.is_locked() => return Err(lost(uncertain)),
             Err(e) if e.is_temporary() => {
@@ -130,12 +121,12 @@ pub fn cas_write(
                 if !backoff.wait() {
                     return Err(CasError::Unknown);
                 }
-                match retry_read(remote, backoff, || read_limited(remote, path, body))? {
+                match read_limited(remote, path, body)? {
                     GetResult::Found { body: now, etag } if now == body => {
                         if let Some(etag) = etag {
                             return Ok(etag);
                         }
-                        return read_back(remote, path, body, backoff)?.ok_or(CasError::Unknown);
+                        return read_back(remote, path, body)?.ok_or(CasError::Unknown);
                     }
                     GetResult::Found { etag, .. } => {
                         if etag.as_ref() != expected {
@@ -163,13 +154,8 @@ fn read_limited(remote: &dyn Remote, path: &str, body: &[u8]) -> Result<GetResul
 }
 
 /// Reads `path` back: `Some(etag)` when it holds exactly `body`.
-fn read_back(
-    remote: &dyn Remote,
-    path: &str,
-    body: &[u8],
-    backoff: &mut Backoff,
-) -> Result<Option<Etag>, RemoteError> {
-    match retry_read(remote, backoff, || read_limited(remote, path, body))? {
+fn read_back(remote: &dyn Remote, path: &str, body: &[u8]) -> Result<Option<Etag>, RemoteError> {
+    match read_limited(remote, path, body)? {
         GetResult::Found { body: now, etag } if now == body => Ok(Some(
             etag.unwrap_or_else(|| Etag(deltasync_meta::sha256_hex(body))),
         )),

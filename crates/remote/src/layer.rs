@@ -5,9 +5,10 @@ use crate::{Capabilities, Etag, GetResult, ObjectInfo, PutMode, Remote, RemoteEr
 /// A [`Remote`] layer: a wrapper that passes every request on to [`inner`](Forward::inner)
 /// unless it overrides the request's method. Every `Forward` is a `Remote` (a blanket impl maps
 /// the trait's methods onto these), so a layer writes only what it changes, as OpenDAL's
-/// `LayeredAccess` does. The layers of this crate are [`Counting`](crate::Counting) (requests and
-/// bytes) and [`Faulty`](crate::Faulty) (injected faults); tests build their own (a remote that
-/// freezes meta.json, one that dies after k requests).
+/// `LayeredAccess` does. The layers of this crate are [`Retry`](crate::Retry) (retries of
+/// idempotent requests), [`Counting`](crate::Counting) (requests and bytes) and
+/// [`Faulty`](crate::Faulty) (injected faults); tests build their own (a remote that freezes
+/// meta.json, one that dies after k requests).
 ///
 /// The hooks are one per kind of request, so that a layer sees each request once whichever
 /// method the caller used: [`read`](Forward::read) is both [`Remote::get`] and

@@ -15,9 +15,11 @@
 //!
 //! Cross-cutting behaviour wraps the trait as a layer, applied once, rather than living inside
 //! a backend: a layer implements [`Forward`] (every request goes on to the remote it wraps
-//! unless it overrides that request) and so is a [`Remote`]. [`Counting`] counts requests and
-//! bytes, [`Faulty`] injects [`Faults`]. What a backend does itself, and what a layer leaves of
-//! it, is in [`Capabilities`] (an HTTP backend retries its own reads: `retries_reads`).
+//! unless it overrides that request) and so is a [`Remote`]. [`Retry`] retries the temporary
+//! failures of idempotent requests, [`Counting`] counts requests and bytes, [`Faulty`] injects
+//! [`Faults`]. What a backend does itself, and what a layer leaves of it, is in
+//! [`Capabilities`] (an HTTP backend retries its own reads, honouring `Retry-After`:
+//! `retries_reads`, and [`Retry::over`] then adds no second layer).
 //!
 //! Semantics every backend keeps (tested by the shared behaviour suite):
 //!
@@ -56,6 +58,7 @@ mod local;
 mod memory;
 mod path;
 mod probe;
+mod retry;
 mod s3;
 mod webdav;
 
@@ -69,11 +72,20 @@ pub use local::LocalFolder;
 pub use memory::MemoryRemote;
 pub use path::{PathError, check_path};
 pub use probe::{ProbeReport, probe, probe_s3, probe_webdav};
+pub use retry::Retry;
 pub use s3::{S3, S3Credentials, S3Options};
 pub use webdav::{AppPassword, LoginFlow};
 pub use webdav::{DEFAULT_KEYRING_TIMEOUT, KEYRING_SERVICE, Keyring};
 pub use webdav::{PASSWORD_ENV, Secret, SecretError};
 pub use webdav::{WebDav, WebDavOptions};
+
+/// The most a folder's listing may hold, in bytes of the server's answer: 256 MiB (WebDAV's
+/// `PROPFIND` answer, one file's properties included; S3's list pages together). A listing has
+/// no size the format gives it, but it has a bound: a deltas folder holds what meta.json (at
+/// most 64 MiB, some 250 bytes per delta) names, about 270,000 files, and each takes well under
+/// 1 KiB of a listing. A larger answer is refused with [`RemoteError::ListingTooLarge`] once
+/// that many bytes have come, never read to its end.
+pub const MAX_LISTING_BYTES: u64 = 256 << 20;
 
 /// An entity tag: an opaque version of a remote file, normalised (no quotes, no `W/`, no
 /// `-gzip` suffix).
@@ -198,10 +210,11 @@ pub struct Capabilities {
     /// answer can be lost, so the layers above wait longer between commit rounds and keep
     /// trying for longer. False for folders and the in-memory remote.
     pub networked: bool,
-    /// Whether the backend retries transient failures of its idempotent requests (reads,
-    /// deletes) itself, within its deadlines (`HttpPolicy`): the layers above then send such a
-    /// request once, so that one read is never tried (backend retries × store retries) times.
-    /// Writes that are not idempotent (conditional PUTs) are never retried by a backend.
+    /// Whether the remote retries transient failures of its idempotent requests (reads, heads,
+    /// listings, deletes) itself: an HTTP backend within its deadlines (`HttpPolicy`), or any
+    /// remote under a [`Retry`] layer. [`Retry::over`] then adds no layer, so that one read is
+    /// never tried (backend retries × layer retries) times. Writes are never retried by a
+    /// backend or a layer: only the store knows whether repeating one is safe.
     pub retries_reads: bool,
 }
 
@@ -295,6 +308,20 @@ pub enum RemoteError {
         /// The remote path.
         path: String,
         /// The most it may hold.
+        limit: u64,
+    },
+    /// A folder's listing is larger than [`MAX_LISTING_BYTES`]: more than any folder of a
+    /// deltasync remote holds (meta.json, itself limited, names every file a folder needs), so
+    /// a server answering with something else, or a folder filled by something else. Not read
+    /// to its end; a retry will not help.
+    #[error(
+        "the listing of '{dir}' is larger than {limit} bytes, more than a deltasync folder \
+         holds: the server answers with something else, or something else filled the folder"
+    )]
+    ListingTooLarge {
+        /// The remote folder listed (`""`: the root).
+        dir: String,
+        /// The most a listing may hold, in bytes.
         limit: u64,
     },
     /// A local I/O error (local-folder backend).

@@ -33,8 +33,8 @@ use crate::http::{
 };
 use crate::probe::RawPut;
 use crate::{
-    Capabilities, CasClass, Etag, GetResult, ObjectInfo, PathError, PutMode, Remote, RemoteError,
-    check_path,
+    Capabilities, CasClass, Etag, GetResult, MAX_LISTING_BYTES, ObjectInfo, PathError, PutMode,
+    Remote, RemoteError, check_path,
 };
 
 /// How long a signed request stays valid: S3's own tolerance for clock skew.
@@ -300,9 +300,13 @@ impl S3 {
         answer?
     }
 
-    /// The keys under `prefix` (every depth), following continuation tokens.
+    /// The keys under `prefix` (every depth), following continuation tokens: each page read up
+    /// to 16 MiB, all of them together up to [`MAX_LISTING_BYTES`] (a larger listing is
+    /// [`RemoteError::ListingTooLarge`] naming the remote folder `dir`: a server naming page
+    /// after page without end is not followed for ever).
     fn list_keys(
         &self,
+        dir: &str,
         prefix: &str,
         delimiter: bool,
     ) -> Result<(Vec<ObjectInfo>, Vec<String>), RemoteError> {
@@ -310,7 +314,13 @@ impl S3 {
         let mut files = Vec::new();
         let mut dirs = Vec::new();
         let mut token: Option<String> = None;
+        let mut listed = 0u64;
         loop {
+            let too_large = || RemoteError::ListingTooLarge {
+                dir: dir.to_string(),
+                limit: MAX_LISTING_BYTES,
+            };
+            let page_limit = LIST_PAGE_LIMIT.min(MAX_LISTING_BYTES - listed);
             let page = self.options.policy().with_retries(true, || {
                 let mut action = ListObjectsV2::new(&self.bucket, self.credentials.as_ref());
                 action.with_prefix(prefix);
@@ -328,21 +338,27 @@ impl S3 {
                 if !resp.status().is_success() {
                     return Err(self.failure(&what, resp));
                 }
-                let body = self.options.policy().read_body(
-                    &what,
-                    prefix,
-                    resp,
-                    LIST_PAGE_LIMIT,
-                    started,
-                )?;
+                let body = match self
+                    .options
+                    .policy()
+                    .read_body(&what, prefix, resp, page_limit, started)
+                {
+                    Err(RemoteError::TooLarge { .. }) if page_limit < LIST_PAGE_LIMIT => {
+                        return Err(too_large().into());
+                    }
+                    other => other?,
+                };
                 let text = with_aws_namespace(&String::from_utf8_lossy(&body), "ListBucketResult");
-                ListObjectsV2::parse_response(&text).map_err(|e| {
+                let page = ListObjectsV2::parse_response(&text).map_err(|e| {
                     Failure::from(RemoteError::Permanent {
                         what: what.clone(),
                         detail: format!("unreadable ListObjectsV2 answer: {e}"),
                     })
-                })
+                })?;
+                Ok((page, body.len() as u64))
             })?;
+            let (page, len) = page;
+            listed += len;
             for c in page.contents {
                 files.push(ObjectInfo {
                     name: c.key,
@@ -354,6 +370,7 @@ impl S3 {
             }
             dirs.extend(page.common_prefixes.into_iter().map(|p| p.prefix));
             match page.next_continuation_token {
+                Some(_) if listed >= MAX_LISTING_BYTES => return Err(too_large()),
                 Some(t) if Some(&t) != token.as_ref() => token = Some(t),
                 _ => break,
             }
@@ -524,7 +541,7 @@ impl Remote for S3 {
         } else {
             format!("{base}/")
         };
-        let (files, dirs) = self.list_keys(&prefix, true)?;
+        let (files, dirs) = self.list_keys(dir, &prefix, true)?;
         // A folder is the first segment after the prefix of a deeper key or common prefix:
         // some servers give deeper common prefixes (s3rver: `n1/n2/` for `n1/n2/k`, not
         // `n1/`) or ignore the delimiter.
@@ -580,7 +597,7 @@ impl Remote for S3 {
             }
         })?;
         // A "folder": everything under `key/`.
-        let (under, _) = self.list_keys(&format!("{key}/"), false)?;
+        let (under, _) = self.list_keys(path, &format!("{key}/"), false)?;
         let keys: Vec<String> = under.into_iter().map(|o| o.name).collect();
         self.delete_keys(&keys)
     }

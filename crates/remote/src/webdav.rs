@@ -366,7 +366,7 @@ impl Remote for WebDav {
             Head::Found(info) => Ok(Some(info)),
             Head::Missing => Ok(None),
             Head::AskPropfind => {
-                let entries = self.propfind(&url, "0")?.unwrap_or_default();
+                let entries = self.propfind(path, &url, "0")?.unwrap_or_default();
                 Ok(entries.into_iter().next().map(|e| ObjectInfo {
                     name: path.to_string(),
                     size: if e.is_dir { 0 } else { e.size.unwrap_or(0) },
@@ -381,7 +381,7 @@ impl Remote for WebDav {
     fn list(&self, dir: &str) -> Result<Vec<ObjectInfo>, RemoteError> {
         check_path(dir)?;
         let url = self.target.dir_url(dir);
-        let Some(entries) = self.propfind(&url, "1")? else {
+        let Some(entries) = self.propfind(dir, &url, "1")? else {
             return Ok(Vec::new());
         };
         let own = format!(

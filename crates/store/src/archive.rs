@@ -168,7 +168,7 @@ impl Store {
     /// The archives of folded deltas on the remote: (path, generation, first, last), by
     /// first seq.
     pub fn list_archives(&self) -> Result<Vec<(String, u64, u64, u64)>, StoreError> {
-        let mut out: Vec<_> = match self.retry(|| self.remote.list(ARCHIVE_DIR)) {
+        let mut out: Vec<_> = match self.remote.list(ARCHIVE_DIR) {
             Ok(list) => list
                 .into_iter()
                 .filter(|o| !o.is_dir)
@@ -185,7 +185,7 @@ impl Store {
 
     /// Reads an archive of folded deltas, verifying every delta against the index.
     pub fn read_archive(&self, path: &str) -> Result<FoldedArchive, StoreError> {
-        let body = match self.retry(|| self.remote.get_max(path, None, crate::MAX_FILE_BYTES))? {
+        let body = match self.remote.get_max(path, None, crate::MAX_FILE_BYTES)? {
             GetResult::Found { body, .. } => body,
             _ => return Err(StoreError::Missing(path.to_string())),
         };
@@ -224,7 +224,7 @@ impl Store {
 
     /// Reads a file's bytes as they are (an archive for a backup).
     pub fn read_file(&self, path: &str) -> Result<Vec<u8>, StoreError> {
-        match self.retry(|| self.remote.get_max(path, None, crate::MAX_FILE_BYTES))? {
+        match self.remote.get_max(path, None, crate::MAX_FILE_BYTES)? {
             GetResult::Found { body, .. } => Ok(body),
             _ => Err(StoreError::Missing(path.to_string())),
         }

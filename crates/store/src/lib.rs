@@ -32,12 +32,12 @@ mod chain;
 
 pub use chain::ReadDeltas;
 
-use deltasync_lock::{Backoff, CasError, cas_write, retry_read, retry_transient};
+use deltasync_lock::{Backoff, CasError, cas_write, retry_transient};
 use deltasync_meta::{
     DATA_FILE, DELTAS_DIR, Delta, DeltaRef, FormatError, META_FILE, Meta, Snapshot, SnapshotRef,
     sha256_hex, verify_sha256,
 };
-use deltasync_remote::{CasClass, Etag, GetResult, PutMode, Remote, RemoteError};
+use deltasync_remote::{CasClass, Etag, GetResult, PutMode, Remote, RemoteError, Retry};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -132,8 +132,18 @@ pub enum MetaRead {
 }
 
 /// Reads and writes the split-lite layout on a remote.
+///
+/// Retries: the remote it is given is put under a [`Retry`] layer (unless it retries its reads
+/// itself, as the HTTP backends do), so every idempotent request through the store, and through
+/// [`Store::remote`], is retried by exactly one layer. Writes are retried here, each as what it
+/// is: a create-only write of a new name again (a 412 then is our own lost write, checked by
+/// reading it), meta.json's compare-and-swap by `deltasync_lock::cas_write`, which reads back
+/// before it writes again.
 #[derive(Clone)]
 pub struct Store {
+    /// The remote as given, before the [`Retry`] layer.
+    given: Arc<dyn Remote>,
+    /// `given` under the [`Retry`] layer (or `given`, if it retries its reads itself).
     remote: Arc<dyn Remote>,
     backoff: Backoff,
 }
@@ -206,14 +216,20 @@ pub fn snapshot_name(generation: u64) -> String {
 }
 
 impl Store {
-    /// A store over `remote` with the standard backoff.
+    /// A store over `remote` with the standard backoff; its idempotent requests are retried by
+    /// a [`Retry`] layer unless it retries them itself ([`Retry::over`]).
     pub fn new(remote: Arc<dyn Remote>) -> Self {
         let backoff = Backoff::standard();
-        Store { remote, backoff }
+        Store {
+            remote: Retry::over(remote.clone(), backoff.clone()),
+            given: remote,
+            backoff,
+        }
     }
 
-    /// Uses `backoff` as the template for retries.
+    /// Uses `backoff` as the template for retries: the [`Retry`] layer's and the writes'.
     pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.remote = Retry::over(self.given.clone(), backoff.clone());
         self.backoff = backoff;
         self
     }
@@ -223,26 +239,21 @@ impl Store {
         &self.backoff
     }
 
-    /// The remote.
+    /// The remote, under the [`Retry`] layer: its reads, heads, listings and deletes are
+    /// retried (once, by one layer); its writes are not.
     pub fn remote(&self) -> &Arc<dyn Remote> {
         &self.remote
     }
 
+    /// A write that is safe to repeat (create-only, of a new name), retried with the backoff.
     fn retry<T>(&self, op: impl FnMut() -> Result<T, RemoteError>) -> Result<T, RemoteError> {
         retry_transient(&mut self.backoff.clone(), op)
-    }
-
-    /// A read: one layer of retries ([`retry_read`]).
-    fn retry_read<T>(&self, op: impl FnMut() -> Result<T, RemoteError>) -> Result<T, RemoteError> {
-        retry_read(self.remote.as_ref(), &mut self.backoff.clone(), op)
     }
 
     /// Creates an empty layout (data.json and meta.json at head 0) if the remote has no
     /// meta.json; returns whether it did. `server` is the probe result to record.
     pub fn init(&self, server: Option<serde_json::Value>) -> Result<bool, StoreError> {
-        if let GetResult::Found { .. } =
-            self.retry_read(|| self.remote.get_max(META_FILE, None, MAX_META_BYTES))?
-        {
+        if let GetResult::Found { .. } = self.remote.get_max(META_FILE, None, MAX_META_BYTES)? {
             return Ok(false);
         }
         let now = now_ms();
@@ -255,7 +266,7 @@ impl Store {
             Err(e) if e.is_precondition_failed() => {}
             Err(e) => return Err(e.into()),
         }
-        let data = match self.retry_read(|| self.remote.get_max(DATA_FILE, None, MAX_FILE_BYTES))? {
+        let data = match self.remote.get_max(DATA_FILE, None, MAX_FILE_BYTES)? {
             GetResult::Found { body, .. } => body,
             _ => return Err(StoreError::Missing(DATA_FILE.into())),
         };
@@ -307,24 +318,23 @@ impl Store {
         let mut reads = 0;
         loop {
             reads += 1;
-            let (body, etag) =
-                match self.retry_read(|| self.remote.get_max(META_FILE, known, MAX_META_BYTES))? {
-                    GetResult::NotModified if known.is_some() => {
-                        return Ok(MetaRead::NotModified);
-                    }
-                    // A server or proxy that says "not modified" to a read with no condition:
-                    // nothing to compare with, so no answer at all.
-                    GetResult::NotModified => {
-                        return Err(StoreError::Remote(RemoteError::Transient {
-                            what: format!("GET {META_FILE}"),
-                            detail: "the server answered 304 Not Modified to a read that asked \
+            let (body, etag) = match self.remote.get_max(META_FILE, known, MAX_META_BYTES)? {
+                GetResult::NotModified if known.is_some() => {
+                    return Ok(MetaRead::NotModified);
+                }
+                // A server or proxy that says "not modified" to a read with no condition:
+                // nothing to compare with, so no answer at all.
+                GetResult::NotModified => {
+                    return Err(StoreError::Remote(RemoteError::Transient {
+                        what: format!("GET {META_FILE}"),
+                        detail: "the server answered 304 Not Modified to a read that asked \
                                      for no condition (a caching proxy in the way?)"
-                                .into(),
-                        }));
-                    }
-                    GetResult::NotFound => return Err(StoreError::NotInitialised),
-                    GetResult::Found { body, etag } => (body, etag),
-                };
+                            .into(),
+                    }));
+                }
+                GetResult::NotFound => return Err(StoreError::NotInitialised),
+                GetResult::Found { body, etag } => (body, etag),
+            };
             match Meta::from_bytes(&body) {
                 Ok(meta) => {
                     let etag = etag.unwrap_or_else(|| Etag(sha256_hex(&body)));
@@ -378,7 +388,7 @@ impl Store {
         let mut reads = 0;
         loop {
             reads += 1;
-            let body = match self.retry_read(|| self.remote.get_max(path, None, size))? {
+            let body = match self.remote.get_max(path, None, size)? {
                 GetResult::Found { body, .. } => body,
                 _ => return Err(StoreError::Missing(path.to_string())),
             };
@@ -527,9 +537,7 @@ impl Store {
                 Ok(etag) if self.remote.capabilities().cas == CasClass::None => {
                     // The server ignores If-Match: read back that meta holds our bytes. If not,
                     // someone overwrote it (the lease was not honoured): the next fetch decides.
-                    return match self
-                        .retry_read(|| self.remote.get_max(META_FILE, None, MAX_META_BYTES))?
-                    {
+                    return match self.remote.get_max(META_FILE, None, MAX_META_BYTES)? {
                         GetResult::Found { body, .. } if body == bytes => Ok(etag),
                         _ => Err(StoreError::CommitUnknown),
                     };

@@ -111,14 +111,16 @@ pub(crate) fn reconcile(
 
 impl Engine {
     /// Confirms, finishes or undoes the commits recorded in the journal against `meta`
-    /// ([`reconcile`] decides, this carries it out). Returns how many were lost.
+    /// ([`reconcile`] decides, this carries it out). Returns the seqs of the commits whose
+    /// local side it finished (found in meta.json after their answer was lost or the process
+    /// died), for the sync's report.
     pub(crate) fn reconcile_journal(
         &mut self,
         meta: &Meta,
         etag: &Etag,
         folded_now: &[String],
-    ) -> Result<u64, EngineError> {
-        let mut lost = 0;
+    ) -> Result<Vec<u64>, EngineError> {
+        let mut finished = Vec::new();
         // Oldest first, but lost commits are undone newest first: each undo puts back what its
         // entities were before that commit, so the oldest lost commit's "before" is what
         // stays (undone oldest first, an entity in two lost commits kept the first one's
@@ -142,7 +144,7 @@ impl Engine {
         for (p, decision) in journal {
             match decision {
                 Reconcile::Finish { keep_unconfirmed } => {
-                    self.finished.push(p.seq);
+                    finished.push(p.seq);
                     self.state.transaction(|s| {
                         finish_commit(s, &p)?;
                         s.conflicts_pushed(&p.receipts)?;
@@ -192,11 +194,10 @@ impl Engine {
                         s.count_recommitted()?;
                         s.remove_pending(&p.delta_path)
                     })?;
-                    lost += 1;
                 }
             }
         }
-        Ok(lost)
+        Ok(finished)
     }
 
     /// Deltas this device applied that meta.json no longer lists, in the generation it reads

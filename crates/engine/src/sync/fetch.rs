@@ -29,6 +29,19 @@ pub(crate) fn mirror_of(r: &EntityRecord) -> MirrorRecord {
     }
 }
 
+/// What a fetch did ([`Engine::fetch_finishing`]).
+pub(crate) struct Fetched {
+    /// The current meta.json.
+    pub meta: Arc<Meta>,
+    /// Its etag.
+    pub etag: Etag,
+    /// How many deltas (and snapshots) were applied.
+    pub applied: usize,
+    /// Seqs of this device's commits whose local side the journal finished: found in
+    /// meta.json after their answer was lost or the process died ([`Engine::reconcile_journal`]).
+    pub finished: Vec<u64>,
+}
+
 impl Engine {
     /// The local copy of meta.json and its etag. Parsed once per copy: the engine keeps it
     /// under the state's [`State::meta_key`] (etag and revision), so a fetch answered 304
@@ -102,6 +115,15 @@ impl Engine {
         &mut self,
         progress: &dyn crate::progress::Progress,
     ) -> Result<(Arc<Meta>, Etag, usize), EngineError> {
+        let f = self.fetch_finishing(progress)?;
+        Ok((f.meta, f.etag, f.applied))
+    }
+
+    /// [`Engine::fetch_with`], saying which of this device's commits the journal finished.
+    pub(crate) fn fetch_finishing(
+        &mut self,
+        progress: &dyn crate::progress::Progress,
+    ) -> Result<Fetched, EngineError> {
         let cached = self.cached_meta()?;
         // On a remote whose ETags can go stale, a "not modified" is taken on trust only for a
         // while, and not right after our own commit (a racing writer in the same second can
@@ -146,15 +168,21 @@ impl Engine {
                 };
                 // The meta we hold is current: a commit attempted since (a crash before or
                 // during its meta write) is decided against it now.
+                let mut finished = Vec::new();
                 if self
                     .state
                     .pending_states()?
                     .iter()
                     .any(|(_, state)| *state == JournalState::Attempted)
                 {
-                    self.reconcile_journal(&m, &e, &[])?;
+                    finished = self.reconcile_journal(&m, &e, &[])?;
                 }
-                return Ok((m, e, 0));
+                return Ok(Fetched {
+                    meta: m,
+                    etag: e,
+                    applied: 0,
+                    finished,
+                });
             }
             MetaRead::Fresh { meta, etag, .. } => (meta, etag),
         };
@@ -191,7 +219,7 @@ impl Engine {
         let cached_meta = cached.map(|(m, _)| m);
         self.check_not_behind(&meta, cached_meta.as_deref(), known_generation)?;
         self.check_history(&meta, cached_meta.as_deref(), known_generation)?;
-        self.reconcile_journal(&meta, &etag, folded)?;
+        let finished = self.reconcile_journal(&meta, &etag, folded)?;
         self.force_vanished(&meta, folded)?;
         let mut applied = 0;
         if let Some((generation, snapshot)) = &snapshot {
@@ -254,7 +282,12 @@ impl Engine {
             Ok(kept)
         })?;
         self.keep_meta(kept);
-        Ok((meta, etag, applied))
+        Ok(Fetched {
+            meta,
+            etag,
+            applied,
+            finished,
+        })
     }
 
     /// Refuses a remote that is behind what this device applied: a lower head, or an older

@@ -77,10 +77,6 @@ pub struct Engine {
     /// The local copy of meta.json, parsed, under the [`State::meta_key`] it was read with:
     /// a fetch answered 304 (and `status`) takes it from here instead of parsing it again.
     meta_cache: std::sync::Mutex<Option<CachedMeta>>,
-    /// Seqs of this device's commits whose local side [`Engine::reconcile_journal`] finished
-    /// (found in meta.json after their answer was lost or the process died), since the
-    /// current sync started: a sync whose own commit went unanswered reports it from here.
-    finished: Vec<u64>,
     /// How long a file must have been unchanged before a scan for its stat to stand in for
     /// it next time ([`collections::RACY_WINDOW`]).
     racy_window: Duration,
@@ -144,7 +140,6 @@ impl Engine {
             device_id,
             lease: LeaseConfig::default(),
             meta_cache: std::sync::Mutex::new(None),
-            finished: Vec::new(),
             racy_window: collections::RACY_WINDOW,
         })
     }
@@ -284,9 +279,12 @@ impl Engine {
         // Rounds of this sync whose commit went unanswered (seq, what the round counted): a
         // later round's fetch may find the commit in meta.json and finish it.
         let mut unanswered: Vec<(u64, BTreeMap<String, CollectionReport>)> = Vec::new();
-        self.finished.clear();
+        // Seqs of this device's commits that this sync's fetches found and finished.
+        let mut finished = Vec::new();
         loop {
-            let (meta, etag, _) = self.fetch_with(progress)?;
+            let fetched = self.fetch_finishing(progress)?;
+            finished.extend(fetched.finished);
+            let (meta, etag) = (fetched.meta, fetched.etag);
             if !meta.writable() && !opts.dry_run {
                 return Err(EngineError::ReadOnly(meta.min_writer));
             }
@@ -302,14 +300,14 @@ impl Engine {
             let outgoing = self.execute(&planned, &mut report)?;
             let receipts = self.state.conflicts_to_push()?;
             if outgoing.is_empty() && receipts.is_empty() {
-                self.count_unanswered(&mut report, &unanswered, round);
+                self.count_unanswered(&mut report, &unanswered, &finished, round);
                 self.finish_stats(&report, started)?;
                 return Ok(report);
             }
             let counted = report.collections.clone();
             match self.commit(&meta, &etag, outgoing, receipts) {
                 Ok(seq) => {
-                    self.count_unanswered(&mut report, &unanswered, round);
+                    self.count_unanswered(&mut report, &unanswered, &finished, round);
                     report.committed = Some(seq);
                     report.head = seq;
                     report.retries = round;
@@ -345,10 +343,11 @@ impl Engine {
         &self,
         report: &mut SyncReport,
         unanswered: &[(u64, BTreeMap<String, CollectionReport>)],
+        finished: &[u64],
         round: u32,
     ) {
         for (seq, counted) in unanswered {
-            if !self.finished.contains(seq) {
+            if !finished.contains(seq) {
                 continue; // lost, and made again by a later round
             }
             report.committed = report.committed.max(Some(*seq));

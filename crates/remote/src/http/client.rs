@@ -438,11 +438,6 @@ impl Response {
         self.inner.body_mut().as_reader()
     }
 
-    /// The whole body as text (invalid UTF-8 replaced).
-    pub(crate) fn text(self) -> Result<String, HttpError> {
-        self.text_up_to(u64::MAX)
-    }
-
     /// The body's first `max` bytes as text (invalid UTF-8 replaced); the rest is not read.
     pub(crate) fn text_up_to(mut self, max: u64) -> Result<String, HttpError> {
         let mut bytes = Vec::new();

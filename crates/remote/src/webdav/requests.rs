@@ -1,12 +1,13 @@
 //! Sending one WebDAV request: basic auth, transport failures and unexpected statuses mapped to
-//! errors, retries of idempotent requests, and `PROPFIND`.
+//! errors, retries of idempotent requests, and `PROPFIND` (its answer capped at
+//! [`MAX_LISTING_BYTES`]).
 
 use ureq::http::Method;
 
 use super::secret::Secret;
 use super::{WebDav, multistatus};
-use crate::RemoteError;
 use crate::http::{Failure, HttpError, RequestBuilder, Response, is_transient_status, retry_after};
+use crate::{MAX_LISTING_BYTES, RemoteError};
 
 /// How much of an unexpected answer's body is read for the error that quotes it.
 const ERROR_BODY_LIMIT: u64 = 16 * 1024;
@@ -104,14 +105,18 @@ impl WebDav {
         }
     }
 
-    /// `PROPFIND` with the given depth on a URL; `None` when missing.
+    /// `PROPFIND` with the given depth on the URL of the remote path `path`; `None` when
+    /// missing. The answer is read up to [`MAX_LISTING_BYTES`] and within the request's
+    /// deadline: a larger one is [`RemoteError::ListingTooLarge`], not read to its end.
     pub(super) fn propfind(
         &self,
+        path: &str,
         url: &str,
         depth: &'static str,
     ) -> Result<Option<Vec<multistatus::Entry>>, RemoteError> {
         let what = format!("PROPFIND {url}");
         self.with_retries(true, || {
+            let started = std::time::Instant::now();
             let req = self
                 .request(Method::from_bytes(b"PROPFIND").expect("valid"), url)
                 .header("Depth", depth)
@@ -120,7 +125,18 @@ impl WebDav {
             let resp = self.send(&what, req)?;
             match resp.status().as_u16() {
                 207 | 200 => {
-                    let text = resp.text().map_err(|e| self.transport_error(&what, &e))?;
+                    let body = self
+                        .options
+                        .policy()
+                        .read_body(&what, path, resp, MAX_LISTING_BYTES, started)
+                        .map_err(|e| match e {
+                            RemoteError::TooLarge { limit, .. } => RemoteError::ListingTooLarge {
+                                dir: path.to_string(),
+                                limit,
+                            },
+                            e => e,
+                        })?;
+                    let text = String::from_utf8_lossy(&body);
                     multistatus::parse(&text).map(Some).map_err(|detail| {
                         RemoteError::Permanent {
                             what: what.clone(),

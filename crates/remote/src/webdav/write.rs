@@ -191,7 +191,7 @@ impl WebDav {
             }
         }
         let url = self.target.url(path);
-        let entries = self.propfind(&url, "0")?.unwrap_or_default();
+        let entries = self.propfind(path, &url, "0")?.unwrap_or_default();
         Ok(entries
             .into_iter()
             .find(|e| e.size.is_none_or(|s| s == len as u64))
