@@ -53,10 +53,13 @@ pub struct CompactSettings {
     /// Compact automatically once meta lists this many deltas (0: never).
     #[serde(default)]
     pub auto_after: u64,
-    /// Compact automatically once meta.json is larger than this many KiB (0: never; default
-    /// 64). Every commit uploads meta.json, which grows with the entities changed since the
-    /// last snapshot (a first import of 100k entities makes it 1.2 MB); a compaction from the
-    /// device that just synced downloads nothing and brings it back to about 1 KB.
+    /// Compact automatically once this device's copy of meta.json, which lists every delta
+    /// since the snapshot (about 200 bytes each), is larger than this many KiB (0: never;
+    /// default 64, about 300 commits): that bounds the deltas a new device walks through. A
+    /// format-2 remote's meta.json stays small whatever this says; on a format-1 remote,
+    /// whose meta.json every commit uploads and which grows with the entities changed since
+    /// the snapshot, a compaction from the device that just synced downloads nothing and
+    /// upgrades the remote.
     #[serde(default = "default_auto_meta_kib")]
     pub auto_meta_kib: u64,
 }
@@ -166,8 +169,9 @@ impl Engine {
         self.with_lease(|e| e.compact_round(opts, progress))
     }
 
-    /// After a sync: compacts when meta.json as the sync left it lists `compact.auto_after`
-    /// deltas or more, or is larger than `compact.auto_meta_kib`; returns the report when it
+    /// After a sync: compacts when the local copy of meta.json as the sync left it (complete:
+    /// every delta since the snapshot) lists `compact.auto_after` deltas or more, or is larger
+    /// than `compact.auto_meta_kib`; returns the report when it
     /// did. Sends no request when it does not compact (it looks at the local copy of
     /// meta.json), and downloads nothing when it does: this device has just synced.
     pub fn maybe_compact(&mut self) -> Result<Option<CompactReport>, EngineError> {
