@@ -379,6 +379,11 @@ fn a_first_import_is_compacted_by_itself_and_later_pushes_stay_small() {
         a.write(&format!("t{i:05}"), &json!({"title": format!("task {i}")}));
     }
     a.sync();
+    // A commit keeps the remote's format: format-1 devices can still read it.
+    let raw = deltasync_meta::Meta::from_bytes(&remote.files()["meta.json"]).unwrap();
+    assert_eq!((raw.format, raw.min_reader, raw.deltas.len()), (1, 1, 1));
+    assert_eq!(raw.entity_versions["tasks"].len(), 6000);
+    assert!(raw.deltas[0].has_details(), "format 1 lists deltas in full");
     assert!(a.engine.state().len_of("meta").unwrap().unwrap() > 64 * 1024);
     let before = remote.stats();
     let compacted = a.engine.maybe_compact().unwrap();
