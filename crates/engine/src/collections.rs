@@ -601,11 +601,16 @@ fn read_file_stat(path: &Path) -> Result<Option<StatRead>, io::Error> {
 
 /// The stamp of a file just written with `bytes`.
 fn stamp_written(path: &Path, bytes: &[u8]) -> Result<FileStamp, CollectionError> {
+    stamp_hashed(path, sha256_hex(bytes))
+}
+
+/// [`stamp_written`] for bytes whose sha256 is `hash`.
+fn stamp_hashed(path: &Path, hash: String) -> Result<FileStamp, CollectionError> {
     let meta = fs::metadata(path).map_err(|e| io_err("read metadata of", path, e))?;
     Ok(FileStamp {
         size: meta.len(),
         mtime: meta.modified().ok(),
-        hash: sha256_hex(bytes),
+        hash,
     })
 }
 

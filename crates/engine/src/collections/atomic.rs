@@ -24,6 +24,18 @@ pub(super) fn write_temp(
     bytes: &[u8],
     perms: Option<fs::Permissions>,
 ) -> Result<PathBuf, CollectionError> {
+    write_temp_as(dir, base, bytes, perms, true)
+}
+
+/// [`write_temp`], flushed to disk only if `durable`: a batch of temporary files is made
+/// durable at once by [`make_durable`] before any of them is installed.
+pub(super) fn write_temp_as(
+    dir: &Path,
+    base: &str,
+    bytes: &[u8],
+    perms: Option<fs::Permissions>,
+    durable: bool,
+) -> Result<PathBuf, CollectionError> {
     let prefix = temp_prefix(base);
     let mut attempt = 0;
     loop {
@@ -48,7 +60,7 @@ pub(super) fn write_temp(
             if let Some(p) = perms {
                 f.set_permissions(p)?;
             }
-            f.sync_all()
+            if durable { f.sync_all() } else { Ok(()) }
         })();
         return match written {
             Ok(()) => Ok(tmp),
@@ -103,6 +115,31 @@ fn install_inner(
     }
     fs::rename(tmp, dest).map_err(|e| io_err("rename into place", dest, e))?;
     Ok(true)
+}
+
+/// Makes the temporary files `temps` (written by [`write_temp_as`] without flushing) durable:
+/// on Linux one `syncfs` per file system (the folder's), which flushes them all with one
+/// journal commit instead of one per file; elsewhere, or should `syncfs` fail, an fsync each.
+pub(super) fn make_durable(folder: &Path, temps: &[PathBuf]) -> Result<(), CollectionError> {
+    #[cfg(target_os = "linux")]
+    {
+        let synced =
+            fs::File::open(folder).and_then(|d| rustix::fs::syncfs(&d).map_err(io::Error::from));
+        match synced {
+            Ok(()) => return Ok(()),
+            Err(e) => tracing::debug!(error = %e, "syncfs failed; flushing file by file"),
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = folder;
+    for tmp in temps {
+        fs::OpenOptions::new()
+            .write(true)
+            .open(tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| io_err("write", tmp, e))?;
+    }
+    Ok(())
 }
 
 /// Makes renames in `dir` durable (best effort; not every platform can open a folder).

@@ -450,3 +450,57 @@ fn paths_may_not_leave_the_workspace() {
 }
 
 mod file;
+
+/// Issue 12 (bootstrap): from `BATCH_WRITES` writes on, the temporary files are made durable
+/// at once and then installed; the guarantees stay those of a single write — an app's save
+/// since the scan is never overwritten, every other file is written whole, no temporary file
+/// is left, and the fingerprint is what a fresh scan sees.
+#[test]
+fn dir_a_batch_is_written_whole_and_never_over_an_app_save() {
+    let ws = tempfile::tempdir().unwrap();
+    let dir = ws.path().join("tasks");
+    for f in ["a", "b", "c", "d"] {
+        write_text(&dir.join(format!("{f}.json")), "{\"v\": 1}\n");
+    }
+    let kind = dir_kind("tasks");
+    let s = scan(ws.path(), &kind).unwrap();
+    app_save(&dir.join("a.json"), "{\"v\": 2}\n");
+    fs::remove_file(dir.join("c.json")).unwrap();
+    write_text(&dir.join("e.json"), "{\"app\": \"new\"}\n");
+
+    let mut writes = vec![
+        put("a", json!({"v": 99})),
+        put("c", json!({"v": 99})),
+        put("e", json!({"v": 99})),
+        put("d", json!({"v": 3})),
+        del("b"),
+    ];
+    for i in 0..100 {
+        writes.push(put(&format!("n{i:03}"), json!({"n": i})));
+    }
+    assert!(writes.len() >= super::dir::BATCH_WRITES);
+    let r = apply(ws.path(), &kind, &writes, &s.fingerprint).unwrap();
+    assert_eq!(r.skipped, ["a", "c", "e"]);
+    assert_eq!(r.deleted, ["b"]);
+    assert_eq!(r.written.len(), 101);
+    assert_eq!(read_text(&dir.join("a.json")), "{\"v\": 2}\n");
+    assert_eq!(read_text(&dir.join("e.json")), "{\"app\": \"new\"}\n");
+    assert!(!dir.join("c.json").exists());
+    assert_eq!(read_text(&dir.join("n042.json")), "{\n  \"n\": 42\n}\n");
+    let left: Vec<String> = names(&dir)
+        .into_iter()
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+    let fresh = scan(ws.path(), &kind).unwrap();
+    assert_eq!(fresh.entities.len(), 103);
+    // What was written is stamped as a fresh scan sees it (the skipped keep their old stamps).
+    let (Fingerprint::Dir { files: after, .. }, Fingerprint::Dir { files: seen, .. }) =
+        (&r.fingerprint, &fresh.fingerprint)
+    else {
+        panic!("dir fingerprints")
+    };
+    for id in &r.written {
+        assert!(after.get(id) == seen.get(id), "{id}'s stamp");
+    }
+}
