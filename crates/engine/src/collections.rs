@@ -162,6 +162,11 @@ pub struct Scan {
     /// (read whole and cleanly, its last change before [`Known::trust_before`], unchanged
     /// while it was read), by entity id (`""`: a `file` collection's document).
     pub stats: BTreeMap<String, FileStat>,
+    /// A lean scan's ([`scan_dir_lean`]) files taken by their stat: their entities hold what
+    /// they held when read, and they are neither in `known` nor in the fingerprint (nothing
+    /// may be written to them with this scan's fingerprint). Always empty from [`scan`] and
+    /// [`scan_known`].
+    pub unchanged: BTreeSet<String>,
 }
 
 impl Scan {
@@ -173,9 +178,9 @@ impl Scan {
         }
     }
 
-    /// Whether the entity exists locally (read or known), readable.
+    /// Whether the entity exists locally (read, known or unchanged), readable.
     pub fn has(&self, id: &str) -> bool {
-        self.entities.contains_key(id) || self.known.contains_key(id)
+        self.entities.contains_key(id) || self.known.contains_key(id) || self.unchanged.contains(id)
     }
 }
 
@@ -370,7 +375,7 @@ pub fn scan_known(
     known: &Known,
 ) -> Result<Scan, CollectionError> {
     match kind {
-        CollectionKind::Dir { path } => dir::scan(&resolve(workspace, path)?, known),
+        CollectionKind::Dir { path } => dir::scan(&resolve(workspace, path)?, known, false),
         CollectionKind::File {
             path,
             pointer,
@@ -381,6 +386,35 @@ pub fn scan_known(
             doc::scan(&resolve(workspace, path)?, &tokens, id_field, known)
         }
     }
+}
+
+/// [`scan_known`] of a `dir` collection (`path`: its folder, relative to `workspace`) for a
+/// caller that needs nothing of the files whose stat is known but their ids: those are listed
+/// in [`Scan::unchanged`] only, not in [`Scan::known`] nor in the fingerprint, so that a scan
+/// of a large folder holds little more than the ids. Only the files' stats are used from
+/// `known` (their hashes may be left empty).
+#[tracing::instrument(skip_all, err, fields(known = known.files.len()))]
+pub fn scan_dir_lean(
+    workspace: &Path,
+    path: &Path,
+    known: &Known,
+) -> Result<Scan, CollectionError> {
+    dir::scan(&resolve(workspace, path)?, known, true)
+}
+
+/// The files of `ids` alone in a `dir` collection (`path`: its folder, relative to
+/// `workspace`), read by the rules of [`scan`], for a caller that knows that no other file
+/// changed (a file watcher's paths): an id whose file is missing is absent from the result,
+/// like a deleted one in a scan. The stats of files changed before `trust_before` are in
+/// [`Scan::stats`]. `None` when one of the files is a symbolic link: entities that links make
+/// one file are found by a scan of the whole folder only.
+pub fn read_dir_ids(
+    workspace: &Path,
+    path: &Path,
+    ids: &BTreeSet<String>,
+    trust_before: SystemTime,
+) -> Result<Option<Scan>, CollectionError> {
+    dir::read_ids(&resolve(workspace, path)?, ids, trust_before)
 }
 
 /// What one file of a `dir` collection holds, read by the rules of [`scan`]

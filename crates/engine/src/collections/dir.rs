@@ -83,8 +83,9 @@ fn read_entity_stat(path: &Path, id: String) -> (EntityFile, Option<FileStat>) {
     (EntityFile::Held { id, problem }, None)
 }
 
-pub(super) fn scan(dir: &Path, known: &Known) -> Result<Scan, CollectionError> {
-    let mut out = Scan {
+/// A scan that has found nothing yet.
+fn empty() -> Scan {
+    Scan {
         entities: BTreeMap::new(),
         problems: Vec::new(),
         held: BTreeSet::new(),
@@ -95,7 +96,83 @@ pub(super) fn scan(dir: &Path, known: &Known) -> Result<Scan, CollectionError> {
         },
         known: BTreeMap::new(),
         stats: BTreeMap::new(),
+        unchanged: BTreeSet::new(),
+    }
+}
+
+/// Reads one entity's file into `out` as a scan does (`is_link`: the file is a symbolic
+/// link, whose stat is never remembered and whose target goes to `linked`).
+fn take(
+    out: &mut Scan,
+    files: &mut BTreeMap<String, FileStamp>,
+    linked: &mut BTreeMap<PathBuf, Vec<String>>,
+    path: &Path,
+    id: String,
+    is_link: bool,
+    trust_before: SystemTime,
+) {
+    match read_entity_stat(path, id) {
+        (EntityFile::Entity { id, value, stamp }, stat) => {
+            if is_link && let Ok(target) = fs::canonicalize(path) {
+                linked.entry(target).or_default().push(id.clone());
+            }
+            if !is_link
+                && let Some(stat) = stat
+                && stat.changed_before(trust_before)
+            {
+                out.stats.insert(id.clone(), stat);
+            }
+            out.entities.insert(id.clone(), value);
+            files.insert(id, stamp);
+        }
+        (EntityFile::Held { id, problem }, _) => {
+            out.problems.push(problem);
+            out.held.insert(id);
+        }
+        // Removed between the listing and the read: the app deleted it.
+        (EntityFile::Absent { .. } | EntityFile::NotAnEntity, _) => {}
+    }
+}
+
+/// The files of `ids` alone ([`super::read_dir_ids`]); `None` when one is a symbolic link.
+pub(super) fn read_ids(
+    dir: &Path,
+    ids: &BTreeSet<String>,
+    trust_before: SystemTime,
+) -> Result<Option<Scan>, CollectionError> {
+    let mut out = empty();
+    let mut files = BTreeMap::new();
+    let mut linked = BTreeMap::new();
+    for id in ids {
+        // No file can have this name: the entity is absent here.
+        let Ok(path) = ids::entity_path(dir, id) else {
+            continue;
+        };
+        if fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Ok(None);
+        }
+        take(
+            &mut out,
+            &mut files,
+            &mut linked,
+            &path,
+            id.clone(),
+            false,
+            trust_before,
+        );
+    }
+    out.problems.sort_by(|a, b| a.file.cmp(&b.file));
+    out.fingerprint = Fingerprint::Dir {
+        files,
+        held: out.held.clone(),
     };
+    Ok(Some(out))
+}
+
+/// Scans the folder `dir`; `lean`: files whose stat is known go to [`Scan::unchanged`] only
+/// ([`super::scan_dir_lean`]).
+pub(super) fn scan(dir: &Path, known: &Known, lean: bool) -> Result<Scan, CollectionError> {
+    let mut out = empty();
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
@@ -148,6 +225,10 @@ pub(super) fn scan(dir: &Path, known: &Known) -> Result<Scan, CollectionError> {
             && let Ok(meta) = entry.metadata()
             && FileStat::of(&meta) == k.stat
         {
+            if lean {
+                out.unchanged.insert(id);
+                continue;
+            }
             out.known.insert(id.clone(), k.hash.clone());
             files.insert(
                 id,
@@ -159,27 +240,15 @@ pub(super) fn scan(dir: &Path, known: &Known) -> Result<Scan, CollectionError> {
             );
             continue;
         }
-        match read_entity_stat(&path, id) {
-            (EntityFile::Entity { id, value, stamp }, stat) => {
-                if is_link && let Ok(target) = fs::canonicalize(&path) {
-                    linked.entry(target).or_default().push(id.clone());
-                }
-                if !is_link
-                    && let Some(stat) = stat
-                    && stat.changed_before(known.trust_before)
-                {
-                    out.stats.insert(id.clone(), stat);
-                }
-                out.entities.insert(id.clone(), value);
-                files.insert(id, stamp);
-            }
-            (EntityFile::Held { id, problem }, _) => {
-                out.problems.push(problem);
-                out.held.insert(id);
-            }
-            // Removed between the listing and the read: the app deleted it.
-            (EntityFile::Absent { .. } | EntityFile::NotAnEntity, _) => {}
-        }
+        take(
+            &mut out,
+            &mut files,
+            &mut linked,
+            &path,
+            id,
+            is_link,
+            known.trust_before,
+        );
     }
     hold_aliases(dir, linked, &mut out, &mut files);
     out.problems.sort_by(|a, b| a.file.cmp(&b.file));
@@ -224,6 +293,7 @@ fn hold_aliases(
         for id in &ids {
             out.entities.remove(id);
             out.known.remove(id);
+            out.unchanged.remove(id);
             out.stats.remove(id);
             files.remove(id);
             out.held.insert(id.clone());
