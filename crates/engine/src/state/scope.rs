@@ -6,7 +6,9 @@
 //! The sets are kept by SQLite itself: partial indexes on `entities`, and the `recheck` table
 //! filled by triggers on every change of a base and on every stat cache row that does not
 //! hold its entity's base, whoever makes the change (a sync, the journal's recovery, a
-//! restore). A sync empties it of the entities it read and found unchanged.
+//! restore) — unless the stat cache says the file holds the new base. A sync empties it of
+//! the entities it read and found unchanged, so every entity out of it whose file is in the
+//! stat cache has that file's content as its base.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -26,23 +28,30 @@ const LIVE: &str = "has_base = 1 AND base_hash IS NOT NULL";
 /// A row the plan of every entity counts.
 const SYNCED: &str = "(has_base = 1 OR has_mirror = 1)";
 
-/// Created by `migrate` (schema version 3). `recheck` starts with every entity (a database
-/// from before it cannot say which bases changed under an unread file).
+/// In a trigger on `entities`: the stat cache says the entity's file holds its new base (a
+/// push of what a sync just read), so the file needs no second look.
+const STAMP_IS_BASE: &str = "EXISTS (SELECT 1 FROM file_stamps f WHERE f.collection = new.collection AND f.id = new.id AND new.has_base = 1 AND f.hash = new.base_hash)";
+
+/// Created by `migrate` where missing. The indexes that are counted hold the columns of their
+/// condition, so that SQLite, which checks the condition again on every entry, counts without
+/// reading the table. `recheck` starts with every entity (a database from
+/// before it cannot say which bases changed under an unread file): [`RECHECK_ALL`].
 pub(super) fn schema() -> String {
     format!(
         r#"
 CREATE INDEX IF NOT EXISTS entities_unsettled ON entities(collection, id) WHERE {UNSETTLED};
-CREATE INDEX IF NOT EXISTS entities_live ON entities(collection, id) WHERE {LIVE};
-CREATE INDEX IF NOT EXISTS entities_synced ON entities(collection) WHERE {SYNCED};
+CREATE INDEX IF NOT EXISTS entities_live ON entities(collection, has_base, base_hash) WHERE {LIVE};
+CREATE INDEX IF NOT EXISTS entities_synced ON entities(collection, has_base, has_mirror) WHERE {SYNCED};
 CREATE TABLE IF NOT EXISTS recheck (
   collection TEXT NOT NULL,
   id TEXT NOT NULL,
   PRIMARY KEY (collection, id)
 ) WITHOUT ROWID;
 CREATE TRIGGER IF NOT EXISTS recheck_base_update AFTER UPDATE OF has_base, base_hash ON entities
-  WHEN old.has_base IS NOT new.has_base OR old.base_hash IS NOT new.base_hash
+  WHEN (old.has_base IS NOT new.has_base OR old.base_hash IS NOT new.base_hash) AND NOT {STAMP_IS_BASE}
   BEGIN INSERT OR IGNORE INTO recheck(collection, id) VALUES (new.collection, new.id); END;
-CREATE TRIGGER IF NOT EXISTS recheck_base_insert AFTER INSERT ON entities WHEN new.has_base = 1
+CREATE TRIGGER IF NOT EXISTS recheck_base_insert AFTER INSERT ON entities
+  WHEN new.has_base = 1 AND NOT {STAMP_IS_BASE}
   BEGIN INSERT OR IGNORE INTO recheck(collection, id) VALUES (new.collection, new.id); END;
 CREATE TRIGGER IF NOT EXISTS recheck_base_delete AFTER DELETE ON entities
   BEGIN INSERT OR IGNORE INTO recheck(collection, id) VALUES (old.collection, old.id); END;
@@ -174,16 +183,15 @@ impl State {
         Ok(())
     }
 
-    /// The stat cache's files of a `dir` collection that hold their entity's base, by id, with
-    /// their stats only (empty hashes): what a lean scan may take by its stat.
+    /// The stat cache's files of a `dir` collection, by id, with their stats only (empty
+    /// hashes): what a lean scan may take by its stat. Those that may not hold their entity's
+    /// base are in [`State::recheck`], which the caller leaves out.
     pub fn trusted_files(
         &self,
         collection: &str,
     ) -> Result<HashMap<String, KnownFile>, StateError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT f.id, f.size, f.mtime_ns, f.ctime_ns, f.ino FROM file_stamps f
-             JOIN entities e ON e.collection = f.collection AND e.id = f.id
-             WHERE f.collection = ?1 AND f.id <> '' AND e.has_base = 1 AND e.base_hash = f.hash",
+            "SELECT id, size, mtime_ns, ctime_ns, ino FROM file_stamps WHERE collection = ?1 AND id <> ''",
         )?;
         let rows = stmt.query_map([collection], |r| {
             Ok((
@@ -283,33 +291,43 @@ mod tests {
     }
 
     #[test]
-    fn a_stamp_that_is_not_the_base_is_rechecked_and_only_base_stamps_are_trusted() {
+    fn a_stamp_that_is_not_the_base_is_rechecked_and_a_base_its_stamp_holds_is_not() {
         let s = State::in_memory().unwrap();
         let a = Some(json!({"n": 1}));
-        let h = deltasync_meta::content_hash(a.as_ref().unwrap());
+        let b = Some(json!({"n": 2}));
+        let h = |v: &Option<serde_json::Value>| deltasync_meta::content_hash(v.as_ref().unwrap());
         s.set_base("t", "a", Some((1, &a))).unwrap();
         s.set_base("t", "b", Some((1, &a))).unwrap();
         s.rechecked_all("t").unwrap();
-        let k = |hash: &str| KnownFile {
+        let k = |hash: String| KnownFile {
             stat: FileStat::default(),
             file_hash: "f".into(),
-            hash: hash.into(),
+            hash,
         };
         s.set_known_files(
             "t",
-            &[("a".into(), k(&h)), ("b".into(), k("other"))],
+            &[("a".into(), k(h(&a))), ("b".into(), k(h(&b)))],
             &[],
             false,
         )
         .unwrap();
+        // b's file holds other content than its base.
         assert_eq!(
             s.recheck("t").unwrap().into_iter().collect::<Vec<_>>(),
             ["b"]
         );
+        s.rechecked_all("t").unwrap();
+        // b's base becomes what its file holds (a push of what was read): nothing to recheck;
+        // a's base becomes something its file does not hold.
+        s.set_base("t", "b", Some((2, &b))).unwrap();
+        s.set_base("t", "a", Some((2, &b))).unwrap();
         assert_eq!(
-            s.trusted_files("t").unwrap().keys().collect::<Vec<_>>(),
+            s.recheck("t").unwrap().into_iter().collect::<Vec<_>>(),
             ["a"]
         );
+        let mut trusted: Vec<_> = s.trusted_files("t").unwrap().into_keys().collect();
+        trusted.sort();
+        assert_eq!(trusted, ["a", "b"]);
     }
 
     #[test]
