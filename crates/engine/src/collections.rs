@@ -62,7 +62,7 @@ use serde_json::{Map, Value};
 use crate::ids::{self, IdError};
 
 pub use limits::{MAX_ENTITY_DEPTH, Refusal};
-pub use stamps::{FileStat, Known, KnownFile, RACY_WINDOW};
+pub use stamps::{FileStat, IdHasher, Known, KnownFile, KnownStats, RACY_WINDOW};
 
 /// The id field used when none is configured; see [`CollectionKind::File`].
 pub const DEFAULT_ID_FIELD: &str = "id";
@@ -162,11 +162,11 @@ pub struct Scan {
     /// (read whole and cleanly, its last change before [`Known::trust_before`], unchanged
     /// while it was read), by entity id (`""`: a `file` collection's document).
     pub stats: BTreeMap<String, FileStat>,
-    /// A lean scan's ([`scan_dir_lean`]) files taken by their stat: their entities hold what
-    /// they held when read, and they are neither in `known` nor in the fingerprint (nothing
-    /// may be written to them with this scan's fingerprint). Always empty from [`scan`] and
-    /// [`scan_known`].
-    pub unchanged: BTreeSet<String>,
+    /// How many files a lean scan ([`scan_dir_lean`]) took by their stat (which ones: the
+    /// [`KnownStats`] it was given): their entities hold what they held when read, and they
+    /// are in neither `known` nor the fingerprint (nothing may be written to them with this
+    /// scan's fingerprint). Always 0 from [`scan`] and [`scan_known`].
+    pub unchanged: usize,
 }
 
 impl Scan {
@@ -178,9 +178,10 @@ impl Scan {
         }
     }
 
-    /// Whether the entity exists locally (read, known or unchanged), readable.
+    /// Whether the entity exists locally (read or known), readable; a lean scan's unchanged
+    /// files are in its [`KnownStats`].
     pub fn has(&self, id: &str) -> bool {
-        self.entities.contains_key(id) || self.known.contains_key(id) || self.unchanged.contains(id)
+        self.entities.contains_key(id) || self.known.contains_key(id)
     }
 }
 
@@ -375,7 +376,7 @@ pub fn scan_known(
     known: &Known,
 ) -> Result<Scan, CollectionError> {
     match kind {
-        CollectionKind::Dir { path } => dir::scan(&resolve(workspace, path)?, known, false),
+        CollectionKind::Dir { path } => dir::scan(&resolve(workspace, path)?, known, None),
         CollectionKind::File {
             path,
             pointer,
@@ -389,17 +390,22 @@ pub fn scan_known(
 }
 
 /// [`scan_known`] of a `dir` collection (`path`: its folder, relative to `workspace`) for a
-/// caller that needs nothing of the files whose stat is known but their ids: those are listed
-/// in [`Scan::unchanged`] only, not in [`Scan::known`] nor in the fingerprint, so that a scan
-/// of a large folder holds little more than the ids. Only the files' stats are used from
-/// `known` (their hashes may be left empty).
-#[tracing::instrument(skip_all, err, fields(known = known.files.len()))]
+/// caller that needs nothing of the files whose stat is known: those are marked in `known`
+/// ([`KnownStats::is_unchanged`]) and counted in [`Scan::unchanged`], and are in neither
+/// [`Scan::known`] nor the fingerprint, so that a scan of a large folder holds no more than
+/// the files it reads. `trust_before` is [`Known::trust_before`].
+#[tracing::instrument(skip_all, err, fields(known = known.len()))]
 pub fn scan_dir_lean(
     workspace: &Path,
     path: &Path,
-    known: &Known,
+    known: &mut KnownStats,
+    trust_before: SystemTime,
 ) -> Result<Scan, CollectionError> {
-    dir::scan(&resolve(workspace, path)?, known, true)
+    let plain = Known {
+        files: Default::default(),
+        trust_before,
+    };
+    dir::scan(&resolve(workspace, path)?, &plain, Some(known))
 }
 
 /// The files of `ids` alone in a `dir` collection (`path`: its folder, relative to

@@ -14,6 +14,15 @@ pub(super) fn is_ignored(name: &str) -> bool {
         || name.contains(".deltasync-tmp-")
 }
 
+/// The stat of a listed entry (its own: the caller has checked it is no link); a default,
+/// which matches nothing known, when it cannot be had.
+fn entry_stat(entry: &fs::DirEntry) -> FileStat {
+    entry
+        .metadata()
+        .map(|m| FileStat::of(&m))
+        .unwrap_or_default()
+}
+
 /// Reads the file of entity `id` at `path` as a scan does: the entity, or why it is held
 /// (unreadable, a link to nothing, not a JSON object, a key twice in one object, nested too
 /// deep), or absent.
@@ -96,7 +105,7 @@ fn empty() -> Scan {
         },
         known: BTreeMap::new(),
         stats: BTreeMap::new(),
-        unchanged: BTreeSet::new(),
+        unchanged: 0,
     }
 }
 
@@ -169,9 +178,13 @@ pub(super) fn read_ids(
     Ok(Some(out))
 }
 
-/// Scans the folder `dir`; `lean`: files whose stat is known go to [`Scan::unchanged`] only
-/// ([`super::scan_dir_lean`]).
-pub(super) fn scan(dir: &Path, known: &Known, lean: bool) -> Result<Scan, CollectionError> {
+/// Scans the folder `dir`; `lean`: the files whose stat it knows are only marked there and
+/// counted ([`super::scan_dir_lean`]).
+pub(super) fn scan(
+    dir: &Path,
+    known: &Known,
+    mut lean: Option<&mut KnownStats>,
+) -> Result<Scan, CollectionError> {
     let mut out = empty();
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -221,14 +234,17 @@ pub(super) fn scan(dir: &Path, known: &Known, lean: bool) -> Result<Scan, Collec
         // A file whose stat is what it was when it was read holds what it held then. Never a
         // link: its target's stat is not the entry's.
         if !is_link
+            && let Some(stats) = lean.as_deref_mut()
+            && stats.take(&id, &entry_stat(&entry))
+        {
+            out.unchanged += 1;
+            continue;
+        }
+        if !is_link
             && let Some(k) = known.files.get(&id)
             && let Ok(meta) = entry.metadata()
             && FileStat::of(&meta) == k.stat
         {
-            if lean {
-                out.unchanged.insert(id);
-                continue;
-            }
             out.known.insert(id.clone(), k.hash.clone());
             files.insert(
                 id,
@@ -250,7 +266,7 @@ pub(super) fn scan(dir: &Path, known: &Known, lean: bool) -> Result<Scan, Collec
             known.trust_before,
         );
     }
-    hold_aliases(dir, linked, &mut out, &mut files);
+    hold_aliases(dir, linked, &mut out, &mut files, lean);
     out.problems.sort_by(|a, b| a.file.cmp(&b.file));
     out.fingerprint = Fingerprint::Dir {
         files,
@@ -266,6 +282,7 @@ fn hold_aliases(
     mut linked: BTreeMap<PathBuf, Vec<String>>,
     out: &mut Scan,
     files: &mut BTreeMap<String, FileStamp>,
+    mut lean: Option<&mut KnownStats>,
 ) {
     if linked.is_empty() {
         return;
@@ -279,7 +296,7 @@ fn hold_aliases(
                     .and_then(|n| n.to_str())
                     .and_then(|n| n.strip_suffix(".json"))
                 && let Ok(id) = ids::decode_stem(stem)
-                && out.has(&id)
+                && (out.has(&id) || lean.as_deref().is_some_and(|k| k.is_unchanged(&id)))
                 && !ids.contains(&id)
             {
                 ids.push(id);
@@ -293,7 +310,12 @@ fn hold_aliases(
         for id in &ids {
             out.entities.remove(id);
             out.known.remove(id);
-            out.unchanged.remove(id);
+            if let Some(k) = lean.as_deref_mut()
+                && k.is_unchanged(id)
+            {
+                k.remove(id);
+                out.unchanged -= 1;
+            }
             out.stats.remove(id);
             files.remove(id);
             out.held.insert(id.clone());

@@ -1,7 +1,7 @@
 //! Entity states looked up by key and by small sets, so that a sync plans only the entities
 //! that may have changed: the ones the remote moved (`unsettled`), the ones whose base changed
 //! under a file nobody read since (`recheck`), counts for the report and the mass-delete
-//! guard, and the stat cache rows whose content is the base (`trusted_files`).
+//! guard, and the stats of the stat cache's files (`known_stats`).
 //!
 //! The sets are kept by SQLite itself: partial indexes on `entities`, and the `recheck` table
 //! filled by triggers on every change of a base and on every stat cache row that does not
@@ -10,12 +10,14 @@
 //! the entities it read and found unchanged, so every entity out of it whose file is in the
 //! stat cache has that file's content as its base.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use rusqlite::{OptionalExtension, params};
 
 use super::{EntityState, State, StateError};
-use crate::collections::{FileStat, KnownFile};
+#[cfg(test)]
+use crate::collections::KnownFile;
+use crate::collections::{FileStat, KnownStats};
 
 /// A row the remote moved since its base (or with only one of base and mirror): the planner
 /// may find something to do. The complement (among rows with a base or a mirror) is settled:
@@ -183,35 +185,27 @@ impl State {
         Ok(())
     }
 
-    /// The stat cache's files of a `dir` collection, by id, with their stats only (empty
-    /// hashes): what a lean scan may take by its stat. Those that may not hold their entity's
-    /// base are in [`State::recheck`], which the caller leaves out.
-    pub fn trusted_files(
-        &self,
-        collection: &str,
-    ) -> Result<HashMap<String, KnownFile>, StateError> {
+    /// The stats of the stat cache's files of a `dir` collection: what a lean scan may take
+    /// by its stat ([`crate::collections::scan_dir_lean`]). Those that may not hold their
+    /// entity's base are in [`State::recheck`], which the caller leaves out.
+    pub fn known_stats(&self, collection: &str) -> Result<KnownStats, StateError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, size, mtime_ns, ctime_ns, ino FROM file_stamps WHERE collection = ?1 AND id <> ''",
         )?;
-        let rows = stmt.query_map([collection], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                KnownFile {
-                    stat: FileStat {
-                        size: r.get::<_, i64>(1)? as u64,
-                        mtime_ns: r.get(2)?,
-                        ctime_ns: r.get(3)?,
-                        ino: r.get::<_, i64>(4)? as u64,
-                    },
-                    file_hash: String::new(),
-                    hash: String::new(),
-                },
-            ))
-        })?;
-        let mut out = HashMap::new();
-        for row in rows {
-            let (id, k) = row?;
-            out.insert(id, k);
+        let mut rows = stmt.query([collection])?;
+        let mut out = KnownStats::new();
+        while let Some(r) = rows.next()? {
+            let stat = FileStat {
+                size: r.get::<_, i64>(1)? as u64,
+                mtime_ns: r.get(2)?,
+                ctime_ns: r.get(3)?,
+                ino: r.get::<_, i64>(4)? as u64,
+            };
+            let id = r.get_ref(0)?;
+            let id = id.as_str().map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(0, id.data_type(), Box::new(e))
+            })?;
+            out.insert(id, stat);
         }
         Ok(out)
     }
@@ -325,9 +319,7 @@ mod tests {
             s.recheck("t").unwrap().into_iter().collect::<Vec<_>>(),
             ["a"]
         );
-        let mut trusted: Vec<_> = s.trusted_files("t").unwrap().into_keys().collect();
-        trusted.sort();
-        assert_eq!(trusted, ["a", "b"]);
+        assert_eq!(s.known_stats("t").unwrap().len(), 2);
     }
 
     #[test]

@@ -69,27 +69,17 @@ impl Engine {
             }
             None => None,
         };
-        // `listed`: the folder was listed (every file seen), not only the touched files read.
-        let (scan, mut extra, known, listed) = match read {
-            Some((scan, want)) => (scan, want, Vec::new(), false),
+        // `known`: the folder was listed (every file seen, these by their stats), not only the
+        // touched files read.
+        let (scan, mut extra, known) = match read {
+            Some((scan, want)) => (scan, want, None),
             None => {
-                let mut known = Known {
-                    files: self.state.trusted_files(name)?,
-                    trust_before,
-                };
-                known.files.retain(|id, _| !look.contains(id));
-                let scan = collections::scan_dir_lean(&self.root, path, &known)?;
-                // Known files not found unchanged: changed or gone.
-                let known = if known.files.len() == scan.unchanged.len() {
-                    Vec::new()
-                } else {
-                    known
-                        .files
-                        .into_keys()
-                        .filter(|id| !scan.unchanged.contains(id))
-                        .collect()
-                };
-                (scan, look, known, true)
+                let mut known = self.state.known_stats(name)?;
+                for id in &look {
+                    known.remove(id);
+                }
+                let scan = collections::scan_dir_lean(&self.root, path, &mut known, trust_before)?;
+                (scan, look, Some(known))
             }
         };
         for id in scan.entities.keys().chain(scan.held.iter()) {
@@ -107,10 +97,10 @@ impl Engine {
             }
         }
         let is_live = |st: &EntityState| st.has_base && st.base_hash.is_some();
-        if listed {
+        if let Some(known) = &known {
             let live = self.state.live_count(name)?;
             // Every entity with content in its base is unchanged, read, held, or gone.
-            let seen = scan.unchanged.len() as u64
+            let seen = scan.unchanged as u64
                 + states
                     .iter()
                     .filter(|(id, st)| {
@@ -119,7 +109,7 @@ impl Engine {
                     .count() as u64;
             if seen < live {
                 for id in self.state.live_ids(name)? {
-                    if scan.unchanged.contains(&id)
+                    if known.is_unchanged(&id)
                         || scan.entities.contains_key(&id)
                         || scan.held.contains(&id)
                         || states.contains_key(&id)
@@ -138,8 +128,10 @@ impl Engine {
             .filter(|st| st.has_base || st.has_mirror)
             .count() as u64;
         let unplanned = self.state.synced_count(name)?.saturating_sub(planned_rows);
-        // Stat cache entries of files read again, or found gone, and not remembered anew.
-        let mut forget: BTreeSet<String> = known.into_iter().collect();
+        // Stat cache entries of files read again, or found gone, and not remembered anew. (The
+        // entries of files gone from the folder without anyone looking stay until the next
+        // full scan rewrites the cache: no file can have their stat.)
+        let mut forget: BTreeSet<String> = BTreeSet::new();
         forget.extend(
             extra
                 .iter()
