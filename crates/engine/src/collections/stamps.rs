@@ -177,6 +177,15 @@ impl KnownStats {
         KnownStats::default()
     }
 
+    /// Nothing known yet, with room for `n` files (a table that grows holds its old and its
+    /// new buckets at once).
+    pub fn with_capacity(n: usize) -> KnownStats {
+        KnownStats {
+            map: HashMap::with_capacity_and_hasher(n, Default::default()),
+            unchanged: 0,
+        }
+    }
+
     /// The file of `id` had `stat` when it was read, holding its entity's base.
     pub fn insert(&mut self, id: &str, stat: FileStat) {
         self.map

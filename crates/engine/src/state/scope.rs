@@ -189,11 +189,13 @@ impl State {
     /// by its stat ([`crate::collections::scan_dir_lean`]). Those that may not hold their
     /// entity's base are in [`State::recheck`], which the caller leaves out.
     pub fn known_stats(&self, collection: &str) -> Result<KnownStats, StateError> {
+        // Room for every entity that has a base or a mirror: about as many as the files.
+        let room = self.synced_count(collection)? as usize;
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, size, mtime_ns, ctime_ns, ino FROM file_stamps WHERE collection = ?1 AND id <> ''",
         )?;
         let mut rows = stmt.query([collection])?;
-        let mut out = KnownStats::new();
+        let mut out = KnownStats::with_capacity(room);
         while let Some(r) = rows.next()? {
             let stat = FileStat {
                 size: r.get::<_, i64>(1)? as u64,
