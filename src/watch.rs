@@ -29,9 +29,9 @@
 //! password ([`EngineError::is_refused_credentials`]) stops the watcher with exit 1 rather
 //! than send it again.
 //!
-//! Memory: a sync holds the scanned collections (about 4 KB per entity) while it runs; the
-//! binary's allocator (mimalloc) gives most of it back afterwards (figures in
-//! `docs/architecture.md`).
+//! Memory: a sync holds what it reads (about 4 KB per entity read) while it runs, and a few
+//! bytes per file for the files it does not read; the rescanner 16 bytes per file; the
+//! binary's allocator (mimalloc) gives freed memory back (figures in `docs/architecture.md`).
 
 mod files;
 mod poll;
