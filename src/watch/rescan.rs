@@ -199,3 +199,57 @@ impl Rescanner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deltasync_engine::config::{CollectionConfig, Config};
+    use deltasync_remote::MemoryRemote;
+    use std::sync::Arc;
+
+    fn touched_names(t: &BTreeSet<Touched>) -> Vec<String> {
+        t.iter()
+            .map(|t| match t {
+                Touched::File { name, .. } => name.clone(),
+                Touched::Collection(c) => format!("collection {c}"),
+            })
+            .collect()
+    }
+
+    /// A new or changed file is touched by name; a removed one touches its collection (only
+    /// hashes of the names are kept); what was seen is not reported again.
+    #[test]
+    fn changes_are_touched_by_name_and_a_removal_touches_the_collection() {
+        let dir = tempfile::tempdir().unwrap();
+        let tasks = dir.path().join("tasks");
+        fs::create_dir(&tasks).unwrap();
+        for id in ["a", "b", "c"] {
+            fs::write(tasks.join(format!("{id}.json")), "{}").unwrap();
+        }
+        let mut config: Config = toml::from_str("remote = 'memory'").unwrap();
+        config.collections.insert(
+            "tasks".into(),
+            CollectionConfig::parse_spec("dir:tasks").unwrap(),
+        );
+        let engine =
+            Engine::with_remote(dir.path(), config, Arc::new(MemoryRemote::with_seed(1))).unwrap();
+        let mut r = Rescanner::new(&engine, std::time::Duration::from_secs(3600));
+        r.fill();
+        assert!(r.run().is_empty());
+        fs::write(tasks.join("a.json"), "{\"n\": 1}").unwrap();
+        fs::write(tasks.join("d.json"), "{}").unwrap();
+        fs::write(tasks.join(".d.json.tmp"), "{}").unwrap();
+        assert_eq!(touched_names(&r.run()), ["a.json", "d.json"]);
+        assert!(r.run().is_empty());
+        fs::remove_file(tasks.join("b.json")).unwrap();
+        assert_eq!(touched_names(&r.run()), ["collection tasks"]);
+        // Seen by the watcher and synced: not reported by the next rescan.
+        fs::write(tasks.join("c.json"), "{\"n\": 2}").unwrap();
+        let seen = BTreeSet::from([Touched::File {
+            collection: "tasks".into(),
+            name: "c.json".into(),
+        }]);
+        r.seen(&seen);
+        assert!(r.run().is_empty());
+    }
+}
