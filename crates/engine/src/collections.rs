@@ -376,7 +376,7 @@ pub fn scan_known(
     known: &Known,
 ) -> Result<Scan, CollectionError> {
     match kind {
-        CollectionKind::Dir { path } => dir::scan(&resolve(workspace, path)?, known, None),
+        CollectionKind::Dir { path } => dir::scan(&resolve(workspace, path)?, known, None, None),
         CollectionKind::File {
             path,
             pointer,
@@ -405,7 +405,35 @@ pub fn scan_dir_lean(
         files: Default::default(),
         trust_before,
     };
-    dir::scan(&resolve(workspace, path)?, &plain, Some(known))
+    dir::scan(&resolve(workspace, path)?, &plain, Some(known), None)
+}
+
+/// What [`scan_dir_full_lean`] asks of each entity it reads: its id, the entity, the file's
+/// stat when it may be remembered ([`Scan::stats`]) and the sha256 of its bytes; `true` when
+/// the entity is unchanged, and the scan may drop it.
+pub type Unchanged<'a> = dyn FnMut(&str, &Value, Option<FileStat>, &str) -> bool + 'a;
+
+/// [`scan_dir_lean`] reading every file, for a full scan that holds only what changed: each
+/// entity read is handed to `unchanged`, and one it calls unchanged is dropped from the scan
+/// (marked in `known` and counted in [`Scan::unchanged`], like a file taken by its stat).
+/// `known` should be empty: every file is read.
+pub fn scan_dir_full_lean(
+    workspace: &Path,
+    path: &Path,
+    known: &mut KnownStats,
+    trust_before: SystemTime,
+    unchanged: &mut Unchanged<'_>,
+) -> Result<Scan, CollectionError> {
+    let plain = Known {
+        files: Default::default(),
+        trust_before,
+    };
+    dir::scan(
+        &resolve(workspace, path)?,
+        &plain,
+        Some(known),
+        Some(unchanged),
+    )
 }
 
 /// The files of `ids` alone in a `dir` collection (`path`: its folder, relative to

@@ -185,3 +185,21 @@ fn a_base_changed_under_an_untouched_file_is_read_again() {
         assert_eq!(a.sync().committed, None);
     }
 }
+
+/// A full scan holds only what changed, but remembers every file it read: the next sync
+/// takes the unchanged ones by their stat again, and the changed one is pushed once.
+#[test]
+fn a_full_scan_remembers_the_files_it_dropped() {
+    let (_, mut a, mut b) = synced();
+    a.write("t2", &json!({"n": 2}));
+    set_mtime(&a.path("t2"), SystemTime::now() - Duration::from_secs(600));
+    a.engine.forget_file_stats().unwrap();
+    assert!(a.engine.state().known_files("tasks").unwrap().is_empty());
+    let r = a.sync();
+    let c = &r.collections["tasks"];
+    assert_eq!((c.up.updated, c.unchanged), (1, 3), "{r:?}");
+    assert_eq!(a.engine.state().known_files("tasks").unwrap().len(), 4);
+    assert_eq!(a.sync().committed, None);
+    b.sync();
+    assert_eq!(b.read("t2"), Some(json!({"n": 2})));
+}

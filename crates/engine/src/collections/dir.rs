@@ -184,6 +184,7 @@ pub(super) fn scan(
     dir: &Path,
     known: &Known,
     mut lean: Option<&mut KnownStats>,
+    mut unchanged: Option<&mut Unchanged<'_>>,
 ) -> Result<Scan, CollectionError> {
     let mut out = empty();
     let entries = match fs::read_dir(dir) {
@@ -261,10 +262,23 @@ pub(super) fn scan(
             &mut files,
             &mut linked,
             &path,
-            id,
+            id.clone(),
             is_link,
             known.trust_before,
         );
+        // A full lean scan keeps only what changed.
+        if !is_link
+            && let Some(f) = unchanged.as_deref_mut()
+            && let Some(stats) = lean.as_deref_mut()
+            && let (Some(value), Some(stamp)) = (out.entities.get(&id), files.get(&id))
+            && f(&id, value, out.stats.get(&id).copied(), &stamp.hash)
+            && stats.mark_unchanged(&id)
+        {
+            out.entities.remove(&id);
+            out.stats.remove(&id);
+            files.remove(&id);
+            out.unchanged += 1;
+        }
     }
     hold_aliases(dir, linked, &mut out, &mut files, lean);
     out.problems.sort_by(|a, b| a.file.cmp(&b.file));

@@ -226,6 +226,25 @@ impl KnownStats {
         }
     }
 
+    /// Marks `id`'s file unchanged though it was read (a full scan found its entity
+    /// unchanged); `false`, and nothing marked, when another id has its hash.
+    pub(crate) fn mark_unchanged(&mut self, id: &str) -> bool {
+        match self.map.entry(key_of(id)) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert((FileStat::default(), Mark::Unchanged));
+                self.unchanged += 1;
+                true
+            }
+            std::collections::hash_map::Entry::Occupied(mut o) => {
+                if o.get().1 == Mark::Unchanged {
+                    self.unchanged -= 1;
+                }
+                o.get_mut().1 = Mark::Ambiguous;
+                false
+            }
+        }
+    }
+
     /// Whether the scan found `id`'s file unchanged.
     pub fn is_unchanged(&self, id: &str) -> bool {
         self.map

@@ -42,7 +42,8 @@ pub(super) fn schema() -> String {
     format!(
         r#"
 CREATE INDEX IF NOT EXISTS entities_unsettled ON entities(collection, id) WHERE {UNSETTLED};
-CREATE INDEX IF NOT EXISTS entities_live ON entities(collection, has_base, base_hash) WHERE {LIVE};
+DROP INDEX IF EXISTS entities_live;
+CREATE INDEX IF NOT EXISTS entities_live_ids ON entities(collection, id, has_base, base_hash) WHERE {LIVE};
 CREATE INDEX IF NOT EXISTS entities_synced ON entities(collection, has_base, has_mirror) WHERE {SYNCED};
 CREATE TABLE IF NOT EXISTS recheck (
   collection TEXT NOT NULL,
@@ -131,7 +132,7 @@ impl State {
 
     /// How many entities of `collection` have a base holding content (not a tombstone).
     pub fn live_count(&self, collection: &str) -> Result<u64, StateError> {
-        self.count_where(collection, "entities_live", LIVE)
+        self.count_where(collection, "entities_live_ids", LIVE)
     }
 
     /// How many entities of `collection` have a base or a mirror: the entities a plan of
@@ -147,10 +148,21 @@ impl State {
         Ok(stmt.query_row([collection], |r| r.get::<_, i64>(0))? as u64)
     }
 
+    /// The hash of the content of an entity's base, when it holds content (read from an index:
+    /// a full scan asks for every entity it reads).
+    pub fn live_base_hash(&self, collection: &str, id: &str) -> Result<Option<String>, StateError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT base_hash FROM entities INDEXED BY entities_live_ids WHERE collection = ?1 AND id = ?2 AND {LIVE}"
+        ))?;
+        Ok(stmt
+            .query_row(params![collection, id], |r| r.get(0))
+            .optional()?)
+    }
+
     /// The ids of `collection` whose base holds content.
     pub fn live_ids(&self, collection: &str) -> Result<Vec<String>, StateError> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT id FROM entities INDEXED BY entities_live WHERE collection = ?1 AND {LIVE}"
+            "SELECT id FROM entities INDEXED BY entities_live_ids WHERE collection = ?1 AND {LIVE}"
         ))?;
         let rows = stmt.query_map([collection], |r| r.get::<_, String>(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -268,6 +280,11 @@ mod tests {
         );
         assert_eq!(s.live_count("t").unwrap(), 2);
         assert_eq!(s.live_ids("t").unwrap(), ["a", "b"]);
+        assert_eq!(
+            s.live_base_hash("t", "a").unwrap(),
+            a.as_ref().map(deltasync_meta::content_hash)
+        );
+        assert_eq!(s.live_base_hash("t", "d").unwrap(), None, "a tombstone");
         assert_eq!(s.synced_count("t").unwrap(), 4);
         assert_eq!(s.synced_count("u").unwrap(), 0);
         assert_eq!(s.entity_state("t", "b").unwrap().unwrap().m_version, 2);
@@ -329,7 +346,7 @@ mod tests {
         let s = State::in_memory().unwrap();
         for (cond, index) in [
             (UNSETTLED, "entities_unsettled"),
-            (LIVE, "entities_live"),
+            (LIVE, "entities_live_ids"),
             (SYNCED, "entities_synced"),
         ] {
             let plan = s

@@ -57,6 +57,8 @@ pub(super) struct Part {
     pub(super) unplanned: u64,
     /// The collection's entities to read again ([`crate::state::State::recheck`]).
     pub(super) recheck: BTreeSet<String>,
+    /// Files a full scan read and dropped as unchanged, for the stat cache.
+    pub(super) put: Vec<(String, KnownFile)>,
 }
 
 impl Engine {
@@ -163,6 +165,7 @@ impl Engine {
             forget,
             unplanned: 0,
             recheck: self.state.recheck(name)?,
+            put: Vec::new(),
         })
     }
 
@@ -239,15 +242,16 @@ impl Engine {
                 || !rechecked.is_empty()
                 || is_file
             {
-                changes.push((c, put, &part.forget, rechecked, is_file));
+                changes.push((c, put, &part.put, &part.forget, rechecked, is_file));
             }
         }
         if changes.is_empty() {
             return Ok(());
         }
         Ok(self.state.transaction(|s| {
-            for (c, put, remove, rechecked, is_file) in &changes {
+            for (c, put, dropped, remove, rechecked, is_file) in &changes {
                 s.set_known_files(c, put, remove, full)?;
+                s.set_known_files(c, dropped, &[], false)?;
                 // A document is read whole whenever it changes: nothing to recheck there.
                 if *is_file {
                     s.rechecked_all(c)?;
@@ -301,8 +305,8 @@ impl Engine {
         for (name, c) in &self.config.collections {
             let kind = c.kind();
             let part = match &kind {
-                CollectionKind::Dir { path } if !full => {
-                    self.part_scoped(name, path, &forced, touched, trust_before)?
+                CollectionKind::Dir { path } => {
+                    self.part_scoped(name, path, &forced, touched, full, trust_before)?
                 }
                 _ => self.part_whole(name, &kind, &forced, full, trust_before)?,
             };

@@ -5,6 +5,7 @@
 use super::*;
 
 use crate::Touched;
+use crate::collections::{FileStat, KnownStats};
 use crate::state::EntityState;
 
 /// The ids behind the touched files of collection `name` (folder `folder`), or `None` when
@@ -38,13 +39,16 @@ fn touched_ids(
 
 impl Engine {
     /// One `dir` collection (`path`, relative to the workspace) scanned for a plan of only
-    /// what may have changed ([`Engine::plan_scoped`]).
+    /// what may have changed ([`Engine::plan_scoped`]). `full`: every file is read (the
+    /// touched paths do not matter), and those whose entity is its base, settled, are
+    /// dropped from the scan once read, their stats kept to be remembered.
     pub(super) fn part_scoped(
         &self,
         name: &str,
         path: &std::path::Path,
         forced: &BTreeMap<(String, String), u64>,
         touched: Option<&BTreeSet<Touched>>,
+        full: bool,
         trust_before: SystemTime,
     ) -> Result<Part, EngineError> {
         // Read and planned whatever their files' stats say.
@@ -59,7 +63,11 @@ impl Engine {
                 .map(|(_, id)| id.clone()),
         );
         let folder = self.root.join(path);
-        let only = touched.and_then(|t| touched_ids(t, name, &folder));
+        let only = touched
+            .filter(|_| !full)
+            .and_then(|t| touched_ids(t, name, &folder));
+        // What a full scan read and dropped, for the stat cache.
+        let mut put = Vec::new();
         let read = match only {
             Some(ids) => {
                 let mut want = look.clone();
@@ -73,6 +81,36 @@ impl Engine {
         // touched files read.
         let (scan, mut extra, known) = match read {
             Some((scan, want)) => (scan, want, None),
+            None if full => {
+                let mut known = KnownStats::with_capacity(self.state.synced_count(name)? as usize);
+                let mut unchanged = |id: &str, v: &Value, stat: Option<FileStat>, file: &str| {
+                    if look.contains(id) {
+                        return false;
+                    }
+                    let hash = content_hash(v);
+                    let same =
+                        matches!(self.state.live_base_hash(name, id), Ok(Some(h)) if h == hash);
+                    if same && let Some(stat) = stat {
+                        put.push((
+                            id.to_owned(),
+                            KnownFile {
+                                stat,
+                                file_hash: file.to_owned(),
+                                hash,
+                            },
+                        ));
+                    }
+                    same
+                };
+                let scan = collections::scan_dir_full_lean(
+                    &self.root,
+                    path,
+                    &mut known,
+                    trust_before,
+                    &mut unchanged,
+                )?;
+                (scan, look, Some(known))
+            }
             None => {
                 let mut known = self.state.known_stats(name)?;
                 for id in &look {
@@ -147,6 +185,7 @@ impl Engine {
             forget: forget.into_iter().collect(),
             unplanned,
             recheck,
+            put,
         })
     }
 }
