@@ -14,7 +14,9 @@
 //!   other devices committed;
 //! - the rescanner ([`rescan`]) compares every file's size and mtime with what was last seen,
 //!   for the events a watcher misses (network file systems, queue overflow);
-//! - the syncer ([`syncer`]) runs [`Engine::sync`] in this process, and its typed
+//! - the syncer ([`syncer`]) runs [`Engine::sync`] in this process — after the first, as
+//!   [`Engine::sync_touched`] with the paths touched since the last sync that succeeded, so
+//!   that a save costs the reading of that file, not of the folder — and its typed
 //!   [`SyncReport`](deltasync_engine::SyncReport) goes to the [`record::Recorder`];
 //! - the signal thread ([`signals`]): SIGTERM or SIGINT ends the loop once the sync in
 //!   progress has finished (a second one, or a sync still running after `--stop-grace`,
@@ -27,9 +29,9 @@
 //! password ([`EngineError::is_refused_credentials`]) stops the watcher with exit 1 rather
 //! than send it again.
 //!
-//! Memory: a sync holds the scanned collections (about 4 KB per entity) while it runs; the
-//! binary's allocator (mimalloc) gives most of it back afterwards (figures in
-//! `docs/architecture.md`).
+//! Memory: a sync holds what it reads (about 4 KB per entity read) while it runs, and a few
+//! bytes per file for the files it does not read; the rescanner 16 bytes per file; the
+//! binary's allocator (mimalloc) gives freed memory back (figures in `docs/architecture.md`).
 
 mod files;
 mod poll;
@@ -278,7 +280,7 @@ impl Daemon {
         self.rescan.seen(touched);
         self.recorder.problems(changes.problems);
         if changes.dirty {
-            self.syncer.want();
+            self.syncer.want_touched(touched);
         }
     }
 

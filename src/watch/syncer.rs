@@ -1,10 +1,12 @@
 //! The syncer part of `deltasync watch`: whether a sync is wanted, when it may run (backoff
 //! after errors, a short wait when the app was saving a file a pull wanted to write), and the
-//! sync itself, in this process, over the watcher's one [`Engine`].
+//! sync itself, in this process, over the watcher's one [`Engine`], handed the paths that
+//! changed since the last sync that succeeded (so that it reads those files, not the folder).
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use deltasync_engine::{Engine, EngineError, SyncOptions, SyncReport};
+use deltasync_engine::{Engine, EngineError, SyncOptions, SyncReport, Touched};
 use deltasync_lock::Backoff;
 
 /// How soon to try again when the app was saving a file a pull wanted to write.
@@ -26,6 +28,10 @@ pub struct Syncer {
     /// Not before this (backoff after an error, or a deferred write).
     not_before: Option<Instant>,
     backoff: Backoff,
+    /// The paths changed since the last sync that succeeded, for the next sync to read
+    /// ([`Engine::sync_touched`]); `None` until a sync has listed every collection (the first
+    /// one: what changed while no watcher ran).
+    touched: Option<BTreeSet<Touched>>,
 }
 
 /// Errors back off: jittered, doubling from 1 s to 5 minutes, reset on success.
@@ -41,11 +47,21 @@ impl Syncer {
             wanted: true,
             not_before: None,
             backoff: error_backoff(),
+            touched: None,
         }
     }
 
     /// Asks for a sync.
     pub fn want(&mut self) {
+        self.wanted = true;
+    }
+
+    /// Asks for a sync of local changes at `touched` (kept, with those of later calls, until a
+    /// sync succeeds).
+    pub fn want_touched(&mut self, touched: &BTreeSet<Touched>) {
+        if let Some(t) = &mut self.touched {
+            t.extend(touched.iter().cloned());
+        }
         self.wanted = true;
     }
 
@@ -82,8 +98,16 @@ impl Syncer {
         self.wanted = false;
         self.not_before = None;
         let started = Instant::now();
-        let report = match engine.sync(&SyncOptions::default()) {
-            Ok(r) => r,
+        let synced = match &self.touched {
+            Some(touched) => engine.sync_touched(&SyncOptions::default(), touched),
+            None => engine.sync(&SyncOptions::default()),
+        };
+        let report = match synced {
+            Ok(r) => {
+                // Looked at: from now on only what changes is read.
+                self.touched = Some(BTreeSet::new());
+                r
+            }
             Err(e) => {
                 self.wanted = true;
                 return Err(e);

@@ -62,7 +62,7 @@ use serde_json::{Map, Value};
 use crate::ids::{self, IdError};
 
 pub use limits::{MAX_ENTITY_DEPTH, Refusal};
-pub use stamps::{FileStat, Known, KnownFile, RACY_WINDOW};
+pub use stamps::{FileStat, IdHasher, Known, KnownFile, KnownStats, RACY_WINDOW};
 
 /// The id field used when none is configured; see [`CollectionKind::File`].
 pub const DEFAULT_ID_FIELD: &str = "id";
@@ -162,6 +162,11 @@ pub struct Scan {
     /// (read whole and cleanly, its last change before [`Known::trust_before`], unchanged
     /// while it was read), by entity id (`""`: a `file` collection's document).
     pub stats: BTreeMap<String, FileStat>,
+    /// How many files a lean scan ([`scan_dir_lean`]) took by their stat (which ones: the
+    /// [`KnownStats`] it was given): their entities hold what they held when read, and they
+    /// are in neither `known` nor the fingerprint (nothing may be written to them with this
+    /// scan's fingerprint). Always 0 from [`scan`] and [`scan_known`].
+    pub unchanged: usize,
 }
 
 impl Scan {
@@ -173,7 +178,8 @@ impl Scan {
         }
     }
 
-    /// Whether the entity exists locally (read or known), readable.
+    /// Whether the entity exists locally (read or known), readable; a lean scan's unchanged
+    /// files are in its [`KnownStats`].
     pub fn has(&self, id: &str) -> bool {
         self.entities.contains_key(id) || self.known.contains_key(id)
     }
@@ -370,7 +376,7 @@ pub fn scan_known(
     known: &Known,
 ) -> Result<Scan, CollectionError> {
     match kind {
-        CollectionKind::Dir { path } => dir::scan(&resolve(workspace, path)?, known),
+        CollectionKind::Dir { path } => dir::scan(&resolve(workspace, path)?, known, None, None),
         CollectionKind::File {
             path,
             pointer,
@@ -381,6 +387,68 @@ pub fn scan_known(
             doc::scan(&resolve(workspace, path)?, &tokens, id_field, known)
         }
     }
+}
+
+/// [`scan_known`] of a `dir` collection (`path`: its folder, relative to `workspace`) for a
+/// caller that needs nothing of the files whose stat is known: those are marked in `known`
+/// ([`KnownStats::is_unchanged`]) and counted in [`Scan::unchanged`], and are in neither
+/// [`Scan::known`] nor the fingerprint, so that a scan of a large folder holds no more than
+/// the files it reads. `trust_before` is [`Known::trust_before`].
+#[tracing::instrument(skip_all, err, fields(known = known.len()))]
+pub fn scan_dir_lean(
+    workspace: &Path,
+    path: &Path,
+    known: &mut KnownStats,
+    trust_before: SystemTime,
+) -> Result<Scan, CollectionError> {
+    let plain = Known {
+        files: Default::default(),
+        trust_before,
+    };
+    dir::scan(&resolve(workspace, path)?, &plain, Some(known), None)
+}
+
+/// What [`scan_dir_full_lean`] asks of each entity it reads: its id, the entity, the file's
+/// stat when it may be remembered ([`Scan::stats`]) and the sha256 of its bytes; `true` when
+/// the entity is unchanged, and the scan may drop it.
+pub type Unchanged<'a> = dyn FnMut(&str, &Value, Option<FileStat>, &str) -> bool + 'a;
+
+/// [`scan_dir_lean`] reading every file, for a full scan that holds only what changed: each
+/// entity read is handed to `unchanged`, and one it calls unchanged is dropped from the scan
+/// (marked in `known` and counted in [`Scan::unchanged`], like a file taken by its stat).
+/// `known` should be empty: every file is read.
+pub fn scan_dir_full_lean(
+    workspace: &Path,
+    path: &Path,
+    known: &mut KnownStats,
+    trust_before: SystemTime,
+    unchanged: &mut Unchanged<'_>,
+) -> Result<Scan, CollectionError> {
+    let plain = Known {
+        files: Default::default(),
+        trust_before,
+    };
+    dir::scan(
+        &resolve(workspace, path)?,
+        &plain,
+        Some(known),
+        Some(unchanged),
+    )
+}
+
+/// The files of `ids` alone in a `dir` collection (`path`: its folder, relative to
+/// `workspace`), read by the rules of [`scan`], for a caller that knows that no other file
+/// changed (a file watcher's paths): an id whose file is missing is absent from the result,
+/// like a deleted one in a scan. The stats of files changed before `trust_before` are in
+/// [`Scan::stats`]. `None` when one of the files is a symbolic link: entities that links make
+/// one file are found by a scan of the whole folder only.
+pub fn read_dir_ids(
+    workspace: &Path,
+    path: &Path,
+    ids: &BTreeSet<String>,
+    trust_before: SystemTime,
+) -> Result<Option<Scan>, CollectionError> {
+    dir::read_ids(&resolve(workspace, path)?, ids, trust_before)
 }
 
 /// What one file of a `dir` collection holds, read by the rules of [`scan`]

@@ -145,7 +145,11 @@ CREATE TABLE IF NOT EXISTS journal (delta_path TEXT PRIMARY KEY, json TEXT NOT N
 "#;
 
 /// The version of [`SCHEMA`] (`PRAGMA user_version`): 0, a database from before versions
-/// were kept; 1, `entities.m_extra` added; 2, the stat cache (`file_stamps`, [`stamps`]).
+/// were kept; 1, `entities.m_extra` added; 2, the stat cache (`file_stamps`, [`stamps`]). The
+/// partial indexes, the `recheck` table and its triggers that let a sync plan only what may
+/// have changed ([`scope`]) are added to any database that lacks them, with no new version:
+/// a binary that does not know them reads and writes the database as before, and SQLite
+/// keeps them up to date for it.
 const SCHEMA_VERSION: i64 = 2;
 
 /// Creates the tables and brings an older database up to [`SCHEMA_VERSION`].
@@ -173,6 +177,11 @@ fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
             .is_err()
     {
         conn.execute_batch("ALTER TABLE entities ADD COLUMN m_extra TEXT")?;
+    }
+    let had_recheck = conn.prepare("SELECT 1 FROM recheck LIMIT 0").is_ok();
+    conn.execute_batch(&scope::schema())?;
+    if !had_recheck {
+        conn.execute_batch(scope::RECHECK_ALL)?;
     }
     if version < SCHEMA_VERSION {
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
@@ -749,6 +758,10 @@ impl State {
 mod journal;
 /// The stat cache.
 mod stamps;
+
+/// Entity states by key and by small sets; what a sync needs to plan only what may have
+/// changed.
+mod scope;
 
 pub use journal::{BeforeCommit, JournalState, PendingCommit};
 

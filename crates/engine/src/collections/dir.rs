@@ -14,6 +14,15 @@ pub(super) fn is_ignored(name: &str) -> bool {
         || name.contains(".deltasync-tmp-")
 }
 
+/// The stat of a listed entry (its own: the caller has checked it is no link); a default,
+/// which matches nothing known, when it cannot be had.
+fn entry_stat(entry: &fs::DirEntry) -> FileStat {
+    entry
+        .metadata()
+        .map(|m| FileStat::of(&m))
+        .unwrap_or_default()
+}
+
 /// Reads the file of entity `id` at `path` as a scan does: the entity, or why it is held
 /// (unreadable, a link to nothing, not a JSON object, a key twice in one object, nested too
 /// deep), or absent.
@@ -83,8 +92,9 @@ fn read_entity_stat(path: &Path, id: String) -> (EntityFile, Option<FileStat>) {
     (EntityFile::Held { id, problem }, None)
 }
 
-pub(super) fn scan(dir: &Path, known: &Known) -> Result<Scan, CollectionError> {
-    let mut out = Scan {
+/// A scan that has found nothing yet.
+fn empty() -> Scan {
+    Scan {
         entities: BTreeMap::new(),
         problems: Vec::new(),
         held: BTreeSet::new(),
@@ -95,7 +105,88 @@ pub(super) fn scan(dir: &Path, known: &Known) -> Result<Scan, CollectionError> {
         },
         known: BTreeMap::new(),
         stats: BTreeMap::new(),
+        unchanged: 0,
+    }
+}
+
+/// Reads one entity's file into `out` as a scan does (`is_link`: the file is a symbolic
+/// link, whose stat is never remembered and whose target goes to `linked`).
+fn take(
+    out: &mut Scan,
+    files: &mut BTreeMap<String, FileStamp>,
+    linked: &mut BTreeMap<PathBuf, Vec<String>>,
+    path: &Path,
+    id: String,
+    is_link: bool,
+    trust_before: SystemTime,
+) {
+    match read_entity_stat(path, id) {
+        (EntityFile::Entity { id, value, stamp }, stat) => {
+            if is_link && let Ok(target) = fs::canonicalize(path) {
+                linked.entry(target).or_default().push(id.clone());
+            }
+            if !is_link
+                && let Some(stat) = stat
+                && stat.changed_before(trust_before)
+            {
+                out.stats.insert(id.clone(), stat);
+            }
+            out.entities.insert(id.clone(), value);
+            files.insert(id, stamp);
+        }
+        (EntityFile::Held { id, problem }, _) => {
+            out.problems.push(problem);
+            out.held.insert(id);
+        }
+        // Removed between the listing and the read: the app deleted it.
+        (EntityFile::Absent { .. } | EntityFile::NotAnEntity, _) => {}
+    }
+}
+
+/// The files of `ids` alone ([`super::read_dir_ids`]); `None` when one is a symbolic link.
+pub(super) fn read_ids(
+    dir: &Path,
+    ids: &BTreeSet<String>,
+    trust_before: SystemTime,
+) -> Result<Option<Scan>, CollectionError> {
+    let mut out = empty();
+    let mut files = BTreeMap::new();
+    let mut linked = BTreeMap::new();
+    for id in ids {
+        // No file can have this name: the entity is absent here.
+        let Ok(path) = ids::entity_path(dir, id) else {
+            continue;
+        };
+        if fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Ok(None);
+        }
+        take(
+            &mut out,
+            &mut files,
+            &mut linked,
+            &path,
+            id.clone(),
+            false,
+            trust_before,
+        );
+    }
+    out.problems.sort_by(|a, b| a.file.cmp(&b.file));
+    out.fingerprint = Fingerprint::Dir {
+        files,
+        held: out.held.clone(),
     };
+    Ok(Some(out))
+}
+
+/// Scans the folder `dir`; `lean`: the files whose stat it knows are only marked there and
+/// counted ([`super::scan_dir_lean`]).
+pub(super) fn scan(
+    dir: &Path,
+    known: &Known,
+    mut lean: Option<&mut KnownStats>,
+    mut unchanged: Option<&mut Unchanged<'_>>,
+) -> Result<Scan, CollectionError> {
+    let mut out = empty();
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
@@ -144,6 +235,13 @@ pub(super) fn scan(dir: &Path, known: &Known) -> Result<Scan, CollectionError> {
         // A file whose stat is what it was when it was read holds what it held then. Never a
         // link: its target's stat is not the entry's.
         if !is_link
+            && let Some(stats) = lean.as_deref_mut()
+            && stats.take(&id, &entry_stat(&entry))
+        {
+            out.unchanged += 1;
+            continue;
+        }
+        if !is_link
             && let Some(k) = known.files.get(&id)
             && let Ok(meta) = entry.metadata()
             && FileStat::of(&meta) == k.stat
@@ -159,29 +257,30 @@ pub(super) fn scan(dir: &Path, known: &Known) -> Result<Scan, CollectionError> {
             );
             continue;
         }
-        match read_entity_stat(&path, id) {
-            (EntityFile::Entity { id, value, stamp }, stat) => {
-                if is_link && let Ok(target) = fs::canonicalize(&path) {
-                    linked.entry(target).or_default().push(id.clone());
-                }
-                if !is_link
-                    && let Some(stat) = stat
-                    && stat.changed_before(known.trust_before)
-                {
-                    out.stats.insert(id.clone(), stat);
-                }
-                out.entities.insert(id.clone(), value);
-                files.insert(id, stamp);
-            }
-            (EntityFile::Held { id, problem }, _) => {
-                out.problems.push(problem);
-                out.held.insert(id);
-            }
-            // Removed between the listing and the read: the app deleted it.
-            (EntityFile::Absent { .. } | EntityFile::NotAnEntity, _) => {}
+        take(
+            &mut out,
+            &mut files,
+            &mut linked,
+            &path,
+            id.clone(),
+            is_link,
+            known.trust_before,
+        );
+        // A full lean scan keeps only what changed.
+        if !is_link
+            && let Some(f) = unchanged.as_deref_mut()
+            && let Some(stats) = lean.as_deref_mut()
+            && let (Some(value), Some(stamp)) = (out.entities.get(&id), files.get(&id))
+            && f(&id, value, out.stats.get(&id).copied(), &stamp.hash)
+            && stats.mark_unchanged(&id)
+        {
+            out.entities.remove(&id);
+            out.stats.remove(&id);
+            files.remove(&id);
+            out.unchanged += 1;
         }
     }
-    hold_aliases(dir, linked, &mut out, &mut files);
+    hold_aliases(dir, linked, &mut out, &mut files, lean);
     out.problems.sort_by(|a, b| a.file.cmp(&b.file));
     out.fingerprint = Fingerprint::Dir {
         files,
@@ -197,6 +296,7 @@ fn hold_aliases(
     mut linked: BTreeMap<PathBuf, Vec<String>>,
     out: &mut Scan,
     files: &mut BTreeMap<String, FileStamp>,
+    mut lean: Option<&mut KnownStats>,
 ) {
     if linked.is_empty() {
         return;
@@ -210,7 +310,7 @@ fn hold_aliases(
                     .and_then(|n| n.to_str())
                     .and_then(|n| n.strip_suffix(".json"))
                 && let Ok(id) = ids::decode_stem(stem)
-                && out.has(&id)
+                && (out.has(&id) || lean.as_deref().is_some_and(|k| k.is_unchanged(&id)))
                 && !ids.contains(&id)
             {
                 ids.push(id);
@@ -224,6 +324,12 @@ fn hold_aliases(
         for id in &ids {
             out.entities.remove(id);
             out.known.remove(id);
+            if let Some(k) = lean.as_deref_mut()
+                && k.is_unchanged(id)
+            {
+                k.remove(id);
+                out.unchanged -= 1;
+            }
             out.stats.remove(id);
             files.remove(id);
             out.held.insert(id.clone());

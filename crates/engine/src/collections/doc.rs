@@ -397,6 +397,7 @@ pub(super) fn scan(
         fingerprint: Fingerprint::File { hash: None },
         known: BTreeMap::new(),
         stats: BTreeMap::new(),
+        unchanged: 0,
     };
     let real = real_path(path);
     if let (Some(folder), Some(name)) = (real.parent(), real.file_name().and_then(|n| n.to_str())) {

@@ -161,6 +161,8 @@ impl Engine {
     /// itself every [`FULL_SCAN_INTERVAL`]).
     pub fn forget_file_stats(&self) -> Result<(), EngineError> {
         self.state.forget_known_files()?;
+        // A sync handed a watcher's touched paths reads every file too.
+        self.state.unset(plan::FULL_SCAN_MS)?;
         Ok(())
     }
 
@@ -249,8 +251,31 @@ impl Engine {
         opts: &SyncOptions,
         progress: &dyn crate::progress::Progress,
     ) -> Result<SyncReport, EngineError> {
+        self.sync_scoped(opts, None, progress)
+    }
+
+    /// [`Engine::sync`] for a file watcher that knows the local changes by path: a `dir`
+    /// collection not touched as a whole reads only the `touched` files, besides the entities
+    /// the remote changed and those whose base changed since their file was read, and takes
+    /// no other entity for changed or deleted (an edit nobody reported is found by the next
+    /// sync that lists the folder, or by the full scan every [`FULL_SCAN_INTERVAL`], which
+    /// this sync makes too when it is due).
+    pub fn sync_touched(
+        &mut self,
+        opts: &SyncOptions,
+        touched: &BTreeSet<crate::Touched>,
+    ) -> Result<SyncReport, EngineError> {
+        self.sync_scoped(opts, Some(touched), &crate::progress::NoProgress)
+    }
+
+    fn sync_scoped(
+        &mut self,
+        opts: &SyncOptions,
+        touched: Option<&BTreeSet<crate::Touched>>,
+        progress: &dyn crate::progress::Progress,
+    ) -> Result<SyncReport, EngineError> {
         if opts.dry_run {
-            return self.sync_unleased(opts, progress);
+            return self.sync_unleased_scoped(opts, touched, progress);
         }
         // A restore killed while it wrote the local files: finish it first, so that no
         // device ever adopts half of it as ordinary edits.
@@ -261,12 +286,22 @@ impl Engine {
             );
             return self.finish_restore(&target, progress);
         }
-        self.with_lease(|e| e.sync_unleased(opts, progress))
+        self.with_lease(|e| e.sync_unleased_scoped(opts, touched, progress))
     }
 
     pub(crate) fn sync_unleased(
         &mut self,
         opts: &SyncOptions,
+        progress: &dyn crate::progress::Progress,
+    ) -> Result<SyncReport, EngineError> {
+        self.sync_unleased_scoped(opts, None, progress)
+    }
+
+    /// One sync under the lease; `touched`: see [`Engine::sync_touched`].
+    fn sync_unleased_scoped(
+        &mut self,
+        opts: &SyncOptions,
+        touched: Option<&BTreeSet<crate::Touched>>,
         progress: &dyn crate::progress::Progress,
     ) -> Result<SyncReport, EngineError> {
         let started = Instant::now();
@@ -288,7 +323,7 @@ impl Engine {
             if !meta.writable() && !opts.dry_run {
                 return Err(EngineError::ReadOnly(meta.min_writer));
             }
-            let planned = self.plan(!opts.dry_run)?;
+            let planned = self.plan_scoped(!opts.dry_run, touched)?;
             report.collections = collection_reports(&planned);
             report.problems = planned.problems();
             report.head = meta.head;
@@ -608,7 +643,7 @@ fn collection_reports(planned: &Planned) -> BTreeMap<String, CollectionReport> {
             let report = CollectionReport {
                 up: s.up,
                 down: s.down,
-                unchanged: s.unchanged,
+                unchanged: s.unchanged + planned.unplanned.get(c).copied().unwrap_or(0),
                 merged: s.conflicts,
                 held: s.held,
             };

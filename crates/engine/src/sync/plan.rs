@@ -8,6 +8,9 @@ use std::time::SystemTime;
 
 use crate::collections::{CollectionKind, Known, KnownFile};
 
+/// The lean and the touched scan of a `dir` collection.
+mod scope;
+
 /// State key: when (ms) a scan last read every file, ignoring the stat cache.
 pub(crate) const FULL_SCAN_MS: &str = "full_scan_ms";
 
@@ -19,7 +22,11 @@ pub const FULL_SCAN_INTERVAL: Duration = Duration::from_secs(3600);
 pub(crate) struct Planned {
     pub(crate) scans: BTreeMap<String, Scan>,
     pub(crate) plan: planner::Plan,
+    /// The states of the planned entities.
     pub(crate) states: BTreeMap<(String, String), crate::state::EntityState>,
+    /// Per collection: entities left out of the plan because nothing can have changed them
+    /// (unchanged, see [`Engine::plan_scoped`]).
+    pub(crate) unplanned: BTreeMap<String, u64>,
 }
 
 impl Planned {
@@ -36,74 +43,145 @@ impl Planned {
     }
 }
 
+/// One collection scanned for a plan.
+pub(super) struct Part {
+    pub(super) scan: Scan,
+    /// States of the entities to plan, by id: every entity of the collection, or (a scoped
+    /// scan) the ones that may have changed.
+    pub(super) states: BTreeMap<String, crate::state::EntityState>,
+    /// Ids to plan besides those of `states` and the scan's local entities (absent here).
+    pub(super) extra: BTreeSet<String>,
+    /// Stat cache entries to forget: found changed or gone.
+    pub(super) forget: Vec<String>,
+    /// Entities left out of the plan, unchanged.
+    pub(super) unplanned: u64,
+    /// The collection's entities to read again ([`crate::state::State::recheck`]).
+    pub(super) recheck: BTreeSet<String>,
+    /// Files a full scan read and dropped as unchanged, for the stat cache.
+    pub(super) put: Vec<(String, KnownFile)>,
+}
+
 impl Engine {
     /// Scans every collection, reading only the files whose stat changed since they were
-    /// read (the stat cache, [`collections::scan_known`]), or every file when a full scan is
-    /// due ([`FULL_SCAN_INTERVAL`]). A file is taken by its stat only when the entity it held
-    /// is the base, and not forced into the next commit: every entity the round may push or
-    /// merge is read, so its content is at hand.
+    /// read (the stat cache, [`collections::scan_known`]), or every file when `full`. A file
+    /// is taken by its stat only when the entity it held is the base, and not forced into the
+    /// next commit: every entity the round may push or merge is read, so its content is at
+    /// hand.
     pub(crate) fn scan_all(
         &self,
         states: &BTreeMap<(String, String), crate::state::EntityState>,
         forced: &BTreeMap<(String, String), u64>,
         full: bool,
     ) -> Result<BTreeMap<String, (Scan, Vec<String>)>, EngineError> {
-        let trust_before = SystemTime::now()
-            .checked_sub(self.racy_window)
-            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let trust_before = self.trust_before();
         let mut scans = BTreeMap::new();
         for (name, c) in &self.config.collections {
-            let mut files = if full {
-                HashMap::new()
-            } else {
-                self.state.known_files(name)?
-            };
-            let is_base = |id: &String, k: &KnownFile| {
-                let key = (name.clone(), id.clone());
-                !forced.contains_key(&key)
-                    && states
-                        .get(&key)
-                        .is_some_and(|st| st.has_base && st.base_hash.as_ref() == Some(&k.hash))
-            };
-            // Every id the cache held, to forget those found changed or gone.
-            let mut ids = Vec::new();
-            match c.kind() {
-                CollectionKind::Dir { .. } => files.retain(|id, k| {
-                    let keep = is_base(id, k);
-                    if !keep {
-                        ids.push(id.clone());
-                    }
-                    keep
-                }),
-                // A document is taken whole or read whole.
-                CollectionKind::File { .. } => {
-                    if !files.iter().all(|(id, k)| id.is_empty() || is_base(id, k)) {
-                        ids.extend(files.drain().map(|(id, _)| id));
-                    }
-                }
-            }
-            let known = Known {
-                files,
-                trust_before,
-            };
-            let scan = collections::scan_known(&self.root, &c.kind(), &known)?;
-            ids.extend(known.files.into_keys());
-            scans.insert(name.clone(), (scan, ids));
+            let state_of = |id: &str| states.get(&(name.clone(), id.to_owned()));
+            let scan = self.scan_one(name, &c.kind(), &state_of, forced, full, trust_before)?;
+            scans.insert(name.clone(), scan);
         }
         Ok(scans)
     }
 
+    /// The time before which a file's last change must lie for a scan to remember its stat.
+    pub(super) fn trust_before(&self) -> SystemTime {
+        SystemTime::now()
+            .checked_sub(self.racy_window)
+            .unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+
+    /// [`Engine::scan_all`] of one collection; also returns every id the stat cache held.
+    fn scan_one<'a>(
+        &self,
+        name: &str,
+        kind: &CollectionKind,
+        state_of: &dyn Fn(&str) -> Option<&'a crate::state::EntityState>,
+        forced: &BTreeMap<(String, String), u64>,
+        full: bool,
+        trust_before: SystemTime,
+    ) -> Result<(Scan, Vec<String>), EngineError> {
+        let mut files = if full {
+            HashMap::new()
+        } else {
+            self.state.known_files(name)?
+        };
+        let is_base = |id: &String, k: &KnownFile| {
+            !forced.contains_key(&(name.to_owned(), id.clone()))
+                && state_of(id)
+                    .is_some_and(|st| st.has_base && st.base_hash.as_ref() == Some(&k.hash))
+        };
+        // Every id the cache held, to forget those found changed or gone.
+        let mut ids = Vec::new();
+        match kind {
+            CollectionKind::Dir { .. } => files.retain(|id, k| {
+                let keep = is_base(id, k);
+                if !keep {
+                    ids.push(id.clone());
+                }
+                keep
+            }),
+            // A document is taken whole or read whole.
+            CollectionKind::File { .. } => {
+                if !files.iter().all(|(id, k)| id.is_empty() || is_base(id, k)) {
+                    ids.extend(files.drain().map(|(id, _)| id));
+                }
+            }
+        }
+        let known = Known {
+            files,
+            trust_before,
+        };
+        let scan = collections::scan_known(&self.root, kind, &known)?;
+        ids.extend(known.files.into_keys());
+        Ok((scan, ids))
+    }
+
+    /// One collection scanned whole, with the states of all its entities (a `file`
+    /// collection, or a full scan).
+    fn part_whole(
+        &self,
+        name: &str,
+        kind: &CollectionKind,
+        forced: &BTreeMap<(String, String), u64>,
+        full: bool,
+        trust_before: SystemTime,
+    ) -> Result<Part, EngineError> {
+        let states = self.state.states_of(name)?;
+        let state_of = |id: &str| states.get(id);
+        let (scan, known) = self.scan_one(name, kind, &state_of, forced, full, trust_before)?;
+        let forget = match &scan.fingerprint {
+            // A document taken whole keeps its entries; one read is remembered anew.
+            collections::Fingerprint::File { .. } if !scan.known.is_empty() => Vec::new(),
+            collections::Fingerprint::File { .. } => known,
+            collections::Fingerprint::Dir { .. } => known
+                .into_iter()
+                .filter(|id| !(scan.known.contains_key(id) || scan.stats.contains_key(id)))
+                .collect(),
+        };
+        Ok(Part {
+            scan,
+            states,
+            extra: BTreeSet::new(),
+            forget,
+            unplanned: 0,
+            recheck: self.state.recheck(name)?,
+            put: Vec::new(),
+        })
+    }
+
     /// Records in the stat cache what the scans read (`hashes`: the content hash of every
-    /// entity read), and forgets what they found changed or gone.
+    /// entity read), forgets what they found changed or gone, and takes the entities read and
+    /// found unchanged out of the recheck list ([`crate::state::State::recheck`]).
     fn remember_scans(
         &mut self,
-        scans: &BTreeMap<String, (Scan, Vec<String>)>,
+        parts: &BTreeMap<String, Part>,
         hashes: &BTreeMap<EntityKey, String>,
+        plan: &planner::Plan,
         full: bool,
     ) -> Result<(), EngineError> {
         let mut changes = Vec::new();
-        for (c, (scan, known)) in scans {
-            // `known`: every id the stat cache held for the collection.
+        for (c, part) in parts {
+            let scan = &part.scan;
             let hash_of = |id: &str| {
                 hashes
                     .get(&EntityKey::new(c.as_str(), id))
@@ -111,6 +189,7 @@ impl Engine {
                     .unwrap_or_default()
             };
             let mut put: Vec<(String, KnownFile)> = Vec::new();
+            let mut rechecked: Vec<&str> = Vec::new();
             match &scan.fingerprint {
                 collections::Fingerprint::Dir { files, .. } => {
                     for (id, stat) in &scan.stats {
@@ -123,6 +202,13 @@ impl Engine {
                                     hash: hash_of(id),
                                 },
                             ));
+                        }
+                    }
+                    // Looked at (read, or found absent) and unchanged.
+                    for id in &part.recheck {
+                        let op = plan.ops.get(&EntityKey::new(c.as_str(), id.as_str()));
+                        if op.is_none_or(|op| *op == Op::Unchanged) && !scan.held.contains(id) {
+                            rechecked.push(id);
                         }
                     }
                 }
@@ -149,26 +235,29 @@ impl Engine {
                     }
                 }
             }
-            let remove: Vec<String> = match &scan.fingerprint {
-                // A document taken whole keeps its entries; one read is remembered anew.
-                collections::Fingerprint::File { .. } if !scan.known.is_empty() => Vec::new(),
-                collections::Fingerprint::File { .. } => known.clone(),
-                collections::Fingerprint::Dir { .. } => known
-                    .iter()
-                    .filter(|id| !(scan.known.contains_key(*id) || scan.stats.contains_key(*id)))
-                    .cloned()
-                    .collect(),
-            };
-            if full || !put.is_empty() || !remove.is_empty() {
-                changes.push((c, put, remove));
+            let is_file = matches!(scan.fingerprint, collections::Fingerprint::File { .. });
+            if full
+                || !put.is_empty()
+                || !part.forget.is_empty()
+                || !rechecked.is_empty()
+                || is_file
+            {
+                changes.push((c, put, &part.put, &part.forget, rechecked, is_file));
             }
         }
         if changes.is_empty() {
             return Ok(());
         }
         Ok(self.state.transaction(|s| {
-            for (c, put, remove) in &changes {
+            for (c, put, dropped, remove, rechecked, is_file) in &changes {
                 s.set_known_files(c, put, remove, full)?;
+                s.set_known_files(c, dropped, &[], false)?;
+                // A document is read whole whenever it changes: nothing to recheck there.
+                if *is_file {
+                    s.rechecked_all(c)?;
+                } else {
+                    s.rechecked(c, rechecked)?;
+                }
             }
             if full {
                 s.set(FULL_SCAN_MS, &now_ms().to_string())?;
@@ -190,58 +279,79 @@ impl Engine {
     /// Step 2: scans the local files and plans every entity. `remember`: record what the scan
     /// read in the stat cache (not in a dry run, which changes nothing).
     pub(crate) fn plan(&mut self, remember: bool) -> Result<Planned, EngineError> {
-        let states = self.state.all_states()?;
+        self.plan_scoped(remember, None)
+    }
+
+    /// [`Engine::plan`], planning only the entities that may have changed.
+    ///
+    /// A `dir` collection (unless a full scan is due) is scanned lean: a file whose stat is
+    /// what it was when it was read, and which then held its entity's base, is left out of
+    /// the plan (unchanged) unless the remote moved the entity since its base, its base
+    /// changed since its file was read, or it is forced into the next commit — those are
+    /// read and planned, and so is every entity read, held or gone. With `touched` (a file
+    /// watcher's paths), a `dir` collection not touched as a whole is not even listed: only
+    /// the touched files and the entities above are read and planned, and no other entity is
+    /// taken for deleted. A `file` collection, and every collection in a full scan, is
+    /// planned whole.
+    pub(crate) fn plan_scoped(
+        &mut self,
+        remember: bool,
+        touched: Option<&BTreeSet<crate::Touched>>,
+    ) -> Result<Planned, EngineError> {
         let forced = self.state.forced()?;
         let full = self.full_scan_due()?;
-        let scans = self.scan_all(&states, &forced, full)?;
+        let trust_before = self.trust_before();
+        let mut parts = BTreeMap::new();
+        for (name, c) in &self.config.collections {
+            let kind = c.kind();
+            let part = match &kind {
+                CollectionKind::Dir { path } => {
+                    self.part_scoped(name, path, &forced, touched, full, trust_before)?
+                }
+                _ => self.part_whole(name, &kind, &forced, full, trust_before)?,
+            };
+            parts.insert(name.clone(), part);
+        }
         let mut local = BTreeMap::new();
         let mut base = BTreeMap::new();
         let mut remote = BTreeMap::new();
-        for ((c, id), st) in &states {
-            if !self.config.collections.contains_key(c) {
-                continue;
-            }
-            let key = EntityKey {
-                collection: c.clone(),
-                id: id.clone(),
-            };
-            if st.has_base {
-                base.insert(
-                    key.clone(),
-                    BaseSide {
-                        version: st.base_version,
-                        hash: st.base_hash.clone(),
-                    },
-                );
-            }
-            if st.has_mirror {
-                // Content decides, not only versions: after a commit lost to a racing writer
-                // two records can share a seq, so a mirror that differs from the base counts
-                // as changed even when its version is not higher.
-                let version = if st.has_base
-                    && st.m_hash != st.base_hash
-                    && st.m_version <= st.base_version
-                {
-                    st.base_version + 1
-                } else {
-                    st.m_version
-                };
-                remote.insert(
-                    key.clone(),
-                    RemoteSide {
-                        version,
-                        hash: st.m_hash.clone(),
-                    },
-                );
-            }
-        }
         let mut read_hashes = BTreeMap::new();
-        for (c, (scan, _)) in &scans {
+        for (c, part) in &parts {
+            for (id, st) in &part.states {
+                let key = EntityKey::new(c.as_str(), id.as_str());
+                if st.has_base {
+                    base.insert(
+                        key.clone(),
+                        BaseSide {
+                            version: st.base_version,
+                            hash: st.base_hash.clone(),
+                        },
+                    );
+                }
+                if st.has_mirror {
+                    // Content decides, not only versions: after a commit lost to a racing
+                    // writer two records can share a seq, so a mirror that differs from the
+                    // base counts as changed even when its version is not higher.
+                    let version = if st.has_base
+                        && st.m_hash != st.base_hash
+                        && st.m_version <= st.base_version
+                    {
+                        st.base_version + 1
+                    } else {
+                        st.m_version
+                    };
+                    remote.insert(
+                        key,
+                        RemoteSide {
+                            version,
+                            hash: st.m_hash.clone(),
+                        },
+                    );
+                }
+            }
+            let scan = &part.scan;
             for (id, value) in &scan.entities {
-                let key = EntityKey {
-                    collection: c.clone(),
-                    id: id.clone(),
-                };
+                let key = EntityKey::new(c.as_str(), id.as_str());
                 let hash = content_hash(value);
                 read_hashes.insert(key.clone(), hash.clone());
                 local.insert(
@@ -254,10 +364,7 @@ impl Engine {
             }
             for (id, hash) in &scan.known {
                 local.insert(
-                    EntityKey {
-                        collection: c.clone(),
-                        id: id.clone(),
-                    },
+                    EntityKey::new(c.as_str(), id.as_str()),
                     LocalSide {
                         hash: Some(hash.clone()),
                         unreadable: false,
@@ -265,27 +372,22 @@ impl Engine {
                 );
             }
             let held: Box<dyn Iterator<Item = &String>> = if scan.whole_collection_held {
-                Box::new(
-                    states
-                        .keys()
-                        .filter(|(cc, _)| cc == c)
-                        .map(|(_, id)| id)
-                        .chain(scan.held.iter()),
-                )
+                Box::new(part.states.keys().chain(scan.held.iter()))
             } else {
                 Box::new(scan.held.iter())
             };
             for id in held {
                 local.insert(
-                    EntityKey {
-                        collection: c.clone(),
-                        id: id.clone(),
-                    },
+                    EntityKey::new(c.as_str(), id.as_str()),
                     LocalSide {
                         hash: None,
                         unreadable: true,
                     },
                 );
+            }
+            for id in &part.extra {
+                let key = EntityKey::new(c.as_str(), id.as_str());
+                local.entry(key).or_default();
             }
         }
         // Without a base (lost state, or a new device with files of its own), content equal to
@@ -293,18 +395,37 @@ impl Engine {
         // Not for an entity of a commit lost to a racing writer (forced): its base was undone,
         // and its local content is our edit going out again, even where the remote's history
         // holds it (another device read the lost commit and committed on top of it).
-        let forced = self.state.forced()?;
         let mut wanted = planner::needs_history(&local, &base, &remote);
         wanted.retain(|k| !forced.contains_key(&(k.collection.clone(), k.id.clone())));
         let earlier = self.earlier_contents(wanted);
-        let plan = planner::plan_with_history(&local, &base, &remote, &earlier);
+        let mut plan = planner::plan_with_history(&local, &base, &remote, &earlier);
+        // An id planned only because it was looked at, known to no side: nothing to plan.
+        plan.ops.retain(|k, op| {
+            *op != Op::Unchanged
+                || local
+                    .get(k)
+                    .is_some_and(|l| l.hash.is_some() || l.unreadable)
+                || base.contains_key(k)
+                || remote.contains_key(k)
+        });
         if remember {
-            self.remember_scans(&scans, &read_hashes, full)?;
+            self.remember_scans(&parts, &read_hashes, &plan, full)?;
+        }
+        let mut states = BTreeMap::new();
+        let mut scans = BTreeMap::new();
+        let mut unplanned = BTreeMap::new();
+        for (c, part) in parts {
+            for (id, st) in part.states {
+                states.insert((c.clone(), id), st);
+            }
+            unplanned.insert(c.clone(), part.unplanned);
+            scans.insert(c, part.scan);
         }
         Ok(Planned {
-            scans: scans.into_iter().map(|(c, (scan, _))| (c, scan)).collect(),
+            scans,
             plan,
             states,
+            unplanned,
         })
     }
 
@@ -355,11 +476,7 @@ impl Engine {
             }
         }
         for (c, n) in deletes {
-            let total = planned
-                .states
-                .iter()
-                .filter(|((cc, _), st)| cc == c && st.has_base && st.base_hash.is_some())
-                .count() as u64;
+            let total = self.state.live_count(c)?;
             let ratio = self.config.sync.mass_delete_ratio;
             // Emptying a collection of more than two entities is refused however small it
             // is: an app that wrote a fresh, empty document is the common way to lose one.
