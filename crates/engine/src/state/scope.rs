@@ -6,7 +6,8 @@
 //! The sets are kept by SQLite itself: partial indexes on `entities`, and the `recheck` table
 //! filled by triggers on every change of a base and on every stat cache row that does not
 //! hold its entity's base, whoever makes the change (a sync, the journal's recovery, a
-//! restore) — unless the stat cache says the file holds the new base. A sync empties it of
+//! restore) — unless the stat cache says the file holds the new base, which also takes the
+//! entity out (a push of a change a sync read: its row went in when it was read). A sync empties it of
 //! the entities it read and found unchanged, so every entity out of it whose file is in the
 //! stat cache has that file's content as its base.
 
@@ -53,6 +54,9 @@ CREATE TABLE IF NOT EXISTS recheck (
 CREATE TRIGGER IF NOT EXISTS recheck_base_update AFTER UPDATE OF has_base, base_hash ON entities
   WHEN (old.has_base IS NOT new.has_base OR old.base_hash IS NOT new.base_hash) AND NOT {STAMP_IS_BASE}
   BEGIN INSERT OR IGNORE INTO recheck(collection, id) VALUES (new.collection, new.id); END;
+CREATE TRIGGER IF NOT EXISTS recheck_base_settled AFTER UPDATE OF has_base, base_hash ON entities
+  WHEN {STAMP_IS_BASE}
+  BEGIN DELETE FROM recheck WHERE collection = new.collection AND id = new.id; END;
 CREATE TRIGGER IF NOT EXISTS recheck_base_insert AFTER INSERT ON entities
   WHEN new.has_base = 1 AND NOT {STAMP_IS_BASE}
   BEGIN INSERT OR IGNORE INTO recheck(collection, id) VALUES (new.collection, new.id); END;
@@ -329,8 +333,7 @@ mod tests {
             s.recheck("t").unwrap().into_iter().collect::<Vec<_>>(),
             ["b"]
         );
-        s.rechecked_all("t").unwrap();
-        // b's base becomes what its file holds (a push of what was read): nothing to recheck;
+        // b's base becomes what its file holds (a push of what was read): out of recheck;
         // a's base becomes something its file does not hold.
         s.set_base("t", "b", Some((2, &b))).unwrap();
         s.set_base("t", "a", Some((2, &b))).unwrap();
