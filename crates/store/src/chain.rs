@@ -130,18 +130,16 @@ impl Store {
         chain.reverse();
         let listed = std::mem::replace(&mut meta.deltas, chain);
         if !meta.is_complete() || meta.deltas.last().is_some_and(|d| d.seq != meta.head) {
+            let detail = format!(
+                "its deltas lead from commit {} to {}, not from the first after the snapshot \
+                 ({}) to its head ({})",
+                meta.deltas.first().map_or(0, |d| d.seq),
+                meta.deltas.last().map_or(0, |d| d.seq),
+                first_seq,
+                meta.head
+            );
             meta.deltas = listed;
-            return Err(broken(
-                deltasync_meta::META_FILE,
-                format!(
-                    "its deltas lead from commit {} to {}, not from the first after the \
-                     snapshot ({}) to its head ({})",
-                    meta.deltas.first().map_or(0, |d| d.seq),
-                    meta.deltas.last().map_or(0, |d| d.seq),
-                    first_seq,
-                    meta.head
-                ),
-            ));
+            return Err(broken(deltasync_meta::META_FILE, detail));
         }
         Ok(read)
     }
