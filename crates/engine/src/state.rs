@@ -463,10 +463,9 @@ impl State {
     }
 
     fn ensure_row(&self, collection: &str, id: &str) -> Result<(), StateError> {
-        self.conn.execute(
-            "INSERT OR IGNORE INTO entities(collection, id) VALUES (?1, ?2)",
-            params![collection, id],
-        )?;
+        self.conn
+            .prepare_cached("INSERT OR IGNORE INTO entities(collection, id) VALUES (?1, ?2)")?
+            .execute(params![collection, id])?;
         Ok(())
     }
 
@@ -482,19 +481,13 @@ impl State {
         match base {
             Some((version, content)) => {
                 let text = content.as_ref().map(serde_json::to_string).transpose()?;
-                self.conn.execute(
-                    "UPDATE entities SET has_base = 1, base_version = ?3, base_hash = ?4, base_content = ?5,
+                self.conn.prepare_cached("UPDATE entities SET has_base = 1, base_version = ?3, base_hash = ?4, base_content = ?5,
                        base_clock_ms = CASE WHEN has_mirror = 1 AND m_version = ?3 THEN m_clock_ms ELSE base_clock_ms END,
                        base_clock_c = CASE WHEN has_mirror = 1 AND m_version = ?3 THEN m_clock_c ELSE base_clock_c END
-                     WHERE collection = ?1 AND id = ?2",
-                    params![collection, id, version as i64, hash_of(content), text],
-                )?;
+                     WHERE collection = ?1 AND id = ?2")?.execute(params![collection, id, version as i64, hash_of(content), text])?;
             }
             None => {
-                self.conn.execute(
-                    "UPDATE entities SET has_base = 0, base_version = 0, base_hash = NULL, base_content = NULL WHERE collection = ?1 AND id = ?2",
-                    params![collection, id],
-                )?;
+                self.conn.prepare_cached("UPDATE entities SET has_base = 0, base_version = 0, base_hash = NULL, base_content = NULL WHERE collection = ?1 AND id = ?2")?.execute(params![collection, id])?;
             }
         }
         Ok(())
@@ -514,9 +507,7 @@ impl State {
                 let extra = (!m.extra.is_empty())
                     .then(|| serde_json::to_string(&m.extra))
                     .transpose()?;
-                self.conn.execute(
-                    "UPDATE entities SET has_mirror = 1, m_version = ?3, m_hash = ?4, m_clock_ms = ?5, m_clock_c = ?6, m_device = ?7, m_content = ?8, m_extra = ?9 WHERE collection = ?1 AND id = ?2",
-                    params![
+                self.conn.prepare_cached("UPDATE entities SET has_mirror = 1, m_version = ?3, m_hash = ?4, m_clock_ms = ?5, m_clock_c = ?6, m_device = ?7, m_content = ?8, m_extra = ?9 WHERE collection = ?1 AND id = ?2")?.execute(params![
                         collection,
                         id,
                         m.version as i64,
@@ -526,14 +517,10 @@ impl State {
                         m.device,
                         text,
                         extra
-                    ],
-                )?;
+                    ])?;
             }
             None => {
-                self.conn.execute(
-                    "UPDATE entities SET has_mirror = 0, m_version = 0, m_hash = NULL, m_content = NULL, m_extra = NULL WHERE collection = ?1 AND id = ?2",
-                    params![collection, id],
-                )?;
+                self.conn.prepare_cached("UPDATE entities SET has_mirror = 0, m_version = 0, m_hash = NULL, m_content = NULL, m_extra = NULL WHERE collection = ?1 AND id = ?2")?.execute(params![collection, id])?;
             }
         }
         Ok(())
