@@ -536,8 +536,7 @@ impl State {
                         m.device,
                         text,
                         extra
-                    ],
-                )?;
+                    ])?;
             }
             None => {
                 self.exec(

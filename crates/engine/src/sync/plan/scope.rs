@@ -87,9 +87,12 @@ impl Engine {
                     if look.contains(id) {
                         return false;
                     }
+                    // No base, no hash to compare (an import): the plan hashes it once.
+                    let Ok(Some(base)) = self.state.live_base_hash(name, id) else {
+                        return false;
+                    };
                     let hash = content_hash(v);
-                    let same =
-                        matches!(self.state.live_base_hash(name, id), Ok(Some(h)) if h == hash);
+                    let same = base == hash;
                     if same && let Some(stat) = stat {
                         put.push((
                             id.to_owned(),
