@@ -352,11 +352,28 @@ fn compaction_racing_pushers(remote: &Remote, commits: usize) {
         .collect();
     let compactor = remote.device("compactor");
     let done = std::sync::atomic::AtomicBool::new(false);
+    // Compactions finished so far: the pushers make their middle and last commits only after
+    // the first and the second (or a minute), so that compactions run during the pushes
+    // however fast the syncs are (they got fast enough to finish before a second compaction).
+    let ran = std::sync::atomic::AtomicUsize::new(0);
+    let wait_for = |n: usize| {
+        let until = Instant::now() + Duration::from_secs(60);
+        while ran.load(std::sync::atomic::Ordering::Relaxed) < n && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
     let compactions = std::thread::scope(|s| {
         let mut handles = Vec::new();
         for (i, d) in devs.iter().enumerate() {
+            let wait_for = &wait_for;
             handles.push(s.spawn(move || {
                 for k in 0..commits {
+                    if k == commits / 2 {
+                        wait_for(1);
+                    }
+                    if k + 1 == commits {
+                        wait_for(2);
+                    }
                     d.write(&format!("d{i}-{k}"), &json!({"device": i, "k": k}));
                     if k > 0 {
                         // Also edit an entity committed before (and maybe folded since).
@@ -385,6 +402,7 @@ fn compaction_racing_pushers(remote: &Remote, commits: usize) {
                 assert_eq!(r.code, Some(EXIT_OK), "compact:\n{r}");
                 if r.json()["generation"] != Value::Null {
                     n += 1;
+                    ran.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
