@@ -36,6 +36,24 @@ impl Snapshot {
         bytes: &[u8],
         mut on_record: impl FnMut(EntityRecord) -> Result<(), E>,
     ) -> Result<Snapshot, StreamError<E>> {
+        Self::stream_inner(bytes, Some(&mut on_record))
+    }
+
+    /// The snapshot without its records (`records` empty), every other field read as
+    /// [`Snapshot::from_bytes`] reads it; the records are checked to be JSON, not read.
+    pub fn without_records(bytes: &[u8]) -> Result<Snapshot, FormatError> {
+        type Nothing = fn(EntityRecord) -> Result<(), std::io::Error>;
+        match Self::stream_inner::<std::io::Error, Nothing>(bytes, None) {
+            Ok(snap) => Ok(snap),
+            Err(StreamError::Format(e)) => Err(e),
+            Err(StreamError::Stopped(e)) => unreachable!("no function to stop: {e}"),
+        }
+    }
+
+    fn stream_inner<E: std::error::Error + 'static, F: FnMut(EntityRecord) -> Result<(), E>>(
+        bytes: &[u8],
+        on_record: Option<&mut F>,
+    ) -> Result<Snapshot, StreamError<E>> {
         let json = |source| FormatError::Json {
             what: "data.json",
             source,
@@ -44,7 +62,7 @@ impl Snapshot {
         check_reader("data.json", probe.min_reader)?;
         let mut stopped: Option<E> = None;
         let top = Top {
-            on_record: &mut on_record,
+            on_record,
             stopped: &mut stopped,
         };
         let mut de = serde_json::Deserializer::from_slice(bytes);
@@ -71,7 +89,8 @@ impl Snapshot {
 /// as a JSON value (read into a [`Snapshot`] afterwards, so that the fields and their rules
 /// stay those of the type).
 struct Top<'a, F, E> {
-    on_record: &'a mut F,
+    /// `None`: the records are skipped.
+    on_record: Option<&'a mut F>,
     stopped: &'a mut Option<E>,
 }
 
@@ -96,17 +115,22 @@ where
         f.write_str("a snapshot object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut rest = serde_json::Map::new();
         while let Some(key) = map.next_key::<String>()? {
             if rest.contains_key(&key) {
                 return Err(de::Error::custom(format_args!("duplicate field `{key}`")));
             }
             if key == "records" {
-                map.next_value_seed(Records {
-                    on_record: &mut *self.on_record,
-                    stopped: &mut *self.stopped,
-                })?;
+                match &mut self.on_record {
+                    Some(on_record) => map.next_value_seed(Records {
+                        on_record: &mut **on_record,
+                        stopped: &mut *self.stopped,
+                    })?,
+                    None => {
+                        map.next_value::<de::IgnoredAny>()?;
+                    }
+                }
                 rest.insert(key, serde_json::Value::Array(Vec::new()));
             } else {
                 let value: serde_json::Value = map.next_value()?;
@@ -193,6 +217,7 @@ mod tests {
         .unwrap();
         assert_eq!(records, whole.records);
         assert_eq!(records[0].extra.get("newField"), Some(&json!([1])));
+        assert_eq!(Snapshot::without_records(&bytes).unwrap(), rest);
         assert_eq!(
             Snapshot {
                 records: whole.records.clone(),

@@ -457,6 +457,26 @@ impl Store {
         Ok((snap, body.len() as u64))
     }
 
+    /// Reads and verifies the snapshot meta refers to without building its records: returns
+    /// the snapshot with `records` empty ([`Snapshot::without_records`]) and the file's
+    /// bytes, whose records the caller reads one at a time with [`Snapshot::stream`]. Bytes
+    /// that match their checksum and then fail to stream are damaged: see
+    /// [`Store::damaged_snapshot`].
+    pub fn read_snapshot_bytes(&self, r: &SnapshotRef) -> Result<(Snapshot, Vec<u8>), StoreError> {
+        self.read_parsed(&r.name, &r.sha256, r.size, Snapshot::without_records)
+    }
+
+    /// The error for the snapshot `r`, read with [`Store::read_snapshot_bytes`], whose records
+    /// then failed to parse (`source`): its bytes match the checksum meta.json gives, so
+    /// reading it again gives the same ([`StoreError::Damaged`]).
+    pub fn damaged_snapshot(&self, r: &SnapshotRef, source: FormatError) -> StoreError {
+        StoreError::Damaged {
+            path: r.name.clone(),
+            detail: source.to_string(),
+            remedy: Remedy::CompactFromSyncedDevice,
+        }
+    }
+
     /// Reads and verifies a delta meta refers to.
     pub fn read_delta(&self, r: &DeltaRef) -> Result<Delta, StoreError> {
         Ok(self

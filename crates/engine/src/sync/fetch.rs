@@ -15,6 +15,17 @@ pub(crate) const REREAD_META: &str = "reread_meta";
 /// commit whose meta.json kept the ETag of the one it replaced.
 pub const STALE_ETAG_BOUND: Duration = Duration::from_secs(30);
 
+/// [`mirror_of`], taking the record.
+fn mirror_from(r: EntityRecord) -> MirrorRecord {
+    MirrorRecord {
+        version: r.version,
+        clock: r.last_modified_at,
+        device: r.last_modified_by,
+        content: if r.is_deleted { None } else { Some(r.data) },
+        extra: r.extra,
+    }
+}
+
 pub(crate) fn mirror_of(r: &EntityRecord) -> MirrorRecord {
     MirrorRecord {
         version: r.version,
@@ -202,19 +213,20 @@ impl Engine {
         let snapshot = match &meta.snapshot {
             Some(r) if known_generation != Some(r.generation) => {
                 progress.start("downloading snapshot", 0);
-                let snap = self
+                // Its bytes, verified, and every field but the records, which are read one at
+                // a time into the mirror below: a new device never holds them all at once.
+                let (snap, bytes) = self
                     .store
-                    .read_snapshot(r)
-                    .map_err(|e| self.store.confirm_missing(e))?
-                    .0;
+                    .read_snapshot_bytes(r)
+                    .map_err(|e| self.store.confirm_missing(e))?;
                 progress.finish();
-                Some((r.generation, snap))
+                Some((r, snap, bytes))
             }
             _ => None,
         };
         let folded = snapshot
             .as_ref()
-            .map(|(_, s)| s.folded.as_slice())
+            .map(|(_, s, _)| s.folded.as_slice())
             .unwrap_or(&[]);
         let cached_meta = cached.map(|(m, _)| m);
         self.check_not_behind(&meta, cached_meta.as_deref(), known_generation)?;
@@ -222,29 +234,47 @@ impl Engine {
         let finished = self.reconcile_journal(&meta, &etag, folded)?;
         self.force_vanished(&meta, folded)?;
         let mut applied = 0;
-        if let Some((generation, snapshot)) = &snapshot {
+        if let Some((r, snapshot, bytes)) = &snapshot {
             let mut clock = self.state.clock()?;
-            progress.start("reading snapshot", snapshot.records.len() as u64);
-            self.state.transaction(|s| {
-                for (i, r) in snapshot.records.iter().enumerate() {
-                    if i % 1000 == 999 {
+            progress.start("reading snapshot", 0);
+            // One transaction with the generation: a crash or a damaged record leaves the
+            // mirror as it was, and the next fetch reads the snapshot again.
+            let mut damaged = None;
+            let done = self.state.transaction(|s| {
+                let mut n = 0u64;
+                let streamed = Snapshot::stream(bytes, |rec| {
+                    n += 1;
+                    if n % 1000 == 0 {
                         progress.advance(1000);
                     }
-                    let newer = match s.mirror(&r.collection, &r.id)? {
-                        Some(m) => r.version > m.version,
-                        None => true,
-                    };
+                    clock = clock.max(rec.last_modified_at);
+                    let newer = s
+                        .mirror_version(&rec.collection, &rec.id)?
+                        .is_none_or(|v| rec.version > v);
                     if newer {
-                        s.set_mirror(&r.collection, &r.id, Some(&mirror_of(r)))?;
+                        let (collection, id) = (rec.collection.clone(), rec.id.clone());
+                        s.set_mirror(&collection, &id, Some(&mirror_from(rec)))?;
                     }
-                    clock = clock.max(r.last_modified_at);
+                    Ok::<(), StateError>(())
+                });
+                match streamed {
+                    Ok(_) => {}
+                    Err(StreamError::Stopped(e)) => return Err(e),
+                    Err(StreamError::Format(e)) => {
+                        damaged = Some(e);
+                        return Err(StateError::Io(std::io::Error::other("damaged snapshot")));
+                    }
                 }
                 for c in &snapshot.conflicts {
                     s.put_conflict(c, false)?;
                 }
                 s.set_clock(clock)?;
-                s.set_generation(*generation, snapshot.head)
-            })?;
+                s.set_generation(r.generation, snapshot.head)
+            });
+            if let Some(e) = damaged {
+                return Err(self.store.damaged_snapshot(r, e).into());
+            }
+            done?;
             progress.finish();
             applied += 1;
         }
