@@ -4,12 +4,29 @@
 use super::*;
 
 /// An entity written locally by a pull or merge: its id, the base to record once the write
-/// is done (`None`: no base), and what to push after it (`Some(None)`: a delete).
-pub(crate) type AfterWrite = (
-    String,
-    Option<(u64, Option<Value>)>,
-    Option<(Option<Value>, Hlc)>,
-);
+/// is done (`Some(v)`: the mirror, at version `v`; `None`: no base), and what to push after it
+/// (`Some(None)`: a delete).
+pub(crate) type AfterWrite = (String, Option<u64>, Option<(Option<Value>, Hlc)>);
+
+/// How many local writes of a `dir` collection are made at once, by default
+/// ([`Engine::set_write_chunk`]): from this many on, the writes are made, and their bases
+/// recorded, in chunks of this many ([`collections::apply`] each, then one transaction): a
+/// new device's bootstrap, or any large pull, holds one chunk of contents, not every one.
+/// Every chunk is durable (its files made durable, then installed, the folder synced) before
+/// its bases are recorded; an entity whose base is not recorded is planned again by the next
+/// sync, which finds its file, if written, equal to the remote and adopts it.
+pub const WRITE_CHUNK: usize = 4096;
+
+/// What a collection's plan has collected and not yet recorded: local writes, the entities
+/// whose base is the mirror's now, the merges' receipts.
+#[derive(Default)]
+struct Pending {
+    writes: Vec<Write>,
+    after_write: Vec<AfterWrite>,
+    /// Entities whose base becomes their mirror (at this version), with nothing to write.
+    adopt: Vec<(String, u64)>,
+    receipts: Vec<(String, ConflictReceipt)>,
+}
 
 /// An entity to push: collection, id, content (`None`: a delete) and the clock of the change.
 pub(crate) type Outgoing = (String, String, Option<Value>, Hlc);
@@ -29,12 +46,11 @@ impl Engine {
         for (cname, cconf) in &self.config.collections {
             // Receipts are recorded with the bases, after the local writes, so that a crash in
             // between leaves neither (the merge is simply done again).
-            let mut receipts: Vec<(String, ConflictReceipt)> = Vec::new();
             let scan = &planned.scans[cname];
             let strategy = cconf.strategy;
-            let mut writes: Vec<Write> = Vec::new();
-            let mut after_write: Vec<AfterWrite> = Vec::new();
-            let mut adopt: Vec<(String, u64, Option<Value>)> = Vec::new();
+            let kind = cconf.kind();
+            let chunked = matches!(kind, collections::CollectionKind::Dir { .. });
+            let mut p = Pending::default();
             for (key, op) in planned.plan.ops.range(
                 EntityKey {
                     collection: cname.clone(),
@@ -83,27 +99,31 @@ impl Engine {
                         outgoing.push((cname.clone(), id.clone(), local.cloned(), clock));
                     }
                     Op::Adopt => {
-                        let m = self.state.mirror(cname, id)?;
-                        if let Some(m) = m {
-                            adopt.push((id.clone(), m.version, m.content));
+                        if let Some(v) = self.state.mirror_version(cname, id)? {
+                            p.adopt.push((id.clone(), v));
                         }
                     }
                     Op::Pull(_) => {
                         let Some(m) = self.state.mirror(cname, id)? else {
                             continue;
                         };
-                        if scan.local_hash(id) == m.content.as_ref().map(content_hash) {
-                            adopt.push((id.clone(), m.version, m.content));
+                        let same = match (scan.local_hash(id), &m.content) {
+                            (None, None) => true,
+                            (Some(local), Some(remote)) => local == content_hash(remote),
+                            _ => false,
+                        };
+                        if same {
+                            p.adopt.push((id.clone(), m.version));
                             continue;
                         }
-                        writes.push(match &m.content {
-                            Some(v) => Write::Put {
+                        p.writes.push(match m.content {
+                            Some(value) => Write::Put {
                                 id: id.clone(),
-                                value: v.clone(),
+                                value,
                             },
                             None => Write::Delete { id: id.clone() },
                         });
-                        after_write.push((id.clone(), Some((m.version, m.content.clone())), None));
+                        p.after_write.push((id.clone(), Some(m.version), None));
                     }
                     Op::Merge => {
                         let local_clock = self.edit_clock(cname, cconf, scan, id, true)?;
@@ -114,7 +134,8 @@ impl Engine {
                             None => (None, 0),
                         };
                         for fc in outcome.conflicts {
-                            receipts.push((id.clone(), self.receipt(cname, id, fc, local_clock)));
+                            p.receipts
+                                .push((id.clone(), self.receipt(cname, id, fc, local_clock)));
                         }
                         let merged = outcome.value;
                         let local_differs =
@@ -131,85 +152,52 @@ impl Engine {
                         } else {
                             None
                         };
-                        let new_base = if m.is_some() {
-                            Some((m_version, m_content.cloned()))
-                        } else {
-                            None
-                        };
+                        // The base becomes the mirror merged with.
+                        let new_base = m.is_some().then_some(m_version);
                         if local_differs {
-                            writes.push(match &merged {
+                            p.writes.push(match &merged {
                                 Some(v) => Write::Put {
                                     id: id.clone(),
                                     value: v.clone(),
                                 },
                                 None => Write::Delete { id: id.clone() },
                             });
-                            after_write.push((id.clone(), new_base, push));
+                            p.after_write.push((id.clone(), new_base, push));
                         } else {
                             // Nothing to write locally: record the base now.
-                            if let Some((v, c)) = new_base {
-                                adopt.push((id.clone(), v, c));
+                            if let Some(v) = new_base {
+                                p.adopt.push((id.clone(), v));
                             }
-                            if let Some((p, clock)) = push {
-                                outgoing.push((cname.clone(), id.clone(), p, clock));
+                            if let Some((value, clock)) = push {
+                                outgoing.push((cname.clone(), id.clone(), value, clock));
                             }
                         }
                     }
                 }
-            }
-            // Local writes, never over a save the app made since the scan.
-            let mut skipped: BTreeSet<String> = BTreeSet::new();
-            // Writes the collection cannot make (an id too long for a file name, a value that
-            // is not an object, too deep): held with a reason, the rest goes on.
-            let mut refused: BTreeSet<String> = BTreeSet::new();
-            if !writes.is_empty() {
-                match collections::apply(&self.root, &cconf.kind(), &writes, &scan.fingerprint) {
-                    Ok(r) => {
-                        skipped.extend(r.skipped);
-                        for why in r.refused {
-                            refused.insert(why.id().to_owned());
-                            report.problems.push(format!("{cname}: {why}"));
-                        }
-                    }
-                    Err(CollectionError::ChangedMeanwhile { .. }) => {
-                        skipped.extend(after_write.iter().map(|(id, _, _)| id.clone()));
-                    }
-                    Err(e) => return Err(e.into()),
+                if chunked && p.writes.len() >= self.write_chunk {
+                    let chunk = std::mem::take(&mut p);
+                    record_writes(
+                        &self.root,
+                        &mut self.state,
+                        cname,
+                        &kind,
+                        scan,
+                        chunk,
+                        report,
+                        &mut outgoing,
+                    )?;
                 }
             }
-            for id in skipped.difference(&refused) {
-                report.deferred.push(format!("{cname}/{id}"));
-            }
-            receipts.retain(|(id, _)| !skipped.contains(id));
-            self.state.transaction(|s| {
-                for (_, r) in &receipts {
-                    s.put_conflict(r, true)?;
-                }
-                for (id, v, c) in &adopt {
-                    s.set_base(cname, id, Some((*v, c)))?;
-                }
-                for (id, base, _) in &after_write {
-                    if skipped.contains(id) {
-                        continue;
-                    }
-                    match base {
-                        Some((v, c)) => s.set_base(cname, id, Some((*v, c)))?,
-                        None => s.set_base(cname, id, None)?,
-                    }
-                }
-                Ok(())
-            })?;
-            report
-                .conflicts
-                .extend(receipts.into_iter().map(|(_, r)| r));
-            for (id, _, push) in after_write {
-                if skipped.contains(&id) {
-                    continue;
-                }
-                if let Some((p, clock)) = push {
-                    outgoing.push((cname.clone(), id, p, clock));
-                }
-            }
+            record_writes(
+                &self.root,
+                &mut self.state,
+                cname,
+                &kind,
+                scan,
+                p,
+                report,
+                &mut outgoing,
+            )?;
         }
         // Forced entities that exist nowhere any more (created by the lost commit, deleted
         // here since): a tombstone replaces what other devices took from the lost delta.
@@ -382,4 +370,83 @@ impl Engine {
         }
         Ok(out)
     }
+}
+
+/// Makes the local writes of `p` (never over a save the app made since the scan), then records
+/// in one transaction the bases of what was written or adopted and the receipts of the merges
+/// done; adds to `outgoing` the pushes that waited for their write. Entities whose write was
+/// skipped are reported deferred and get nothing recorded.
+#[allow(clippy::too_many_arguments)]
+fn record_writes(
+    root: &Path,
+    state: &mut State,
+    cname: &str,
+    kind: &collections::CollectionKind,
+    scan: &Scan,
+    p: Pending,
+    report: &mut SyncReport,
+    outgoing: &mut Vec<Outgoing>,
+) -> Result<(), EngineError> {
+    let Pending {
+        writes,
+        after_write,
+        adopt,
+        mut receipts,
+    } = p;
+    let mut skipped: BTreeSet<String> = BTreeSet::new();
+    // Writes the collection cannot make (an id too long for a file name, a value that is not
+    // an object, too deep): held with a reason, the rest goes on.
+    let mut refused: BTreeSet<String> = BTreeSet::new();
+    if !writes.is_empty() {
+        match collections::apply(root, kind, &writes, &scan.fingerprint) {
+            Ok(r) => {
+                skipped.extend(r.skipped);
+                for why in r.refused {
+                    refused.insert(why.id().to_owned());
+                    report.problems.push(format!("{cname}: {why}"));
+                }
+            }
+            Err(CollectionError::ChangedMeanwhile { .. }) => {
+                skipped.extend(after_write.iter().map(|(id, _, _)| id.clone()));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    drop(writes);
+    for id in skipped.difference(&refused) {
+        report.deferred.push(format!("{cname}/{id}"));
+    }
+    receipts.retain(|(id, _)| !skipped.contains(id));
+    state.transaction(|s| {
+        for (_, r) in &receipts {
+            s.put_conflict(r, true)?;
+        }
+        for (id, v) in &adopt {
+            s.set_base_to_mirror(cname, id, *v)?;
+        }
+        for (id, base, _) in &after_write {
+            if skipped.contains(id) {
+                continue;
+            }
+            match base {
+                Some(v) => {
+                    s.set_base_to_mirror(cname, id, *v)?;
+                }
+                None => s.set_base(cname, id, None)?,
+            }
+        }
+        Ok(())
+    })?;
+    report
+        .conflicts
+        .extend(receipts.into_iter().map(|(_, r)| r));
+    for (id, _, push) in after_write {
+        if skipped.contains(&id) {
+            continue;
+        }
+        if let Some((value, clock)) = push {
+            outgoing.push((cname.to_owned(), id, value, clock));
+        }
+    }
+    Ok(())
 }

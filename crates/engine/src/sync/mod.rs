@@ -27,6 +27,7 @@ mod preview;
 mod report;
 
 pub use error::EngineError;
+pub use execute::WRITE_CHUNK;
 pub(crate) use execute::*;
 pub use fetch::STALE_ETAG_BOUND;
 pub(crate) use fetch::*;
@@ -45,7 +46,8 @@ use std::time::{Duration, Instant};
 
 use deltasync_lock::{Backoff, Lease, LeaseConfig, LeaseError};
 use deltasync_meta::{
-    ConflictReceipt, DELTAS_DIR, Delta, EntityRecord, FORMAT_VERSION, Hlc, Meta, content_hash,
+    ConflictReceipt, DELTAS_DIR, Delta, EntityRecord, FORMAT_VERSION, Hlc, Meta, Snapshot,
+    StreamError, content_hash,
 };
 use deltasync_remote::{Cached, CasClass, Etag, Remote, RemoteError};
 use deltasync_store::{MetaRead, Store, StoreError, now_ms};
@@ -80,6 +82,9 @@ pub struct Engine {
     /// How long a file must have been unchanged before a scan for its stat to stand in for
     /// it next time ([`collections::RACY_WINDOW`]).
     racy_window: Duration,
+    /// How many local writes of a `dir` collection are made and recorded at once
+    /// ([`WRITE_CHUNK`] unless set).
+    write_chunk: usize,
 }
 
 /// The parsed local copy of meta.json and the state's [`State::meta_key`] it belongs to.
@@ -141,6 +146,7 @@ impl Engine {
             lease: LeaseConfig::default(),
             meta_cache: std::sync::Mutex::new(None),
             racy_window: collections::RACY_WINDOW,
+            write_chunk: WRITE_CHUNK,
         })
     }
 
@@ -155,6 +161,14 @@ impl Engine {
     /// the stat cache).
     pub fn set_racy_window(&mut self, window: Duration) {
         self.racy_window = window;
+    }
+
+    /// Sets how many local writes of a `dir` collection a sync makes, and records the bases
+    /// of, at once ([`WRITE_CHUNK`] unless set; at least 1): what a large pull (a new device's
+    /// bootstrap) holds in memory is one chunk of contents. Lower it in tests to make a small
+    /// pull take many chunks.
+    pub fn set_write_chunk(&mut self, n: usize) {
+        self.write_chunk = n.max(1);
     }
 
     /// Makes the next sync read every local file, whatever the stat cache says (it does so by
