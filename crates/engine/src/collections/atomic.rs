@@ -97,6 +97,17 @@ fn install_inner(
     still_expected: impl FnOnce() -> Result<bool, CollectionError>,
 ) -> Result<bool, CollectionError> {
     if must_be_absent {
+        // One call where the file system can: a rename that refuses to replace a file.
+        #[cfg(target_os = "linux")]
+        {
+            use rustix::fs::{CWD, RenameFlags, renameat_with};
+            match renameat_with(CWD, tmp, CWD, dest, RenameFlags::NOREPLACE) {
+                Ok(()) => return Ok(true),
+                Err(rustix::io::Errno::EXIST) => return Ok(false),
+                // Not supported here (an older kernel, some file systems): as elsewhere.
+                Err(_) => {}
+            }
+        }
         match fs::hard_link(tmp, dest) {
             Ok(()) => {
                 fs::remove_file(tmp).map_err(|e| io_err("remove", tmp, e))?;

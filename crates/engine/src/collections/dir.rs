@@ -470,8 +470,15 @@ pub(super) fn apply(
             }
         };
         let path = &path;
-        let current = read_file(path).map_err(|e| io_err("read", path, e))?;
         let exp = files.get(id);
+        // A new file (none when the scan listed the folder) is installed only where no file is
+        // (`install`'s `must_be_absent`): one that appeared since is not overwritten, so it
+        // need not be looked for first.
+        let current = if exp.is_none() && matches!(w, Write::Put { .. }) {
+            None
+        } else {
+            read_file(path).map_err(|e| io_err("read", path, e))?
+        };
         let unchanged = current.as_ref().map(|(s, _)| s) == exp;
         match w {
             Write::Delete { .. } => {
@@ -521,7 +528,11 @@ pub(super) fn apply(
                     Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
                     _ => dir.to_owned(),
                 };
-                let perms = fs::metadata(path).ok().map(|m| m.permissions());
+                // Those of the file it replaces; a new file gets the default.
+                let perms = current
+                    .as_ref()
+                    .and_then(|_| fs::metadata(path).ok())
+                    .map(|m| m.permissions());
                 let stem = path
                     .file_stem()
                     .and_then(|s| s.to_str())
