@@ -1,8 +1,19 @@
-//! State reads and writes of large pulls (a new device's bootstrap): a mirror's version
-//! looked up alone, and a base recorded as a copy of the mirror inside SQLite, without
-//! decoding, re-encoding and hashing the content again.
+//! State reads and writes of large pulls (a new device's bootstrap): the *fresh* entities
+//! (a remote record with content, no base: new to this device) counted and read in pages
+//! rather than planned one by one, a mirror's version looked up alone, and a base recorded
+//! as a copy of the mirror inside SQLite, without decoding, re-encoding and hashing the
+//! content again.
 
+use std::collections::BTreeMap;
+
+use super::scope::UNSETTLED;
 use super::*;
+
+/// An entity new to this device: the remote has content for it, this device no base.
+const FRESH: &str = "has_base = 0 AND has_mirror = 1 AND m_hash IS NOT NULL";
+
+/// A page of fresh entities ([`State::fresh_page`]): id, mirror version and content.
+pub type FreshPage = Vec<(String, u64, serde_json::Value)>;
 
 impl State {
     /// The version of the mirror of an entity (`None`: no remote record known), without
@@ -38,5 +49,60 @@ impl State {
             params![collection, id, version as i64],
         )?;
         Ok(n == 1)
+    }
+
+    /// [`State::unsettled`] without the fresh entities (a remote record with content, no
+    /// base), which a sync that writes them takes page by page ([`State::fresh_page`]).
+    pub fn unsettled_not_fresh(
+        &self,
+        collection: &str,
+    ) -> Result<BTreeMap<String, EntityState>, StateError> {
+        self.states_where(
+            collection,
+            "INDEXED BY entities_unsettled",
+            &format!("{UNSETTLED} AND NOT ({FRESH})"),
+        )
+    }
+
+    /// How many entities of `collection` are fresh: a remote record with content, no base.
+    pub fn fresh_count(&self, collection: &str) -> Result<u64, StateError> {
+        let n: i64 = self.row(
+            &format!(
+                "SELECT COUNT(*) FROM entities INDEXED BY entities_unsettled WHERE collection = ?1 AND {UNSETTLED} AND {FRESH}"
+            ),
+            params![collection],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
+
+    /// Up to `limit` fresh entities of `collection` whose ids come after `after`, in id
+    /// order, with their mirror's version and content.
+    pub fn fresh_page(
+        &self,
+        collection: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<FreshPage, StateError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT id, m_version, m_content FROM entities INDEXED BY entities_unsettled WHERE collection = ?1 AND id > ?2 AND {UNSETTLED} AND {FRESH} ORDER BY id LIMIT ?3"
+        ))?;
+        let rows = stmt.query_map(params![collection, after, limit as i64], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, version, content) = row?;
+            out.push((
+                id,
+                version as u64,
+                deltasync_meta::parse_deep(content.as_bytes())?,
+            ));
+        }
+        Ok(out)
     }
 }

@@ -23,7 +23,7 @@ use crate::collections::{FileStat, KnownStats};
 /// A row the remote moved since its base (or with only one of base and mirror): the planner
 /// may find something to do. The complement (among rows with a base or a mirror) is settled:
 /// base and mirror are one version with one content.
-const UNSETTLED: &str = "(has_base = 1 OR has_mirror = 1) AND NOT (has_base = 1 AND has_mirror = 1 AND m_version = base_version AND m_hash IS base_hash)";
+pub(super) const UNSETTLED: &str = "(has_base = 1 OR has_mirror = 1) AND NOT (has_base = 1 AND has_mirror = 1 AND m_version = base_version AND m_hash IS base_hash)";
 
 /// A row whose base holds content (not a tombstone).
 const LIVE: &str = "has_base = 1 AND base_hash IS NOT NULL";
@@ -114,7 +114,7 @@ impl State {
 
     /// The states of `collection` where `cond` holds, read through `index` (`INDEXED BY …`:
     /// SQLite, without statistics, would walk the table by its primary key instead).
-    fn states_where(
+    pub(super) fn states_where(
         &self,
         collection: &str,
         index: &str,

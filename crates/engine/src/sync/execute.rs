@@ -188,6 +188,47 @@ impl Engine {
                     )?;
                 }
             }
+            // The fresh entities the plan left out (no base, no file: pulls), page by page.
+            if planned.fresh.get(cname).is_some_and(|n| *n > 0) {
+                let mut after = String::new();
+                loop {
+                    let page = self.state.fresh_page(cname, &after, self.write_chunk)?;
+                    let Some((last, _, _)) = page.last() else {
+                        break;
+                    };
+                    after = last.clone();
+                    for (id, version, value) in page {
+                        let key = (cname.clone(), id);
+                        // Planned with the rest: a file of its, held, forced, looked at.
+                        if planned.states.contains_key(&key)
+                            || forced.contains_key(&key)
+                            || scan.has(&key.1)
+                            || scan.held.contains(&key.1)
+                        {
+                            continue;
+                        }
+                        let id = key.1;
+                        p.writes.push(Write::Put {
+                            id: id.clone(),
+                            value,
+                        });
+                        p.after_write.push((id, Some(version), None));
+                    }
+                    if p.writes.len() >= self.write_chunk {
+                        let chunk = std::mem::take(&mut p);
+                        record_writes(
+                            &self.root,
+                            &mut self.state,
+                            cname,
+                            &kind,
+                            scan,
+                            chunk,
+                            report,
+                            &mut outgoing,
+                        )?;
+                    }
+                }
+            }
             record_writes(
                 &self.root,
                 &mut self.state,

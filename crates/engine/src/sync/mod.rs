@@ -654,9 +654,11 @@ fn collection_reports(planned: &Planned) -> BTreeMap<String, CollectionReport> {
         .keys()
         .map(|c| {
             let s = summary.get(c).copied().unwrap_or_default();
+            let mut down = s.down;
+            down.new += planned.fresh.get(c).copied().unwrap_or(0);
             let report = CollectionReport {
                 up: s.up,
-                down: s.down,
+                down,
                 unchanged: s.unchanged + planned.unplanned.get(c).copied().unwrap_or(0),
                 merged: s.conflicts,
                 held: s.held,

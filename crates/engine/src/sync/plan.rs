@@ -27,6 +27,9 @@ pub(crate) struct Planned {
     /// Per collection: entities left out of the plan because nothing can have changed them
     /// (unchanged, see [`Engine::plan_scoped`]).
     pub(crate) unplanned: BTreeMap<String, u64>,
+    /// Per `dir` collection: fresh entities (remote content, no base, no local file) left out
+    /// of the plan, each a pull that [`Engine::execute`] makes page by page.
+    pub(crate) fresh: BTreeMap<String, u64>,
 }
 
 impl Planned {
@@ -55,6 +58,8 @@ pub(super) struct Part {
     pub(super) forget: Vec<String>,
     /// Entities left out of the plan, unchanged.
     pub(super) unplanned: u64,
+    /// Fresh entities left out of the plan, to be pulled ([`Planned::fresh`]).
+    pub(super) fresh: u64,
     /// The collection's entities to read again ([`crate::state::State::recheck`]).
     pub(super) recheck: BTreeSet<String>,
     /// Files a full scan read and dropped as unchanged, for the stat cache.
@@ -164,6 +169,7 @@ impl Engine {
             extra: BTreeSet::new(),
             forget,
             unplanned: 0,
+            fresh: 0,
             recheck: self.state.recheck(name)?,
             put: Vec::new(),
         })
@@ -277,7 +283,9 @@ impl Engine {
     }
 
     /// Step 2: scans the local files and plans every entity. `remember`: record what the scan
-    /// read in the stat cache (not in a dry run, which changes nothing).
+    /// read in the stat cache (not in a dry run, which changes nothing), and leave the fresh
+    /// entities of `dir` collections to [`Engine::execute`] ([`Planned::fresh`]); a dry run
+    /// plans them one by one, to show them.
     pub(crate) fn plan(&mut self, remember: bool) -> Result<Planned, EngineError> {
         self.plan_scoped(remember, None)
     }
@@ -306,7 +314,7 @@ impl Engine {
             let kind = c.kind();
             let part = match &kind {
                 CollectionKind::Dir { path } => {
-                    self.part_scoped(name, path, &forced, touched, full, trust_before)?
+                    self.part_scoped(name, path, &forced, touched, full, trust_before, remember)?
                 }
                 _ => self.part_whole(name, &kind, &forced, full, trust_before)?,
             };
@@ -414,11 +422,13 @@ impl Engine {
         let mut states = BTreeMap::new();
         let mut scans = BTreeMap::new();
         let mut unplanned = BTreeMap::new();
+        let mut fresh = BTreeMap::new();
         for (c, part) in parts {
             for (id, st) in part.states {
                 states.insert((c.clone(), id), st);
             }
             unplanned.insert(c.clone(), part.unplanned);
+            fresh.insert(c.clone(), part.fresh);
             scans.insert(c, part.scan);
         }
         Ok(Planned {
@@ -426,6 +436,7 @@ impl Engine {
             plan,
             states,
             unplanned,
+            fresh,
         })
     }
 

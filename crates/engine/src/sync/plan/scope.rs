@@ -42,6 +42,13 @@ impl Engine {
     /// what may have changed ([`Engine::plan_scoped`]). `full`: every file is read (the
     /// touched paths do not matter), and those whose entity is its base, settled, are
     /// dropped from the scan once read, their stats kept to be remembered.
+    ///
+    /// `fresh_apart`: the fresh entities (a remote record with content, no base: new to this
+    /// device, every entity of a bootstrap) are left out of the plan where no file of theirs
+    /// was found and nothing else names them; the plan counts them ([`Part::fresh`]) and
+    /// [`Engine::execute`] writes them page by page, so that a bootstrap never holds a state
+    /// per entity.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn part_scoped(
         &self,
         name: &str,
@@ -50,9 +57,14 @@ impl Engine {
         touched: Option<&BTreeSet<Touched>>,
         full: bool,
         trust_before: SystemTime,
+        fresh_apart: bool,
     ) -> Result<Part, EngineError> {
         // Read and planned whatever their files' stats say.
-        let mut states: BTreeMap<String, EntityState> = self.state.unsettled(name)?;
+        let mut states: BTreeMap<String, EntityState> = if fresh_apart {
+            self.state.unsettled_not_fresh(name)?
+        } else {
+            self.state.unsettled(name)?
+        };
         let mut look: BTreeSet<String> = states.keys().cloned().collect();
         let recheck = self.state.recheck(name)?;
         look.extend(recheck.iter().cloned());
@@ -164,11 +176,29 @@ impl Engine {
                 }
             }
         }
+        // A collection held whole holds its fresh entities too: planned, as held.
+        let fresh = if !fresh_apart {
+            0
+        } else if scan.whole_collection_held {
+            for (id, st) in self.state.unsettled(name)? {
+                states.entry(id).or_insert(st);
+            }
+            0
+        } else {
+            let planned_fresh = states
+                .values()
+                .filter(|st| !st.has_base && st.has_mirror && st.m_hash.is_some())
+                .count() as u64;
+            self.state.fresh_count(name)?.saturating_sub(planned_fresh)
+        };
         let planned_rows = states
             .values()
             .filter(|st| st.has_base || st.has_mirror)
             .count() as u64;
-        let unplanned = self.state.synced_count(name)?.saturating_sub(planned_rows);
+        let unplanned = self
+            .state
+            .synced_count(name)?
+            .saturating_sub(planned_rows + fresh);
         // Stat cache entries of files read again, or found gone, and not remembered anew. (The
         // entries of files gone from the folder without anyone looking stay until the next
         // full scan rewrites the cache: no file can have their stat.)
@@ -187,6 +217,7 @@ impl Engine {
             extra,
             forget: forget.into_iter().collect(),
             unplanned,
+            fresh,
             recheck,
             put,
         })
