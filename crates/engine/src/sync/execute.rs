@@ -34,10 +34,14 @@ pub(crate) type Outgoing = (String, String, Option<Value>, Hlc);
 impl Engine {
     /// Step 3: writes pulls and merges locally, updates bases; returns the records to push
     /// (without version and clock yet): (collection, id, content or None for a delete).
+    ///
+    /// The fresh entities' pulls (a bootstrap's files) are reported to `progress`, one step
+    /// per file, once each chunk of them is written and recorded.
     pub(crate) fn execute(
         &mut self,
         planned: &Planned,
         report: &mut SyncReport,
+        progress: &dyn crate::progress::Progress,
     ) -> Result<Vec<Outgoing>, EngineError> {
         let mut outgoing = Vec::new();
         let forced = self.state.forced()?;
@@ -189,7 +193,10 @@ impl Engine {
                 }
             }
             // The fresh entities the plan left out (no base, no file: pulls), page by page.
-            if planned.fresh.get(cname).is_some_and(|n| *n > 0) {
+            if let Some(&total) = planned.fresh.get(cname)
+                && total > 0
+            {
+                progress.start("writing files", total);
                 let mut after = String::new();
                 loop {
                     let page = self.state.fresh_page(cname, &after, self.write_chunk)?;
@@ -216,6 +223,7 @@ impl Engine {
                     }
                     if p.writes.len() >= self.write_chunk {
                         let chunk = std::mem::take(&mut p);
+                        let n = chunk.writes.len() as u64;
                         record_writes(
                             &self.root,
                             &mut self.state,
@@ -226,8 +234,10 @@ impl Engine {
                             report,
                             &mut outgoing,
                         )?;
+                        progress.advance(n);
                     }
                 }
+                progress.finish();
             }
             record_writes(
                 &self.root,

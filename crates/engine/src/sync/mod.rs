@@ -346,7 +346,7 @@ impl Engine {
                 report.conflicts = self.preview_conflicts(&planned)?;
                 return Ok(report);
             }
-            let outgoing = self.execute(&planned, &mut report)?;
+            let outgoing = self.execute(&planned, &mut report, progress)?;
             let receipts = self.state.conflicts_to_push()?;
             if outgoing.is_empty() && receipts.is_empty() {
                 self.count_unanswered(&mut report, &unanswered, &finished, round);

@@ -1,0 +1,185 @@
+//! A new device's first sync from a snapshot (the bootstrap), written and recorded in chunks:
+//! many chunks end exactly where one chunk does, local files of the joining device are merged
+//! (never overwritten), and a bootstrap stopped between chunks is finished by the next sync
+//! with nothing lost or doubled.
+
+mod support;
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use deltasync_engine::state::EntityState;
+use deltasync_engine::{EngineError, SyncOptions};
+use deltasync_remote::{MemoryRemote, Remote};
+use serde_json::{Value, json};
+use support::Device;
+use support::settle::Immutable;
+
+/// Entities on the remote.
+const N: usize = 300;
+
+fn id(i: usize) -> String {
+    format!("t{i:03}")
+}
+
+fn remote_value(i: usize) -> Value {
+    json!({"n": i, "title": format!("task {i}"), "big": 123456789012345678901234567890u128})
+}
+
+/// A remote holding one snapshot of `N` entities (t005 a tombstone, one open conflict
+/// receipt), written by device A and compacted.
+fn remote_with_snapshot() -> Arc<MemoryRemote> {
+    let remote = Arc::new(MemoryRemote::with_seed(7));
+    let mut a = Device::new(remote.clone(), "a");
+    for i in 0..N {
+        a.write(&id(i), &remote_value(i));
+    }
+    a.sync();
+    a.delete(&id(5));
+    a.sync();
+    a.engine.compact().unwrap();
+    remote
+}
+
+/// The joining device's own files: one equal to the remote's, one that differs (a merge),
+/// one the remote lacks (a push).
+fn local_files(d: &Device) {
+    d.write(&id(10), &remote_value(10));
+    d.write(&id(200), &json!({"n": 200, "title": "mine", "mine": true}));
+    d.write("local1", &json!({"only": "here"}));
+}
+
+/// What a device holds: its files, each entity's state, its receipts (without their random
+/// ids and times).
+fn holdings(
+    d: &Device,
+) -> (
+    BTreeMap<String, Value>,
+    Vec<(String, EntityState)>,
+    Vec<String>,
+) {
+    let state = d.engine.state();
+    let mut states = Vec::new();
+    for i in 0..N {
+        states.push((id(i), state.entity_state("tasks", &id(i)).unwrap().unwrap()));
+    }
+    if let Some(st) = state.entity_state("tasks", "local1").unwrap() {
+        states.push(("local1".into(), st));
+    }
+    let receipts = state
+        .conflicts()
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            format!(
+                "{}/{:?}: kept {} lost {}",
+                r.entity_id, r.field, r.kept, r.lost
+            )
+        })
+        .collect();
+    (d.all(), states, receipts)
+}
+
+fn joined(chunk: usize, with_files: bool) -> (Device, Arc<MemoryRemote>) {
+    let remote = remote_with_snapshot();
+    let mut b = Device::on_disk(remote.clone(), "b");
+    b.engine.set_write_chunk(chunk);
+    if with_files {
+        local_files(&b);
+    }
+    (b, remote)
+}
+
+#[test]
+fn a_bootstrap_in_many_chunks_ends_as_one_in_a_single_chunk() {
+    for with_files in [false, true] {
+        let (mut one, _) = joined(100_000, with_files);
+        let r1 = one.sync();
+        let (mut many, _) = joined(7, with_files);
+        let r2 = many.sync();
+        assert_eq!(r1.collections, r2.collections, "with files: {with_files}");
+        let live = N - 1;
+        assert_eq!(
+            r2.collections["tasks"].down.new as usize,
+            if with_files { live - 2 } else { live },
+        );
+        let (files, states, receipts) = holdings(&many);
+        assert_eq!((files.clone(), states, receipts), holdings(&one));
+        assert_eq!(files.len(), live + usize::from(with_files));
+        assert_eq!(files[&id(7)], remote_value(7));
+        assert!(!files.contains_key(&id(5)), "a tombstone is no file");
+        if with_files {
+            // Merged, never overwritten: the local-only field is kept.
+            assert_eq!(files[&id(200)]["mine"], json!(true));
+            assert_eq!(files["local1"], json!({"only": "here"}));
+        }
+        // Nothing left to do, and nothing planned as changed.
+        let again = many.sync();
+        assert_eq!(again.committed, None);
+        assert_eq!(again.collections["tasks"].down.new, 0);
+        assert_eq!(again.collections["tasks"].up.new, 0);
+    }
+}
+
+/// Reports progress of the local writes and makes the collection's folder immutable once
+/// `after` files are written: the next chunk fails, as a kill there would stop it.
+struct StopAfter {
+    folder: std::path::PathBuf,
+    after: u64,
+    done: Cell<u64>,
+    guard: std::cell::RefCell<Option<Immutable>>,
+    unsupported: Cell<bool>,
+}
+
+impl deltasync_engine::progress::Progress for StopAfter {
+    fn advance(&self, n: u64) {
+        self.done.set(self.done.get() + n);
+        if self.done.get() >= self.after && self.guard.borrow().is_none() {
+            match Immutable::set(&self.folder) {
+                Some(g) => *self.guard.borrow_mut() = Some(g),
+                None => self.unsupported.set(true),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_bootstrap_stopped_between_chunks_is_finished_by_the_next_sync() {
+    let (mut clean, _) = joined(16, true);
+    clean.sync();
+    let (mut b, remote) = joined(16, true);
+    let stop = StopAfter {
+        folder: b.dir.path().join("tasks"),
+        after: 100,
+        done: Cell::new(0),
+        guard: std::cell::RefCell::new(None),
+        unsupported: Cell::new(false),
+    };
+    let err = b.engine.sync_with(&SyncOptions::default(), &stop);
+    if stop.unsupported.get() {
+        eprintln!("SKIPPED: `chattr +i` does not work here (needs root on a disk file system)");
+        return;
+    }
+    let err = err.expect_err("the writes were stopped");
+    assert!(matches!(err, EngineError::Collection(_)), "{err}");
+    drop(stop.guard.take());
+    // Some chunks were written and recorded, not all; nothing was committed.
+    let written = b.all().len();
+    assert!(written > 100 && written < N, "{written} files");
+    // Every file but local1 (pushed later) holds its base.
+    assert_eq!(
+        b.engine.state().live_count("tasks").unwrap() as usize,
+        written - 1
+    );
+    let remote_dyn: Arc<dyn Remote> = remote.clone();
+    b.restart(remote_dyn);
+    b.engine.set_write_chunk(16);
+    let report = b.sync();
+    assert_eq!(
+        report.collections["tasks"].down.new as usize,
+        N - 1 - 2 - (written - 3)
+    );
+    assert_eq!(holdings(&b), holdings(&clean));
+    assert_eq!(b.sync().committed, None);
+}
