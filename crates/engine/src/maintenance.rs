@@ -295,6 +295,9 @@ impl Engine {
                 records,
                 conflicts,
                 folded: meta.deltas.iter().map(|d| d.path.clone()).collect(),
+                // Every device this one knows of (its copy of meta.json gathers them from the
+                // deltas and the snapshot it started from): meta.json does not list them.
+                devices: meta.devices.clone(),
             };
             let snap_ref = self.store().write_snapshot(&snapshot)?;
             let archive = match self

@@ -329,6 +329,8 @@ impl Engine {
             min_reader: 1,
             seq,
             device: self.device_id.clone(),
+            // Format 2's meta.json lists no devices: the name travels with the commit.
+            device_name: Some(self.config.device.clone()),
             time,
             supersedes: supersedes.clone(),
             // Format 2 finds older deltas through this link (meta.json lists only the newest).
@@ -360,9 +362,7 @@ impl Engine {
                 .insert(r.id.clone(), seq);
         }
         next.last_sync_timestamp = time;
-        let dev = next.devices.entry(self.device_id.clone()).or_default();
-        dev.name = self.config.device.clone();
-        dev.last_commit = time;
+        next.note_device(&self.device_id, Some(&self.config.device), time);
         match self.store.commit_meta(&mut next, etag) {
             Ok(new_etag) => {
                 pending.state = JournalState::Unconfirmed;
