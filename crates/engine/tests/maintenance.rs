@@ -446,8 +446,8 @@ fn without_compaction_every_push_uploads_the_change_and_a_bounded_meta() {
         .len() as u64;
     let (first, last) = (ups[0], ups[ups.len() - 1]);
     assert!(last <= first + 8, "the push grew with the commits: {ups:?}");
-    // The goal of issue 12: at most the entity and 1 KB (here 1 device; each one more adds
-    // its name and last commit time to meta.json's `devices`).
+    // The goal of issue 12: at most the entity and 1 KB (with more devices too: see
+    // a_push_does_not_grow_with_the_number_of_devices_that_committed).
     assert!(
         last <= entity + 1024,
         "one change uploaded {last} bytes for a {entity}-byte entity"
