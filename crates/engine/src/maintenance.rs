@@ -322,7 +322,7 @@ impl Engine {
                     let folded = &snapshot.folded;
                     let kept = self.state_mut().transaction(|s| {
                         // Our own commits folded here are in the snapshot: confirmed.
-                        for p in s.pending()? {
+                        for p in s.journal_heads()? {
                             if folded.contains(&p.delta_path) {
                                 s.remove_pending(&p.delta_path)?;
                             }

@@ -170,6 +170,19 @@ fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
             "UPDATE journal SET seq = json_extract(json, '$.seq'), state = json_extract(json, '$.state')",
         );
     }
+    // The meta etag of an unconfirmed commit beside its JSON too, so that a commit carries it
+    // forward for every earlier entry in one UPDATE (`State::carry_unconfirmed`), with no
+    // new version: an older binary replaces whole rows, which leaves the column NULL, and the
+    // JSON's value is read then.
+    if conn
+        .prepare("SELECT meta_etag FROM journal LIMIT 0")
+        .is_err()
+    {
+        conn.execute_batch("ALTER TABLE journal ADD COLUMN meta_etag TEXT;")?;
+        let _ = conn.execute_batch(
+            "UPDATE journal SET meta_etag = json_extract(json, '$.meta_etag') WHERE state = 'unconfirmed'",
+        );
+    }
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version < 1
         && conn
@@ -762,7 +775,7 @@ mod stamps;
 /// changed.
 mod scope;
 
-pub use journal::{BeforeCommit, JournalState, PendingCommit};
+pub use journal::{BeforeCommit, JournalHead, JournalState, PendingCommit};
 
 /// State key of the revision in [`State::meta_key`].
 const META_REV: &str = "meta_rev";

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use super::{MirrorRecord, State, StateError};
@@ -50,6 +50,32 @@ pub struct PendingCommit {
     pub receipts: Vec<String>,
 }
 
+impl PendingCommit {
+    /// What the commit protocol decides this entry by ([`JournalHead`]).
+    pub fn head(&self) -> JournalHead {
+        JournalHead {
+            delta_path: self.delta_path.clone(),
+            seq: self.seq,
+            state: self.state,
+            meta_etag: self.meta_etag.clone(),
+        }
+    }
+}
+
+/// A journal entry as the commit protocol decides it, read without the entry's records and
+/// "before" (which, for an import, hold every entity): [`State::journal_heads`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalHead {
+    /// Path of the delta.
+    pub delta_path: String,
+    /// Seq it was written for.
+    pub seq: u64,
+    /// Where the commit stands.
+    pub state: JournalState,
+    /// The meta etag after our write (for `unconfirmed`).
+    pub meta_etag: Option<String>,
+}
+
 /// An entity's state before a commit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BeforeCommit {
@@ -67,15 +93,96 @@ impl State {
     /// Writes a journal entry.
     pub fn put_pending(&self, p: &PendingCommit) -> Result<(), StateError> {
         self.conn.execute(
-            "INSERT OR REPLACE INTO journal(delta_path, json, seq, state) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT OR REPLACE INTO journal(delta_path, json, seq, state, meta_etag) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
                 p.delta_path,
                 serde_json::to_string(p)?,
                 p.seq as i64,
-                p.state.to_string()
+                p.state.to_string(),
+                p.meta_etag
             ],
         )?;
         Ok(())
+    }
+
+    /// Sets the meta etag of every `unconfirmed` entry to `etag` (the meta.json this device
+    /// just wrote lists them all), in the `meta_etag` column alone: an entry's JSON, which
+    /// for an import holds every entity, is neither read nor rewritten. The column is what
+    /// [`State::journal_heads`] and [`State::pending_entry`] return.
+    pub fn carry_unconfirmed(&self, etag: &str) -> Result<(), StateError> {
+        self.exec(
+            "UPDATE journal SET meta_etag = ?1 WHERE state = 'unconfirmed'",
+            [etag],
+        )?;
+        Ok(())
+    }
+
+    /// Every journal entry's [`JournalHead`], oldest seq first, without parsing the entries
+    /// (only one written by an older version, which lacks the columns, is parsed).
+    pub fn journal_heads(&self) -> Result<Vec<JournalHead>, StateError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT delta_path, seq, state, meta_etag, \
+               CASE WHEN seq IS NULL OR state IS NULL \
+                 OR (state = 'unconfirmed' AND meta_etag IS NULL) THEN json END \
+             FROM journal",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<i64>>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, Option<String>>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (delta_path, seq, state, meta_etag, json) = row?;
+            let state = match state.as_deref() {
+                Some("attempted") => Some(JournalState::Attempted),
+                Some("unconfirmed") => Some(JournalState::Unconfirmed),
+                _ => None,
+            };
+            let head = match (seq, state, json) {
+                (Some(seq), Some(state), None) => JournalHead {
+                    delta_path,
+                    seq: seq as u64,
+                    state,
+                    meta_etag,
+                },
+                (_, _, json) => {
+                    let p: PendingCommit =
+                        deltasync_meta::parse_deep(json.unwrap_or_default().as_bytes())?;
+                    let mut head = p.head();
+                    head.meta_etag = meta_etag.or(head.meta_etag);
+                    head
+                }
+            };
+            out.push(head);
+        }
+        out.sort_by_key(|h| h.seq);
+        Ok(out)
+    }
+
+    /// The whole journal entry of the delta at `delta_path` (its `meta_etag` from the
+    /// column, see [`State::carry_unconfirmed`]).
+    pub fn pending_entry(&self, delta_path: &str) -> Result<Option<PendingCommit>, StateError> {
+        let row = self
+            .row(
+                "SELECT json, meta_etag FROM journal WHERE delta_path = ?1",
+                [delta_path],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)),
+            )
+            .optional()?;
+        let Some((json, meta_etag)) = row else {
+            return Ok(None);
+        };
+        let mut p: PendingCommit = deltasync_meta::parse_deep(json.as_bytes())?;
+        if meta_etag.is_some() {
+            p.meta_etag = meta_etag;
+        }
+        Ok(Some(p))
     }
 
     /// Removes a journal entry.
@@ -119,13 +226,21 @@ impl State {
         Ok(out)
     }
 
-    /// Every journal entry, oldest seq first.
+    /// Every journal entry, whole, oldest seq first (each parsed: a sync asks for
+    /// [`State::journal_heads`] and the entries it needs instead).
     pub fn pending(&self) -> Result<Vec<PendingCommit>, StateError> {
-        let mut stmt = self.conn.prepare("SELECT json FROM journal")?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        let mut stmt = self.conn.prepare("SELECT json, meta_etag FROM journal")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+        })?;
         let mut out: Vec<PendingCommit> = Vec::new();
         for row in rows {
-            out.push(deltasync_meta::parse_deep(row?.as_bytes())?);
+            let (json, meta_etag) = row?;
+            let mut p: PendingCommit = deltasync_meta::parse_deep(json.as_bytes())?;
+            if meta_etag.is_some() {
+                p.meta_etag = meta_etag;
+            }
+            out.push(p);
         }
         out.sort_by_key(|p| p.seq);
         Ok(out)
