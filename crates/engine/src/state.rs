@@ -170,18 +170,15 @@ fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
             "UPDATE journal SET seq = json_extract(json, '$.seq'), state = json_extract(json, '$.state')",
         );
     }
-    // The meta etag of an unconfirmed commit beside its JSON too, so that a commit carries it
-    // forward for every earlier entry in one UPDATE (`State::carry_unconfirmed`), with no
-    // new version: an older binary replaces whole rows, which leaves the column NULL, and the
-    // JSON's value is read then.
-    if conn
-        .prepare("SELECT meta_etag FROM journal LIMIT 0")
-        .is_err()
-    {
-        conn.execute_batch("ALTER TABLE journal ADD COLUMN meta_etag TEXT;")?;
-        let _ = conn.execute_batch(
-            "UPDATE journal SET meta_etag = json_extract(json, '$.meta_etag') WHERE state = 'unconfirmed'",
-        );
+    // The journal's heads (seq, state, meta etag) in a table of their own, kept by triggers
+    // (`journal::HEADS_SCHEMA`), with no new version: reading or updating a column of a
+    // `journal` row makes SQLite walk the row's whole JSON, which for an import's entry is
+    // every entity. A binary that does not know the table writes `journal` as before and the
+    // triggers keep the heads.
+    let had_heads = conn.prepare("SELECT 1 FROM journal_heads LIMIT 0").is_ok();
+    conn.execute_batch(journal::HEADS_SCHEMA)?;
+    if !had_heads {
+        conn.execute_batch(journal::FILL_HEADS)?;
     }
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version < 1

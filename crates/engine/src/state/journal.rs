@@ -10,6 +10,47 @@ use serde::{Deserialize, Serialize};
 
 use super::{MirrorRecord, State, StateError};
 
+/// The journal's heads, one row per entry of `journal`, kept by triggers so that they stay
+/// right whoever writes `journal` (an older binary too: it writes `seq` and `state`, or only
+/// the JSON, and replaces rows whole). `meta_etag` is this binary's: a row inserted or
+/// replaced gets none, an update keeps it while the state stays, and a NULL `meta_etag` of an
+/// `unconfirmed` entry is read from its JSON.
+pub(super) const HEADS_SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS journal_heads (
+  delta_path TEXT PRIMARY KEY, seq INTEGER NOT NULL, state TEXT NOT NULL, meta_etag TEXT
+);
+CREATE TRIGGER IF NOT EXISTS journal_heads_insert AFTER INSERT ON journal BEGIN
+  INSERT OR REPLACE INTO journal_heads(delta_path, seq, state, meta_etag) VALUES (
+    new.delta_path,
+    coalesce(new.seq, json_extract(new.json, '$.seq')),
+    coalesce(new.state, json_extract(new.json, '$.state')),
+    NULL);
+END;
+CREATE TRIGGER IF NOT EXISTS journal_heads_update AFTER UPDATE ON journal BEGIN
+  DELETE FROM journal_heads WHERE delta_path = old.delta_path AND old.delta_path <> new.delta_path;
+  INSERT OR REPLACE INTO journal_heads(delta_path, seq, state, meta_etag) VALUES (
+    new.delta_path,
+    coalesce(new.seq, json_extract(new.json, '$.seq')),
+    coalesce(new.state, json_extract(new.json, '$.state')),
+    (SELECT meta_etag FROM journal_heads
+      WHERE delta_path = new.delta_path
+        AND state = coalesce(new.state, json_extract(new.json, '$.state'))));
+END;
+CREATE TRIGGER IF NOT EXISTS journal_heads_delete AFTER DELETE ON journal BEGIN
+  DELETE FROM journal_heads WHERE delta_path = old.delta_path;
+END;
+"#;
+
+/// Fills `journal_heads` from the entries of a database that had no such table (once).
+pub(super) const FILL_HEADS: &str = r#"
+INSERT OR REPLACE INTO journal_heads(delta_path, seq, state, meta_etag)
+  SELECT delta_path, s, st, CASE WHEN st = 'unconfirmed' THEN json_extract(json, '$.meta_etag') END
+  FROM (SELECT delta_path, json,
+          coalesce(seq, json_extract(json, '$.seq')) AS s,
+          coalesce(state, json_extract(json, '$.state')) AS st
+        FROM journal);
+"#;
+
 /// Where a commit in the journal stands (stored as `"attempted"` / `"unconfirmed"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -92,27 +133,30 @@ pub struct BeforeCommit {
 impl State {
     /// Writes a journal entry.
     pub fn put_pending(&self, p: &PendingCommit) -> Result<(), StateError> {
-        self.conn.execute(
-            "INSERT OR REPLACE INTO journal(delta_path, json, seq, state, meta_etag) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+        self.exec(
+            "INSERT OR REPLACE INTO journal(delta_path, json, seq, state) VALUES (?1, ?2, ?3, ?4)",
             params![
                 p.delta_path,
                 serde_json::to_string(p)?,
                 p.seq as i64,
-                p.state.to_string(),
-                p.meta_etag
+                p.state.to_string()
             ],
+        )?;
+        // (The trigger wrote the head, without the etag.)
+        self.exec(
+            "UPDATE journal_heads SET meta_etag = ?2 WHERE delta_path = ?1",
+            params![p.delta_path, p.meta_etag],
         )?;
         Ok(())
     }
 
     /// Sets the meta etag of every `unconfirmed` entry to `etag` (the meta.json this device
-    /// just wrote lists them all), in the `meta_etag` column alone: an entry's JSON, which
-    /// for an import holds every entity, is neither read nor rewritten. The column is what
+    /// just wrote lists them all), in the entries' heads alone: an entry's JSON, which for an
+    /// import holds every entity, is neither read nor rewritten. The head's etag is what
     /// [`State::journal_heads`] and [`State::pending_entry`] return.
     pub fn carry_unconfirmed(&self, etag: &str) -> Result<(), StateError> {
         self.exec(
-            "UPDATE journal SET meta_etag = ?1 WHERE state = 'unconfirmed'",
+            "UPDATE journal_heads SET meta_etag = ?1 WHERE state = 'unconfirmed'",
             [etag],
         )?;
         Ok(())
@@ -122,10 +166,11 @@ impl State {
     /// (only one written by an older version, which lacks the columns, is parsed).
     pub fn journal_heads(&self) -> Result<Vec<JournalHead>, StateError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT delta_path, seq, state, meta_etag, \
-               CASE WHEN seq IS NULL OR state IS NULL \
-                 OR (state = 'unconfirmed' AND meta_etag IS NULL) THEN json END \
-             FROM journal",
+            "SELECT h.delta_path, h.seq, h.state, h.meta_etag, \
+               CASE WHEN h.state NOT IN ('attempted', 'unconfirmed') \
+                 OR (h.state = 'unconfirmed' AND h.meta_etag IS NULL) \
+                 THEN (SELECT json FROM journal j WHERE j.delta_path = h.delta_path) END \
+             FROM journal_heads h",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok((
@@ -170,7 +215,8 @@ impl State {
     pub fn pending_entry(&self, delta_path: &str) -> Result<Option<PendingCommit>, StateError> {
         let row = self
             .row(
-                "SELECT json, meta_etag FROM journal WHERE delta_path = ?1",
+                "SELECT j.json, h.meta_etag FROM journal j \
+                 LEFT JOIN journal_heads h ON h.delta_path = j.delta_path WHERE j.delta_path = ?1",
                 [delta_path],
                 |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?)),
             )
@@ -195,41 +241,20 @@ impl State {
     /// The seq and state of every journal entry, oldest seq first, without reading the
     /// entries themselves (only one written by an older version is parsed).
     pub fn pending_states(&self) -> Result<Vec<(u64, JournalState)>, StateError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT seq, state, CASE WHEN seq IS NULL OR state IS NULL THEN json END FROM journal",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, Option<i64>>(0)?,
-                r.get::<_, Option<String>>(1)?,
-                r.get::<_, Option<String>>(2)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let state = match row? {
-                (Some(seq), Some(state), _) if state == "attempted" => {
-                    (seq as u64, JournalState::Attempted)
-                }
-                (Some(seq), Some(state), _) if state == "unconfirmed" => {
-                    (seq as u64, JournalState::Unconfirmed)
-                }
-                (_, _, json) => {
-                    let p: PendingCommit =
-                        deltasync_meta::parse_deep(json.unwrap_or_default().as_bytes())?;
-                    (p.seq, p.state)
-                }
-            };
-            out.push(state);
-        }
-        out.sort_by_key(|(seq, _)| *seq);
-        Ok(out)
+        Ok(self
+            .journal_heads()?
+            .into_iter()
+            .map(|h| (h.seq, h.state))
+            .collect())
     }
 
     /// Every journal entry, whole, oldest seq first (each parsed: a sync asks for
     /// [`State::journal_heads`] and the entries it needs instead).
     pub fn pending(&self) -> Result<Vec<PendingCommit>, StateError> {
-        let mut stmt = self.conn.prepare("SELECT json, meta_etag FROM journal")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT j.json, h.meta_etag FROM journal j \
+             LEFT JOIN journal_heads h ON h.delta_path = j.delta_path",
+        )?;
         let rows = stmt.query_map([], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
         })?;

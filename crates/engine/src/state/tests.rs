@@ -156,11 +156,11 @@ fn failed_transaction_changes_nothing() {
     assert_eq!(s.get("k").unwrap(), None);
 }
 
-/// The journal's `meta_etag` column: a database from before it gets it filled from the
+/// The journal's heads (`journal_heads`): a database from before them gets them filled from the
 /// entries' JSON; a row an older binary writes leaves it NULL and the JSON is read; a commit
-/// carries the etag of every unconfirmed entry forward in the column alone.
+/// carries the etag of every unconfirmed entry forward in the heads alone.
 #[test]
-fn the_journal_meta_etag_column_is_filled_and_carried_forward() {
+fn the_journal_heads_are_filled_kept_and_carried_forward() {
     let dir = tempfile::tempdir().unwrap();
     let entry = |path: &str, seq: u64, state: JournalState, etag: Option<&str>| PendingCommit {
         delta_path: path.into(),
@@ -191,7 +191,8 @@ fn the_journal_meta_etag_column_is_filled_and_carried_forward() {
         heads,
         vec![entry("deltas/1", 1, JournalState::Unconfirmed, Some("\"e1\"")).head()]
     );
-    // An older binary replaces a whole row: the column is NULL, the JSON says.
+    // An older binary replaces a whole row: the trigger writes its head with no etag, and
+    // the JSON says.
     let older = entry("deltas/2", 2, JournalState::Unconfirmed, Some("\"e2\""));
     s.conn
         .execute(
