@@ -200,6 +200,7 @@ mod tests {
                  "at": [9, 0], "resolved": false, "extraReceipt": true}
             ],
             "folded": ["deltas/g2/x.json"],
+            "devices": {"d1": {"name": "laptop", "lastCommit": 99}},
             "someTopLevelField": {"x": 1}
         });
         serde_json::to_vec(&text).unwrap()
@@ -218,6 +219,13 @@ mod tests {
         assert_eq!(records, whole.records);
         assert_eq!(records[0].extra.get("newField"), Some(&json!([1])));
         assert_eq!(Snapshot::without_records(&bytes).unwrap(), rest);
+        assert_eq!(rest.devices["d1"].name, "laptop");
+        assert_eq!(rest.folded, ["deltas/g2/x.json"]);
+        assert_eq!(rest.conflicts.len(), 1);
+        assert_eq!(
+            rest.conflicts[0].extra.get("extraReceipt"),
+            Some(&json!(true))
+        );
         assert_eq!(
             Snapshot {
                 records: whole.records.clone(),

@@ -219,12 +219,12 @@ impl Engine {
                     .read_snapshot_bytes(r)
                     .map_err(|e| self.store.confirm_missing(e))?;
                 progress.finish();
-                Some((r, snap, bytes))
+                Some((r.clone(), snap, bytes))
             }
             _ => None,
         };
         // The devices that committed before the snapshot are named there.
-        if let Some((_, snap)) = &snapshot {
+        if let Some((_, snap, _)) = &snapshot {
             meta.merge_devices(&snap.devices);
         }
         let meta = Arc::new(meta);
