@@ -248,7 +248,7 @@ impl Engine {
                 let mut n = 0u64;
                 let streamed = Snapshot::stream(bytes, |rec| {
                     n += 1;
-                    if n % 1000 == 0 {
+                    if n.is_multiple_of(1000) {
                         progress.advance(1000);
                     }
                     clock = clock.max(rec.last_modified_at);

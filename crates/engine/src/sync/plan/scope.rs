@@ -43,9 +43,9 @@ impl Engine {
     /// touched paths do not matter), and those whose entity is its base, settled, are
     /// dropped from the scan once read, their stats kept to be remembered.
     ///
-    /// `fresh_apart`: the fresh entities (a remote record with content, no base: new to this
-    /// device, every entity of a bootstrap) are left out of the plan where no file of theirs
-    /// was found and nothing else names them; the plan counts them ([`Part::fresh`]) and
+    /// `fresh_apart`: where the folder is listed (not a touched sync), the fresh entities (a
+    /// remote record with content, no base: new to this device, every entity of a bootstrap)
+    /// are left out of the plan where no file of theirs was found and nothing else names them; the plan counts them ([`Part::fresh`]) and
     /// [`Engine::execute`] writes them page by page, so that a bootstrap never holds a state
     /// per entity.
     #[allow(clippy::too_many_arguments)]
@@ -59,6 +59,13 @@ impl Engine {
         trust_before: SystemTime,
         fresh_apart: bool,
     ) -> Result<Part, EngineError> {
+        let folder = self.root.join(path);
+        let only = touched
+            .filter(|_| !full)
+            .and_then(|t| touched_ids(t, name, &folder));
+        // Only where the folder is listed: a touched sync does not see every file, and a
+        // fresh entity's file it did not read would be found only at install (deferred).
+        let fresh_apart = fresh_apart && only.is_none();
         // Read and planned whatever their files' stats say.
         let mut states: BTreeMap<String, EntityState> = if fresh_apart {
             self.state.unsettled_not_fresh(name)?
@@ -74,10 +81,6 @@ impl Engine {
                 .filter(|(c, _)| c == name)
                 .map(|(_, id)| id.clone()),
         );
-        let folder = self.root.join(path);
-        let only = touched
-            .filter(|_| !full)
-            .and_then(|t| touched_ids(t, name, &folder));
         // What a full scan read and dropped, for the stat cache.
         let mut put = Vec::new();
         let read = match only {
