@@ -167,10 +167,9 @@ pub struct Scan {
     /// are in neither `known` nor the fingerprint (nothing may be written to them with this
     /// scan's fingerprint). Always 0 from [`scan`] and [`scan_known`].
     pub unchanged: usize,
-    /// A `file` collection whose document was analysed: the sha256 of each entity's text (its
-    /// value's bytes in the document), by id, for every entity taken (read, or [`Scan::known`]
-    /// by its text), for the stat cache. Empty for a document taken whole by its stat or its
-    /// bytes, and for a `dir` collection.
+    /// A `file` collection: the sha256 of the text (the value's bytes in the document) of each
+    /// entity read (in `entities`), by id, for the stat cache; those [`Scan::known`] by their
+    /// text keep what the cache says. Empty for a `dir` collection.
     pub texts: BTreeMap<String, String>,
 }
 

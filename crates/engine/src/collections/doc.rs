@@ -43,26 +43,34 @@ struct Entry {
 /// of a `file` collection: [`KnownFile::file_hash`] is the entity's text hash there): an entry
 /// whose text is one of these holds what it held then, and is neither parsed nor checked again.
 pub(super) struct KnownTexts<'a> {
-    /// Id → (text hash, content hash).
-    by_id: HashMap<&'a str, (&'a str, &'a str)>,
-    /// Text hash → (id, content hash), for arrays (the id is inside the text).
-    by_text: HashMap<&'a str, (&'a str, &'a str)>,
+    /// Id → row (the document's own, `""`, and rows without a text hash never match).
+    files: &'a HashMap<String, KnownFile>,
+    /// Text hash → (id, content hash), for arrays (the id is inside the text); made on the
+    /// first lookup.
+    by_text: std::cell::OnceCell<HashMap<&'a str, (&'a str, &'a str)>>,
 }
 
 impl<'a> KnownTexts<'a> {
-    /// The entity rows of `files` (the document's own row, `""`, and rows without a text hash
-    /// left out).
+    /// The entity rows of `files`.
     pub(super) fn of(files: &'a HashMap<String, KnownFile>) -> KnownTexts<'a> {
-        let mut by_id = HashMap::with_capacity(files.len());
-        let mut by_text = HashMap::with_capacity(files.len());
-        for (id, k) in files {
-            if id.is_empty() || k.file_hash.is_empty() || k.hash.is_empty() {
-                continue;
-            }
-            by_id.insert(id.as_str(), (k.file_hash.as_str(), k.hash.as_str()));
-            by_text.insert(k.file_hash.as_str(), (id.as_str(), k.hash.as_str()));
+        KnownTexts {
+            files,
+            by_text: std::cell::OnceCell::new(),
         }
-        KnownTexts { by_id, by_text }
+    }
+
+    fn usable(id: &str, k: &KnownFile) -> bool {
+        !id.is_empty() && !k.file_hash.is_empty() && !k.hash.is_empty()
+    }
+
+    fn by_text(&self) -> &HashMap<&'a str, (&'a str, &'a str)> {
+        self.by_text.get_or_init(|| {
+            self.files
+                .iter()
+                .filter(|(id, k)| Self::usable(id, k))
+                .map(|(id, k)| (k.file_hash.as_str(), (id.as_str(), k.hash.as_str())))
+                .collect()
+        })
     }
 }
 
@@ -92,11 +100,11 @@ impl Read<'_> {
         };
         match id {
             Some(id) => k
-                .by_id
+                .files
                 .get_key_value(id)
-                .filter(|(_, (t, _))| *t == text_hash)
-                .map(|(id, (_, h))| (*id, *h)),
-            None => k.by_text.get(text_hash).copied(),
+                .filter(|(id, f)| KnownTexts::usable(id, f) && f.file_hash == text_hash)
+                .map(|(id, f)| (id.as_str(), f.hash.as_str())),
+            None => k.by_text().get(text_hash).copied(),
         }
     }
 }
@@ -317,6 +325,7 @@ fn analyze(
                 return unexpected(Some(span.start));
             };
             let mut seen = BTreeSet::new();
+            a.entries.reserve_exact(items.len());
             for (n, item) in items.into_iter().enumerate() {
                 let bytes = &text[item.start..item.end];
                 let text_hash = read.hashes().then(|| sha256_hex(bytes));
@@ -435,6 +444,7 @@ fn analyze(
                 return unexpected(Some(span.start));
             };
             let mut seen = BTreeSet::new();
+            a.entries.reserve_exact(members.len());
             for m in members {
                 let Some(id) = spans::key_text(text, m.key) else {
                     return unexpected(Some(m.key.start));
@@ -546,7 +556,7 @@ fn analyze(
 /// bytes are the ones read then (its sha256). Otherwise it is analysed, and each entry whose
 /// text is one `known` holds an entity of (the stat cache's entity rows, [`KnownTexts`]) is
 /// taken by its text, in [`Scan::known`]; only the others are parsed. [`Scan::texts`] holds
-/// the text hash of every entry taken, read or known.
+/// the text hash of every entry parsed.
 pub(super) fn scan(
     path: &Path,
     tokens: &[String],
@@ -625,11 +635,11 @@ pub(super) fn scan(
     out.held = a.held;
     out.whole_collection_held = a.whole_held;
     for e in a.entries {
-        if let Some(h) = e.text_hash {
-            out.texts.insert(e.id.clone(), h);
-        }
         match (e.entity, e.known) {
             (Some(entity), _) => {
+                if let Some(h) = e.text_hash {
+                    out.texts.insert(e.id.clone(), h);
+                }
                 out.entities.insert(e.id, Value::Object(entity));
             }
             (None, Some(hash)) => {

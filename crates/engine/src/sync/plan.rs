@@ -157,9 +157,9 @@ impl Engine {
         full: bool,
         trust_before: SystemTime,
     ) -> Result<Part, EngineError> {
-        let states = self.state.states_of(name)?;
+        let mut states = self.state.states_of(name)?;
         let state_of = |id: &str| states.get(id);
-        let (scan, known) = self.scan_one(name, kind, &state_of, forced, full, trust_before)?;
+        let (mut scan, known) = self.scan_one(name, kind, &state_of, forced, full, trust_before)?;
         let forget = match &scan.fingerprint {
             // A document held whole keeps the rows of its entities for when it is valid again.
             collections::Fingerprint::File { .. } if scan.whole_collection_held => Vec::new(),
@@ -178,13 +178,36 @@ impl Engine {
                 .filter(|id| !(scan.known.contains_key(id) || scan.stats.contains_key(id)))
                 .collect(),
         };
+        let recheck = self.state.recheck(name)?;
+        // An entity of a document taken by its text (or the document by its stat or bytes)
+        // holds its base and is not forced (`scan_one`); if the remote has not moved it since
+        // and no base changed under it, it is unchanged: left out of the plan, as a `dir`
+        // collection's unchanged files are.
+        let mut unplanned = 0;
+        if matches!(scan.fingerprint, collections::Fingerprint::File { .. }) {
+            scan.known.retain(|id, hash| {
+                let settled = !recheck.contains(id)
+                    && states.get(id).is_some_and(|st| {
+                        st.has_base
+                            && st.has_mirror
+                            && st.m_version == st.base_version
+                            && st.m_hash == st.base_hash
+                            && st.base_hash.as_ref() == Some(hash)
+                    });
+                if settled {
+                    states.remove(id);
+                    unplanned += 1;
+                }
+                !settled
+            });
+        }
         Ok(Part {
             scan,
             states,
             extra: BTreeSet::new(),
             forget,
-            unplanned: 0,
-            recheck: self.state.recheck(name)?,
+            unplanned,
+            recheck,
             put: Vec::new(),
         })
     }
