@@ -31,7 +31,7 @@ struct Entry {
     /// The value (the entity).
     value: Span,
     /// The parsed entity; `None` if it is held (then in [`Analysis::held`]), known by its text
-    /// (`known`) or left unparsed by a [`Read::Lazy`] analysis.
+    /// (`known`) or left unparsed by a [`Read::Lazy`] analysis (then, unless written, unchecked).
     entity: Option<Map<String, Value>>,
     /// The content hash of an entity taken by its text ([`Read::Scan`]), not parsed.
     known: Option<String>,
@@ -76,9 +76,11 @@ impl<'a> KnownTexts<'a> {
 
 /// How [`analyze`] reads the entries.
 pub(super) enum Read<'a> {
-    /// Parses only what it must to check the entries, hashes nothing: for a write, which
-    /// parses the entries it changes ([`edit`]).
-    Lazy,
+    /// For a write of these ids, which parses the entries it changes ([`edit`]): parses only
+    /// what it must to follow the collection (every entry's id, the document's shape), and
+    /// checks for what holds an entity (a repeated key, too deep) only the entries written;
+    /// hashes nothing.
+    Lazy(&'a BTreeSet<&'a str>),
     /// Parses every entry whose text is not known, and hashes every entry's text.
     Scan(&'a KnownTexts<'a>),
 }
@@ -90,6 +92,14 @@ impl Read<'_> {
 
     fn hashes(&self) -> bool {
         matches!(self, Read::Scan(_))
+    }
+
+    /// Whether the entry of `id` is checked for what holds an entity.
+    fn checks(&self, id: &str) -> bool {
+        match self {
+            Read::Lazy(ids) => ids.contains(id),
+            Read::Scan(_) => true,
+        }
     }
 
     /// The id and content hash of the entity whose text has sha256 `text_hash` (with `id`: a
@@ -393,7 +403,7 @@ fn analyze(
                     a.whole_held = true;
                     continue;
                 }
-                if known.is_none() {
+                if known.is_none() && read.checks(&id) {
                     let dup = spans::duplicate_key(bytes);
                     let deep = match &entity {
                         Some(e) => limits::too_deep_to_sync(e),
@@ -479,8 +489,19 @@ fn analyze(
                     });
                     continue;
                 }
-                let dup = spans::duplicate_key(bytes);
                 let is_object = bytes.first() == Some(&b'{');
+                if is_object && !id.is_empty() && !read.checks(&id) {
+                    a.entries.push(Entry {
+                        id,
+                        item,
+                        value: m.value,
+                        entity: None,
+                        known: None,
+                        text_hash: None,
+                    });
+                    continue;
+                }
+                let dup = spans::duplicate_key(bytes);
                 let parsed = if read.parses() || !is_object {
                     match serde_json::from_slice::<Value>(bytes) {
                         Ok(v) => Some(v),

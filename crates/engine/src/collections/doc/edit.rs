@@ -457,7 +457,8 @@ pub(crate) fn apply(
         }
         Some((_, bytes)) => {
             let (bom, text) = split_bom(bytes);
-            let a = analyze(path, text, tokens, id_field, &Read::Lazy);
+            let ids: BTreeSet<&str> = writes.iter().map(Write::id).collect();
+            let a = analyze(path, text, tokens, id_field, &Read::Lazy(&ids));
             if a.whole_held {
                 return Err(CollectionError::Held {
                     path: path.to_owned(),
