@@ -395,3 +395,46 @@ pub(crate) fn meta_growth(out: &mut String, run: &Run) {
     }
     let _ = writeln!(out);
 }
+
+/// Issue 12's goal row for the bytes of a push, as one line for `scripts/lib/goal`'s file
+/// (tab-separated: row, measured, bound, met, section): the largest push of every run (right
+/// after the import, after a compact, the later commits), beside the whole-file upload of the
+/// same run.
+pub(crate) fn push_goal_line(runs: &[Run]) -> Option<String> {
+    let mut worst: Option<(u64, String)> = None;
+    for run in runs {
+        for row in run.main.iter().filter(|r| r.op.starts_with("push")) {
+            for (s, e) in row.samples.iter().zip(&row.entity_bytes) {
+                let over = s.stats.bytes_up.saturating_sub(*e);
+                if worst.as_ref().is_none_or(|(w, _)| over > *w) {
+                    let at = format!(
+                        "{} at {}, \"{}\"; whole-file upload {} B",
+                        run.remote.label(),
+                        size_label(run.n),
+                        row.op,
+                        thousands(run.whole_bytes)
+                    );
+                    worst = Some((over, at));
+                }
+            }
+        }
+    }
+    let (over, at) = worst?;
+    let pushes: usize = runs
+        .iter()
+        .flat_map(|r| r.main.iter().filter(|r| r.op.starts_with("push")))
+        .map(|r| r.samples.len())
+        .sum();
+    Some(format!(
+        "bytes up for one change, any time after `init` + first `sync`, at any commit count\t\
+         largest of {pushes} pushes: entity + {} B ({at})\t≤ entity + {} B\t{}\t\
+         budget tables",
+        thousands(over),
+        thousands(PUSH_OVERHEAD_BUDGET),
+        if over <= PUSH_OVERHEAD_BUDGET {
+            "yes"
+        } else {
+            "no"
+        }
+    ))
+}

@@ -89,14 +89,14 @@ impl Engine {
 
     /// The commits, oldest first.
     pub fn log(&self, progress: &dyn Progress) -> Result<Vec<LogEntry>, EngineError> {
-        let names: BTreeMap<String, String> = match self.store().read_meta(None)? {
-            MetaRead::Fresh { meta, .. } => meta
-                .devices
-                .into_iter()
-                .map(|(id, d)| (id, d.name))
-                .collect(),
-            MetaRead::NotModified => BTreeMap::new(),
-        };
+        // The names this device knows (its copy of meta.json), and those an older writer's
+        // meta.json still lists.
+        let mut names = self.device_names()?;
+        if let MetaRead::Fresh { meta, .. } = self.store().read_meta(None)? {
+            for (id, d) in meta.devices {
+                names.entry(id).or_insert(d.name);
+            }
+        }
         Ok(self
             .all_deltas(progress)?
             .into_iter()

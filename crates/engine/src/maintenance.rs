@@ -295,6 +295,9 @@ impl Engine {
                 records,
                 conflicts,
                 folded: meta.deltas.iter().map(|d| d.path.clone()).collect(),
+                // Every device this one knows of (its copy of meta.json gathers them from the
+                // deltas and the snapshot it started from): meta.json does not list them.
+                devices: meta.devices.clone(),
             };
             let snap_ref = self.store().write_snapshot(&snapshot)?;
             let archive = match self
@@ -319,7 +322,7 @@ impl Engine {
                     let folded = &snapshot.folded;
                     let kept = self.state_mut().transaction(|s| {
                         // Our own commits folded here are in the snapshot: confirmed.
-                        for p in s.pending()? {
+                        for p in s.journal_heads()? {
                             if folded.contains(&p.delta_path) {
                                 s.remove_pending(&p.delta_path)?;
                             }

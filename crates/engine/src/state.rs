@@ -170,6 +170,16 @@ fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
             "UPDATE journal SET seq = json_extract(json, '$.seq'), state = json_extract(json, '$.state')",
         );
     }
+    // The journal's heads (seq, state, meta etag) in a table of their own, kept by triggers
+    // (`journal::HEADS_SCHEMA`), with no new version: reading or updating a column of a
+    // `journal` row makes SQLite walk the row's whole JSON, which for an import's entry is
+    // every entity. A binary that does not know the table writes `journal` as before and the
+    // triggers keep the heads.
+    let had_heads = conn.prepare("SELECT 1 FROM journal_heads LIMIT 0").is_ok();
+    conn.execute_batch(journal::HEADS_SCHEMA)?;
+    if !had_heads {
+        conn.execute_batch(journal::FILL_HEADS)?;
+    }
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version < 1
         && conn
@@ -762,7 +772,7 @@ mod stamps;
 /// changed.
 mod scope;
 
-pub use journal::{BeforeCommit, JournalState, PendingCommit};
+pub use journal::{BeforeCommit, JournalHead, JournalState, PendingCommit};
 
 /// State key of the revision in [`State::meta_key`].
 const META_REV: &str = "meta_rev";

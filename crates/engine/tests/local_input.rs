@@ -254,6 +254,7 @@ fn commit_raw(remote: Arc<dyn Remote>, records: Vec<(&str, &str, Value)>) {
         min_reader: 1,
         seq,
         device: "other".into(),
+        device_name: None,
         time: 1,
         supersedes: None,
         prev: meta.deltas.last().cloned(),

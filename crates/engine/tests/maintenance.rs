@@ -446,8 +446,8 @@ fn without_compaction_every_push_uploads_the_change_and_a_bounded_meta() {
         .len() as u64;
     let (first, last) = (ups[0], ups[ups.len() - 1]);
     assert!(last <= first + 8, "the push grew with the commits: {ups:?}");
-    // The goal of issue 12: at most the entity and 1 KB (here 1 device; each one more adds
-    // its name and last commit time to meta.json's `devices`).
+    // The goal of issue 12: at most the entity and 1 KB (with more devices too: see
+    // a_push_does_not_grow_with_the_number_of_devices_that_committed).
     assert!(
         last <= entity + 1024,
         "one change uploaded {last} bytes for a {entity}-byte entity"
@@ -494,4 +494,67 @@ fn applied_delta_rows_are_pruned_once_a_snapshot_folds_them() {
     // Nothing is applied twice: another sync commits nothing and remembers the same row.
     assert_eq!(b.sync().committed, None);
     assert_eq!(b.engine.state().applied_deltas().unwrap(), 1);
+}
+
+/// Issue 12: "≤ entity + 1 KB, always" — meta.json does not grow with the number of devices
+/// that committed either. Device names travel in the deltas (and, once folded, in the
+/// snapshot), so a device that joins later still knows every name.
+#[test]
+fn a_push_does_not_grow_with_the_number_of_devices_that_committed() {
+    let remote = Arc::new(MemoryRemote::new());
+    let mut devices: Vec<Device> = (0..12)
+        .map(|i| {
+            Device::new(
+                remote.clone(),
+                &format!("the rather long-named tablet number {i:02} in the kitchen"),
+            )
+        })
+        .collect();
+    for (i, d) in devices.iter_mut().enumerate() {
+        d.sync();
+        d.write(&format!("t{i}"), &json!({"title": format!("task {i}")}));
+        assert!(d.sync().committed.is_some());
+    }
+    let a = &mut devices[0];
+    a.sync();
+    a.write("t0", &json!({"title": "task 0, edited"}));
+    let before = remote.stats();
+    assert!(a.sync().committed.is_some());
+    let up = remote.stats().bytes_up - before.bytes_up;
+    let entity = serde_json::to_vec(&json!({"title": "task 0, edited"}))
+        .unwrap()
+        .len() as u64;
+    assert!(
+        up <= entity + 1024,
+        "with 12 devices one change uploaded {up} bytes for a {entity}-byte entity"
+    );
+    let meta = remote.files()["meta.json"].len();
+    assert!(meta < 600, "meta.json is {meta} bytes with 12 devices");
+    // Names are not lost: a device that catches up, and one that joins after a compaction,
+    // know all of them.
+    let ids: Vec<String> = devices
+        .iter()
+        .map(|d| d.engine.device_id().to_string())
+        .collect();
+    let check = |d: &Device| {
+        let names = d.engine.device_names().unwrap();
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(
+                names.get(id).map(String::as_str),
+                Some(format!("the rather long-named tablet number {i:02} in the kitchen").as_str()),
+                "{names:?}"
+            );
+        }
+    };
+    devices[5].sync();
+    check(&devices[5]);
+    devices[0]
+        .engine
+        .compact_with(&settled(), &NoProgress)
+        .unwrap();
+    let mut late = Device::new(remote.clone(), "late");
+    late.sync();
+    check(&late);
+    let log = late.engine.log(&NoProgress).unwrap();
+    assert!(log.iter().all(|e| e.device_name.is_some()), "{log:?}");
 }

@@ -35,6 +35,7 @@ fn commit_from_a_newer_writer(remote: Arc<dyn Remote>) {
         min_reader: 1,
         seq,
         device: "newer".into(),
+        device_name: None,
         time: 1,
         supersedes: None,
         prev: meta.deltas.last().cloned(),

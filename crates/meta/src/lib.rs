@@ -295,6 +295,10 @@ pub struct Delta {
     pub seq: u64,
     /// Device id of the writer.
     pub device: String,
+    /// The writer's human name (format 2: meta.json no longer lists the devices, so names
+    /// travel with the commits); absent in deltas of earlier writers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_name: Option<String>,
     /// Wall-clock time, ms since the Unix epoch.
     pub time: u64,
     /// Path of an earlier delta of the same device that this one replaces (a retry).
@@ -368,6 +372,11 @@ pub struct Snapshot {
     /// device can tell that a commit of its own made it in rather than being lost.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub folded: Vec<String>,
+    /// The devices that committed up to `head`, by device id (their names and last commit
+    /// times, from the deltas folded in and the previous snapshot); absent in snapshots of
+    /// earlier writers, whose meta.json listed them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub devices: BTreeMap<String, DeviceInfo>,
 }
 
 impl Snapshot {
@@ -382,6 +391,7 @@ impl Snapshot {
             records: Vec::new(),
             conflicts: Vec::new(),
             folded: Vec::new(),
+            devices: BTreeMap::new(),
         }
     }
 

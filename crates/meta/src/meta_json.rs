@@ -240,7 +240,8 @@ struct MetaOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     entity_versions: Option<&'a VersionMap>,
     last_sync_timestamp: u64,
-    devices: BTreeMap<&'a str, KeptRef<'a, DeviceInfo>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    devices: Option<BTreeMap<&'a str, KeptRef<'a, DeviceInfo>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     server: Option<&'a serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -329,13 +330,17 @@ impl Meta {
                 extra: unknown.deltas.get(&d.path).unwrap_or(&unknown::NONE),
             })
             .collect();
-        let devices = devices
-            .iter()
-            .map(|(id, d)| {
-                let extra = unknown.devices.get(id).unwrap_or(&unknown::NONE);
-                (id.as_str(), KeptRef { value: d, extra })
-            })
-            .collect();
+        // Format 2 names the devices in the deltas and the snapshot, not in meta.json (whose
+        // size would grow with each device); the local copy keeps them all.
+        let devices = (!links).then(|| {
+            devices
+                .iter()
+                .map(|(id, d)| {
+                    let extra = unknown.devices.get(id).unwrap_or(&unknown::NONE);
+                    (id.as_str(), KeptRef { value: d, extra })
+                })
+                .collect()
+        });
         MetaOut {
             format: *format,
             min_reader: *min_reader,
@@ -517,5 +522,26 @@ impl Meta {
     /// Whether meta lists a delta at this path.
     pub fn references(&self, path: &str) -> bool {
         self.deltas.iter().any(|d| d.path == path)
+    }
+
+    /// Records that `device` committed at `time`, under `name` when it is known (a delta of
+    /// an earlier writer names no device). The newest commit's name wins.
+    pub fn note_device(&mut self, device: &str, name: Option<&str>, time: u64) {
+        let info = self.devices.entry(device.to_string()).or_default();
+        if let Some(name) = name
+            && (time >= info.last_commit || info.name.is_empty())
+        {
+            info.name = name.to_string();
+        }
+        info.last_commit = info.last_commit.max(time);
+    }
+
+    /// Takes in what another source (the local copy, a snapshot, an older writer's meta.json)
+    /// knows of the devices: for each, the name of its latest commit and that commit's time.
+    pub fn merge_devices(&mut self, others: &BTreeMap<String, DeviceInfo>) {
+        for (id, d) in others {
+            let name = (!d.name.is_empty()).then_some(d.name.as_str());
+            self.note_device(id, name, d.last_commit);
+        }
     }
 }

@@ -82,6 +82,7 @@ fn delta() -> Delta {
         min_reader: 1,
         seq: 2,
         device: "3f2a9c1b7d4e".into(),
+        device_name: Some("laptop".into()),
         time: 1_763_776_000_200,
         supersedes: Some("deltas/g0/3f2a9c1b7d4e-1763776000100-0badf00d.json".into()),
         // The first commit after the snapshot (head 1): nothing before it.
@@ -113,6 +114,7 @@ fn delta_3() -> Delta {
         min_reader: 1,
         seq: 3,
         device: "98cc01de22f0".into(),
+        device_name: Some("phone".into()),
         time: 1_763_776_000_300,
         supersedes: None,
         prev: Some(delta_ref(2, DELTA_2, &delta().to_bytes(), 2)),
@@ -131,6 +133,14 @@ fn snapshot() -> Snapshot {
         records: vec![record("t1", 1, false)],
         conflicts: vec![],
         folded: vec!["deltas/g0/3f2a9c1b7d4e-1763776000001-00c0ffee.json".into()],
+        devices: [(
+            "3f2a9c1b7d4e".to_string(),
+            DeviceInfo {
+                name: "laptop".into(),
+                last_commit: 1_763_776_000_001,
+            },
+        )]
+        .into(),
     }
 }
 
@@ -215,6 +225,10 @@ fn golden_meta_lists_only_the_newest_delta() {
     assert!(!read.is_complete(), "the chain completes it");
     assert!(read.entity_versions.is_empty());
     assert!(!String::from_utf8_lossy(&bytes).contains("entityVersions"));
+    // Nor the devices: their names travel in the deltas and the snapshot, so meta.json does
+    // not grow with the number of devices either.
+    assert!(read.devices.is_empty());
+    assert!(!String::from_utf8_lossy(&bytes).contains("devices"));
     // The size does not grow with the commits, and follows the head: two commits in one
     // second never write meta.json files of one size (servers that make ETags of the mtime in
     // seconds and the size would give them one ETag).
@@ -296,4 +310,18 @@ fn receipt_times_are_optional_and_round_trip() {
     assert_eq!(v["lostAt"], json!([3, 0]));
     let back: ConflictReceipt = serde_json::from_value(v).unwrap();
     assert_eq!(back, r);
+}
+
+/// Format-2 writers before deltas named their writer listed the devices in meta.json
+/// (`meta-listing-devices.json` is one): a reader takes them, and a writer now leaves them to
+/// its local copy.
+#[test]
+fn a_format_2_meta_json_that_lists_devices_is_read() {
+    let bytes = std::fs::read(golden_dir().join("meta-listing-devices.json")).unwrap();
+    let read = Meta::from_bytes(&bytes).unwrap();
+    assert_eq!(read.devices["3f2a9c1b7d4e"].name, "laptop");
+    assert_eq!(read.devices["98cc01de22f0"].last_commit, 1_763_776_000_300);
+    assert!(!String::from_utf8_lossy(&read.to_bytes()).contains("devices"));
+    let local = Meta::from_bytes(&read.to_local_bytes()).unwrap();
+    assert_eq!(local.devices, read.devices);
 }

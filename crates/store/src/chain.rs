@@ -18,7 +18,8 @@ impl Store {
     /// delta's `prev` is followed back until the first commit after the snapshot, or until a
     /// delta that `previous` (an earlier complete meta.json of the same snapshot, such as the
     /// copy a device keeps) lists — below it the chain is `previous`'s, since deltas never
-    /// change. Each delta the walk reads gives its entry's device, time and record count. So a
+    /// change. Each delta the walk reads gives its entry's device, time and record count, and
+    /// its writer's name to [`Meta::devices`] (with those `previous` knows). So a
     /// device that is k commits behind reads exactly those k deltas, which it has to read
     /// anyway: they are returned so that it need not read them twice. A format-1 meta.json is
     /// complete as read.
@@ -43,6 +44,7 @@ impl Store {
             detail,
             remedy: Remedy::CompactFromSyncedDevice,
         };
+        let devices_known = previous.map(|p| &p.devices);
         // `previous` helps only if it is complete and of the same snapshot file.
         let previous = previous.filter(|p| {
             p.is_complete()
@@ -141,6 +143,14 @@ impl Store {
             meta.deltas = listed;
             return Err(broken(deltasync_meta::META_FILE, detail));
         }
+        // Format 2's meta.json names no devices: the local copy knows those of earlier
+        // commits, and each delta read names its writer.
+        if let Some(devices) = devices_known {
+            meta.merge_devices(devices);
+        }
+        for d in read.values() {
+            meta.note_device(&d.device, d.device_name.as_deref(), d.time);
+        }
         Ok(read)
     }
 
@@ -197,6 +207,7 @@ mod tests {
             min_reader: 1,
             seq,
             device: "d".into(),
+            device_name: None,
             time: seq,
             supersedes: None,
             prev: prev_override.unwrap_or_else(|| meta.deltas.last().cloned()),

@@ -627,6 +627,7 @@ mod tests {
             min_reader: 1,
             seq,
             device: "dev/../1".into(),
+            device_name: None,
             time: 5,
             supersedes: None,
             prev: None,

@@ -155,3 +155,67 @@ fn failed_transaction_changes_nothing() {
     assert!(r.is_err());
     assert_eq!(s.get("k").unwrap(), None);
 }
+
+/// The journal's heads (`journal_heads`): a database from before them gets them filled from the
+/// entries' JSON; a row an older binary writes leaves it NULL and the JSON is read; a commit
+/// carries the etag of every unconfirmed entry forward in the heads alone.
+#[test]
+fn the_journal_heads_are_filled_kept_and_carried_forward() {
+    let dir = tempfile::tempdir().unwrap();
+    let entry = |path: &str, seq: u64, state: JournalState, etag: Option<&str>| PendingCommit {
+        delta_path: path.into(),
+        seq,
+        state,
+        meta_etag: etag.map(str::to_owned),
+        before: vec![],
+        records: vec![],
+        receipts: vec![],
+    };
+    {
+        let conn = Connection::open(dir.path().join("state.db")).unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        conn.execute_batch(
+            "ALTER TABLE journal ADD COLUMN seq INTEGER; ALTER TABLE journal ADD COLUMN state TEXT;",
+        )
+        .unwrap();
+        let old = entry("deltas/1", 1, JournalState::Unconfirmed, Some("\"e1\""));
+        conn.execute(
+            "INSERT INTO journal(delta_path, json, seq, state) VALUES ('deltas/1', ?1, 1, 'unconfirmed')",
+            [serde_json::to_string(&old).unwrap()],
+        )
+        .unwrap();
+    }
+    let s = State::open(dir.path()).unwrap();
+    let heads = s.journal_heads().unwrap();
+    assert_eq!(
+        heads,
+        vec![entry("deltas/1", 1, JournalState::Unconfirmed, Some("\"e1\"")).head()]
+    );
+    // An older binary replaces a whole row: the trigger writes its head with no etag, and
+    // the JSON says.
+    let older = entry("deltas/2", 2, JournalState::Unconfirmed, Some("\"e2\""));
+    s.conn
+        .execute(
+            "INSERT OR REPLACE INTO journal(delta_path, json, seq, state) VALUES ('deltas/2', ?1, 2, 'unconfirmed')",
+            [serde_json::to_string(&older).unwrap()],
+        )
+        .unwrap();
+    s.put_pending(&entry("deltas/3", 3, JournalState::Attempted, None))
+        .unwrap();
+    assert_eq!(
+        s.journal_heads().unwrap()[1].meta_etag.as_deref(),
+        Some("\"e2\"")
+    );
+    s.carry_unconfirmed("\"e9\"").unwrap();
+    let heads = s.journal_heads().unwrap();
+    let etags: Vec<Option<&str>> = heads.iter().map(|h| h.meta_etag.as_deref()).collect();
+    assert_eq!(
+        etags,
+        [Some("\"e9\""), Some("\"e9\""), None],
+        "attempted keeps none"
+    );
+    let whole = s.pending_entry("deltas/2").unwrap().unwrap();
+    assert_eq!(whole.meta_etag.as_deref(), Some("\"e9\""));
+    assert_eq!(s.pending().unwrap()[1].meta_etag.as_deref(), Some("\"e9\""));
+    assert!(s.pending_entry("deltas/none").unwrap().is_none());
+}

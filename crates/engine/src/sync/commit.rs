@@ -80,7 +80,7 @@ pub(crate) enum Reconcile {
 /// `etag`); `folded_now`: the deltas a snapshot written since the last look folded. Pure: the
 /// whole commit protocol's recovery, tested by a case table.
 pub(crate) fn reconcile(
-    p: &PendingCommit,
+    p: &JournalHead,
     me: &str,
     meta: &Meta,
     etag: &Etag,
@@ -125,9 +125,11 @@ impl Engine {
         // entities were before that commit, so the oldest lost commit's "before" is what
         // stays (undone oldest first, an entity in two lost commits kept the first one's
         // content as its base, and a merge took the other devices' lack of it for a delete).
-        let mut journal: Vec<(PendingCommit, Reconcile)> = self
+        // Decided by each entry's head; only the entries a decision needs in full (to finish or
+        // undo them) are read: an import's entry holds every entity it imported.
+        let mut journal: Vec<(JournalHead, Reconcile)> = self
             .state
-            .pending()?
+            .journal_heads()?
             .into_iter()
             .map(|p| {
                 let r = reconcile(&p, &self.device_id, meta, etag, folded_now);
@@ -141,7 +143,19 @@ impl Engine {
                 (0, p.seq)
             }
         });
-        for (p, decision) in journal {
+        for (head, decision) in journal {
+            let p = match decision {
+                Reconcile::Confirmed => {
+                    self.state.remove_pending(&head.delta_path)?;
+                    continue;
+                }
+                Reconcile::Wait => continue,
+                // (Gone since the heads were read: nothing is left to finish or undo.)
+                _ => match self.state.pending_entry(&head.delta_path)? {
+                    Some(p) => p,
+                    None => continue,
+                },
+            };
             match decision {
                 Reconcile::Finish { keep_unconfirmed } => {
                     finished.push(p.seq);
@@ -172,8 +186,7 @@ impl Engine {
                         s.remove_pending(&p.delta_path)
                     })?;
                 }
-                Reconcile::Confirmed => self.state.remove_pending(&p.delta_path)?,
-                Reconcile::Wait => {}
+                Reconcile::Confirmed | Reconcile::Wait => {}
                 Reconcile::Lost => {
                     tracing::warn!(delta = %p.delta_path, seq = p.seq, "a commit of ours was lost to a racing writer; committing it again");
                     self.state.transaction(|s| {
@@ -329,6 +342,8 @@ impl Engine {
             min_reader: 1,
             seq,
             device: self.device_id.clone(),
+            // Format 2's meta.json lists no devices: the name travels with the commit.
+            device_name: Some(self.config.device.clone()),
             time,
             supersedes: supersedes.clone(),
             // Format 2 finds older deltas through this link (meta.json lists only the newest).
@@ -360,9 +375,7 @@ impl Engine {
                 .insert(r.id.clone(), seq);
         }
         next.last_sync_timestamp = time;
-        let dev = next.devices.entry(self.device_id.clone()).or_default();
-        dev.name = self.config.device.clone();
-        dev.last_commit = time;
+        next.note_device(&self.device_id, Some(&self.config.device), time);
         match self.store.commit_meta(&mut next, etag) {
             Ok(new_etag) => {
                 pending.state = JournalState::Unconfirmed;
@@ -373,13 +386,9 @@ impl Engine {
                     finish_commit(s, &pending)?;
                     // Our earlier unconfirmed commits are in this meta.json too, and no safer
                     // than it: a racing writer that overwrites it loses them all. They are
-                    // confirmed with it, by another device's write, not by this one.
-                    for mut earlier in s.pending()? {
-                        if earlier.state == JournalState::Unconfirmed {
-                            earlier.meta_etag = Some(new_etag.0.clone());
-                            s.put_pending(&earlier)?;
-                        }
-                    }
+                    // confirmed with it, by another device's write, not by this one. (Their
+                    // etag only: the entries themselves are not read.)
+                    s.carry_unconfirmed(&new_etag.0)?;
                     s.put_pending(&pending)?;
                     s.conflicts_pushed(&ids)?;
                     s.set_supersedes(None)?;
@@ -557,7 +566,11 @@ mod tests {
             } else {
                 Vec::new()
             };
-            assert_eq!(reconcile(&p, "me", &m, &etag, &folded_now), want, "{what}");
+            assert_eq!(
+                reconcile(&p.head(), "me", &m, &etag, &folded_now),
+                want,
+                "{what}"
+            );
         }
     }
 

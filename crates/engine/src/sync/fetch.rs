@@ -193,7 +193,6 @@ impl Engine {
             .store
             .complete(&mut meta, cached.as_ref().map(|(m, _)| m.as_ref()))
             .map_err(|e| self.store.confirm_missing(e))?;
-        let meta = Arc::new(meta);
         // A new device (or a new snapshot generation) starts from the snapshot.
         let known_generation = self
             .state
@@ -212,6 +211,11 @@ impl Engine {
             }
             _ => None,
         };
+        // The devices that committed before the snapshot are named there.
+        if let Some((_, snap)) = &snapshot {
+            meta.merge_devices(&snap.devices);
+        }
+        let meta = Arc::new(meta);
         let folded = snapshot
             .as_ref()
             .map(|(_, s)| s.folded.as_slice())

@@ -57,7 +57,8 @@ use crate::config::{Config, ConfigError};
 use crate::merge::{Side, merge3};
 use crate::planner::{self, BaseSide, Change, EntityKey, LocalSide, Op, RemoteSide};
 use crate::state::{
-    BeforeCommit, CollectionSyncState, JournalState, MirrorRecord, PendingCommit, State, StateError,
+    BeforeCommit, CollectionSyncState, JournalHead, JournalState, MirrorRecord, PendingCommit,
+    State, StateError,
 };
 
 /// The folder of local state inside a workspace.
