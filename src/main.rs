@@ -27,7 +27,10 @@ use cli::{Cli, Command};
 pub(crate) use cli::{ConflictAction, Take};
 
 /// mimalloc gives freed memory back to the system soon after a sync (glibc's malloc kept a
-/// watcher as large as its largest sync); figures in `docs/architecture.md`.
+/// watcher as large as its largest sync); figures in `docs/architecture.md`. It is built
+/// without transparent huge pages (feature `no_thp`): with them its memory is backed 2 MiB at
+/// a time, which a watcher sitting idle between syncs pays for (an idle watcher over 100,000
+/// entities held 30.6 MiB with them and 20.4 MiB without).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
