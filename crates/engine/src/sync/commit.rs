@@ -337,7 +337,7 @@ impl Engine {
             });
         }
         let supersedes = self.state.supersedes()?;
-        let delta = Delta {
+        let mut delta = Delta {
             format: FORMAT_VERSION,
             min_reader: 1,
             seq,
@@ -359,7 +359,8 @@ impl Engine {
             state: JournalState::Attempted,
             meta_etag: None,
             before,
-            records: delta.records.clone(),
+            // Moved, not copied: an import's records are every entity.
+            records: std::mem::take(&mut delta.records),
             receipts: receipts.iter().map(|r| r.id.clone()).collect(),
         };
         self.state.put_pending(&pending)?;
@@ -368,7 +369,7 @@ impl Engine {
         next.deltas.push(dref.clone());
         // Format 1 lists the versions too (format 2 neither writes nor reads them).
         let chained = next.chained();
-        for r in delta.records.iter().filter(|_| !chained) {
+        for r in pending.records.iter().filter(|_| !chained) {
             next.entity_versions
                 .entry(r.collection.clone())
                 .or_default()
