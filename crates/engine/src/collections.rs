@@ -155,7 +155,8 @@ pub struct Scan {
     /// What was read; pass it to [`apply`].
     pub fingerprint: Fingerprint,
     /// Entities that were not read because their file's stat is what [`Known`] says it was
-    /// when it was read ([`scan_known`]): id → content hash. They are in the fingerprint, not
+    /// when it was read, or (a `file` collection) because their text in the document is one
+    /// [`Known`] holds ([`scan_known`]): id → content hash. They are in the fingerprint, not
     /// in `entities`. Always empty from [`scan`].
     pub known: BTreeMap<String, String>,
     /// The stat of each file read by this scan that may stand in for reading it next time
@@ -167,6 +168,10 @@ pub struct Scan {
     /// are in neither `known` nor the fingerprint (nothing may be written to them with this
     /// scan's fingerprint). Always 0 from [`scan`] and [`scan_known`].
     pub unchanged: usize,
+    /// A `file` collection: the sha256 of the text (the value's bytes in the document) of each
+    /// entity read (in `entities`), by id, for the stat cache; those [`Scan::known`] by their
+    /// text keep what the cache says. Empty for a `dir` collection.
+    pub texts: BTreeMap<String, String>,
 }
 
 impl Scan {
@@ -367,7 +372,9 @@ pub fn scan(workspace: &Path, kind: &CollectionKind) -> Result<Scan, CollectionE
 /// [`scan`], reading only the files whose stat differs from what `known` says it was when
 /// they were read: the others are [`Scan::known`] by their content hash. A `dir` collection
 /// still lists its folder and stats every file; a symbolic link is always read. A `file`
-/// collection's document whose stat is known is not read at all. The files read whose stat may
+/// collection's document whose stat is known is not read at all, one whose bytes are known is
+/// not analysed, and in one analysed only the entries whose text is not known are parsed
+/// ([`Scan::texts`]). The files read whose stat may
 /// stand in for them next time are in [`Scan::stats`].
 #[tracing::instrument(skip_all, err, fields(kind = ?kind, known = known.files.len()))]
 pub fn scan_known(

@@ -24,9 +24,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use deltasync_meta::{
-    DELTAS_DIR, DeltaRef, EntityRecord, FORMAT_VERSION, Meta, Snapshot, content_hash,
-};
+use deltasync_meta::{DELTAS_DIR, DeltaRef, EntityRecord, Meta, SnapshotWriter, content_hash};
 use deltasync_remote::CasClass;
 use deltasync_store::{StoreError, now_ms};
 use serde::{Deserialize, Serialize};
@@ -234,36 +232,56 @@ impl Engine {
             let old_generation = meta.snapshot.as_ref().map(|s| s.generation).unwrap_or(0);
             let generation = old_generation + 1;
             let now = now_ms();
-            let mut records = Vec::new();
-            let mut dropped = 0;
-            for (collection, id, m) in self.state().all_mirror()? {
+            let folded: Vec<String> = meta.deltas.iter().map(|d| d.path.clone()).collect();
+            // The snapshot is written record by record from the local state: only its bytes
+            // are held, not every entity as a value.
+            let mut snapshot = SnapshotWriter::new(generation, meta.head, now);
+            let (mut kept, mut dropped) = (0, 0);
+            self.state().for_each_mirror(|collection, id, m| {
                 if m.content.is_none() && m.clock.ms.saturating_add(retention) <= now {
                     dropped += 1;
-                    continue;
+                    return Ok(());
                 }
-                records.push(EntityRecord {
-                    collection,
-                    id,
-                    version: m.version,
-                    last_modified_at: m.clock,
-                    last_modified_by: m.device,
-                    is_deleted: m.content.is_none(),
-                    data: m.content.unwrap_or(Value::Null),
-                    extra: m.extra,
-                });
-            }
+                kept += 1;
+                if !opts.dry_run {
+                    snapshot.push(&EntityRecord {
+                        collection,
+                        id,
+                        version: m.version,
+                        last_modified_at: m.clock,
+                        last_modified_by: m.device,
+                        is_deleted: m.content.is_none(),
+                        data: m.content.unwrap_or(Value::Null),
+                        extra: m.extra,
+                    });
+                }
+                Ok(())
+            })?;
             report.generation = Some(generation);
             report.folded = meta.deltas.len() as u64;
             report.seqs = Some((
                 meta.deltas.iter().map(|d| d.seq).min().unwrap_or(0),
                 meta.deltas.iter().map(|d| d.seq).max().unwrap_or(0),
             ));
-            report.entities = records.len() as u64;
             report.tombstones_dropped = dropped;
+            report.entities = kept;
             if opts.dry_run {
                 report.removed = self.remove_orphans(&meta, grace, settle, true, &mut report)?;
                 return Ok(report);
             }
+            let conflicts: Vec<_> = self
+                .state()
+                .conflicts()?
+                .into_iter()
+                .filter(|c| !c.resolved)
+                .collect();
+            // Every device this one knows of (its copy of meta.json gathers them from the
+            // deltas and the snapshot it started from): meta.json does not list them.
+            let bytes = snapshot.finish(&conflicts, &folded, &meta.devices);
+            let snap_ref = self
+                .store()
+                .write_snapshot_bytes(generation, meta.head, &bytes)?;
+            drop(bytes);
             // The folded deltas' bytes, for the archive: from the local cache, else fetched.
             progress.start("archiving deltas", meta.deltas.len() as u64);
             let mut deltas = Vec::with_capacity(meta.deltas.len());
@@ -273,33 +291,17 @@ impl Engine {
                 if !self.holds_copy(&d.path) {
                     report.downloaded += 1;
                 }
-                let bytes = self
-                    .store()
-                    .read_bytes_verified(&d.path, &d.sha256, d.size)?;
+                let bytes = match self.store().read_bytes_verified(&d.path, &d.sha256, d.size) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        self.store().delete_quietly(&snap_ref.name);
+                        return Err(e.into());
+                    }
+                };
                 deltas.push((d.clone(), bytes));
                 progress.advance(1);
             }
             progress.finish();
-            let conflicts = self
-                .state()
-                .conflicts()?
-                .into_iter()
-                .filter(|c| !c.resolved)
-                .collect();
-            let snapshot = Snapshot {
-                format: FORMAT_VERSION,
-                min_reader: 1,
-                generation,
-                head: meta.head,
-                time: now,
-                records,
-                conflicts,
-                folded: meta.deltas.iter().map(|d| d.path.clone()).collect(),
-                // Every device this one knows of (its copy of meta.json gathers them from the
-                // deltas and the snapshot it started from): meta.json does not list them.
-                devices: meta.devices.clone(),
-            };
-            let snap_ref = self.store().write_snapshot(&snapshot)?;
             let archive = match self
                 .store()
                 .write_archive(old_generation, &snap_ref.name, &deltas)
@@ -319,7 +321,6 @@ impl Engine {
             match self.store().commit_meta(&mut next, &etag) {
                 Ok(new_etag) => {
                     let next = std::sync::Arc::new(next);
-                    let folded = &snapshot.folded;
                     let kept = self.state_mut().transaction(|s| {
                         // Our own commits folded here are in the snapshot: confirmed.
                         for p in s.journal_heads()? {
@@ -327,7 +328,7 @@ impl Engine {
                                 s.remove_pending(&p.delta_path)?;
                             }
                         }
-                        s.set_generation(generation, snapshot.head)?;
+                        s.set_generation(generation, meta.head)?;
                         let kept = Engine::store_meta(s, next.clone(), &new_etag)?;
                         s.set(crate::sync::REREAD_META, "1")?;
                         Ok(kept)

@@ -577,44 +577,43 @@ impl State {
         Ok(())
     }
 
-    /// Every mirrored record (collection, id, record), for snapshots and verification.
+    /// Every entity's mirror, sorted by (collection, id).
     pub fn all_mirror(&self) -> Result<Vec<(String, String, MirrorRecord)>, StateError> {
+        let mut out = Vec::new();
+        self.for_each_mirror(|c, id, m| {
+            out.push((c, id, m));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Hands every entity's mirror to `f`, sorted by (collection, id), one at a time (a
+    /// compaction writes them into the snapshot without holding them all).
+    pub fn for_each_mirror(
+        &self,
+        mut f: impl FnMut(String, String, MirrorRecord) -> Result<(), StateError>,
+    ) -> Result<(), StateError> {
         let mut stmt = self.conn.prepare(
             "SELECT collection, id, m_version, m_clock_ms, m_clock_c, m_device, m_content, m_extra FROM entities WHERE has_mirror = 1 ORDER BY collection, id",
         )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, i64>(4)?,
-                r.get::<_, String>(5)?,
-                r.get::<_, Option<String>>(6)?,
-                r.get::<_, Option<String>>(7)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (c, id, v, ms, cc, device, content, extra) = row?;
-            out.push((
-                c,
-                id,
-                MirrorRecord {
-                    version: v as u64,
-                    clock: Hlc {
-                        ms: ms as u64,
-                        counter: cc as u32,
-                    },
-                    device,
-                    content: content
-                        .map(|t| deltasync_meta::parse_deep(t.as_bytes()))
-                        .transpose()?,
-                    extra: extra_of(extra)?,
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let content: Option<String> = r.get(6)?;
+            let m = MirrorRecord {
+                version: r.get::<_, i64>(2)? as u64,
+                clock: Hlc {
+                    ms: r.get::<_, i64>(3)? as u64,
+                    counter: r.get::<_, i64>(4)? as u32,
                 },
-            ));
+                device: r.get(5)?,
+                content: content
+                    .map(|t| deltasync_meta::parse_deep(t.as_bytes()))
+                    .transpose()?,
+                extra: extra_of(r.get(7)?)?,
+            };
+            f(r.get(0)?, r.get(1)?, m)?;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Whether a delta was applied here.

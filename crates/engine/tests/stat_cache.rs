@@ -170,3 +170,118 @@ fn a_file_changed_while_syncs_read_it_ends_up_pushed() {
     b.sync();
     assert_eq!(b.read("t1"), Some(json!({ "n": last })));
 }
+
+/// Two devices with one `file` collection of `n` records (an array at `/cities`), synced.
+fn cities(n: usize) -> (Device, Device) {
+    let remote = Arc::new(MemoryRemote::with_seed(8));
+    let cfg = support::config(&[("cities", "file:cities.json#/cities@id")]);
+    let mut a = Device::with_config(remote.clone(), "a", cfg.clone());
+    let mut b = Device::with_config(remote, "b", cfg);
+    a.engine.set_racy_window(Duration::ZERO);
+    b.engine.set_racy_window(Duration::ZERO);
+    let records: Vec<_> = (0..n)
+        .map(|i| json!({"id": format!("c{i:04}"), "name": format!("City {i}"), "pop": i}))
+        .collect();
+    // B's app holds the same document already: adopted, not written.
+    save_doc(&a, &json!({"source": "test", "cities": records}));
+    save_doc(&b, &json!({"source": "test", "cities": records}));
+    a.sync();
+    b.sync();
+    (a, b)
+}
+
+fn doc_of(d: &Device) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(d.dir.path().join("cities.json")).unwrap()).unwrap()
+}
+
+/// As an app saves: the whole document, compact, to a temp file renamed over it.
+fn save_doc(d: &Device, v: &serde_json::Value) {
+    let tmp = d.dir.path().join(".cities.json.app-tmp");
+    std::fs::write(&tmp, serde_json::to_vec(v).unwrap()).unwrap();
+    std::fs::rename(&tmp, d.dir.path().join("cities.json")).unwrap();
+}
+
+/// One record of a large document edited: that record is pushed, and the stat cache holds a
+/// row per entity by the hash of its text (what the next scan takes unparsed), true to the
+/// document's text; the other device gets the record and keeps the rest of its document's
+/// text byte for byte.
+#[test]
+fn an_edited_record_in_a_large_document_is_the_only_one_pushed() {
+    let (mut a, mut b) = cities(300);
+    let before_b = std::fs::read_to_string(b.dir.path().join("cities.json")).unwrap();
+    let mut v = doc_of(&a);
+    v["cities"][42]["pop"] = json!(4242);
+    save_doc(&a, &v);
+    let r = a.sync();
+    let c = &r.collections["cities"];
+    assert_eq!((c.up.new, c.up.updated, c.up.deleted), (0, 1, 0), "{r:?}");
+    let rows = a.engine.state().known_files("cities").unwrap();
+    let text = std::fs::read(a.dir.path().join("cities.json")).unwrap();
+    assert_eq!(rows.len(), 301, "a row per entity and the document's");
+    let row = &rows["c0042"];
+    let record = serde_json::to_vec(&v["cities"][42]).unwrap();
+    assert!(text.windows(record.len()).any(|w| w == record.as_slice()));
+    assert_eq!(row.file_hash, deltasync_meta::sha256_hex(&record));
+    assert_eq!(row.hash, deltasync_meta::content_hash(&v["cities"][42]));
+    assert_eq!(rows[""].file_hash, deltasync_meta::sha256_hex(&text));
+
+    assert_eq!(b.sync().collections["cities"].down.updated, 1);
+    assert_eq!(doc_of(&b), v);
+    let after_b = std::fs::read_to_string(b.dir.path().join("cities.json")).unwrap();
+    let old = serde_json::to_string(&json!({"id": "c0042", "name": "City 42", "pop": 42})).unwrap();
+    let new = serde_json::to_string(&v["cities"][42]).unwrap();
+    assert_eq!(after_b, before_b.replace(&old, &new));
+    // Nothing more to do on either side.
+    assert_eq!(a.sync().committed, None);
+    assert_eq!(b.sync().committed, None);
+}
+
+/// Edits from another device go into the document without losing what the app saved here
+/// meanwhile: another record, and another field of the same record.
+#[test]
+fn a_remote_edit_merges_into_the_document_with_a_local_one() {
+    let (mut a, mut b) = cities(50);
+    let mut va = doc_of(&a);
+    va["cities"][1]["pop"] = json!(1001);
+    va["cities"][3]["name"] = json!("Third");
+    save_doc(&a, &va);
+    a.sync();
+    let mut vb = doc_of(&b);
+    vb["cities"][2]["pop"] = json!(2002);
+    vb["cities"][3]["pop"] = json!(3003);
+    vb["cities"].as_array_mut().unwrap().remove(10);
+    save_doc(&b, &vb);
+    b.sync();
+    a.sync();
+    for d in [&a, &b] {
+        let v = doc_of(d);
+        let c = &v["cities"];
+        assert_eq!(c.as_array().unwrap().len(), 49);
+        assert_eq!(c[1]["pop"], json!(1001));
+        assert_eq!(c[2]["pop"], json!(2002));
+        assert_eq!(c[3], json!({"id": "c0003", "name": "Third", "pop": 3003}));
+        assert_eq!(c[10]["id"], json!("c0011"));
+        assert_eq!(v["source"], json!("test"));
+    }
+}
+
+/// A document put back to bytes read before holds what it holds now: an entity that was
+/// pulled since is read again (its stat cache row no longer holds its base), and the app's
+/// revert is pushed as the edit it is.
+#[test]
+fn a_document_put_back_to_earlier_bytes_is_read_as_it_is_now() {
+    let (mut a, mut b) = cities(20);
+    let earlier = std::fs::read(b.dir.path().join("cities.json")).unwrap();
+    let mut v = doc_of(&a);
+    v["cities"][5]["pop"] = json!(555);
+    save_doc(&a, &v);
+    a.sync();
+    assert_eq!(b.sync().collections["cities"].down.updated, 1);
+    b.sync();
+    let tmp = b.dir.path().join(".cities.json.app-tmp");
+    std::fs::write(&tmp, &earlier).unwrap();
+    std::fs::rename(&tmp, b.dir.path().join("cities.json")).unwrap();
+    assert_eq!(b.sync().collections["cities"].up.updated, 1);
+    a.sync();
+    assert_eq!(doc_of(&a)["cities"][5]["pop"], json!(5));
+}

@@ -30,10 +30,12 @@ use sha2::{Digest, Sha256};
 
 mod hlc;
 mod meta_json;
+mod snapshot_writer;
 mod stream;
 mod unknown;
 pub use hlc::{Hlc, now_ms};
 pub use meta_json::{DeltaRef, DeviceInfo, Meta, SnapshotRef, UnknownFields, VersionMap};
+pub use snapshot_writer::SnapshotWriter;
 pub use stream::StreamError;
 pub use unknown::{Extra, WithExtra, from_slice_kept, to_string_kept};
 use unknown::{Kept, KeptRef};

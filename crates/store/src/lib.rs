@@ -517,15 +517,26 @@ impl Store {
     /// Writes a snapshot create-only under its generation's name and returns the reference
     /// to put in meta.
     pub fn write_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotRef, StoreError> {
-        let name = snapshot_name(snapshot.generation);
-        let bytes = snapshot.to_bytes();
-        self.retry(|| self.remote.put(&name, &bytes, &PutMode::CreateOnly))?;
+        self.write_snapshot_bytes(snapshot.generation, snapshot.head, &snapshot.to_bytes())
+    }
+
+    /// Writes a snapshot's bytes (made by [`deltasync_meta::SnapshotWriter`]) of `generation`,
+    /// folding commits up to `head`, create-only under a new name, as
+    /// [`Store::write_snapshot`] does.
+    pub fn write_snapshot_bytes(
+        &self,
+        generation: u64,
+        head: u64,
+        bytes: &[u8],
+    ) -> Result<SnapshotRef, StoreError> {
+        let name = snapshot_name(generation);
+        self.retry(|| self.remote.put(&name, bytes, &PutMode::CreateOnly))?;
         Ok(SnapshotRef {
-            generation: snapshot.generation,
+            generation,
             name,
             size: bytes.len() as u64,
-            sha256: sha256_hex(&bytes),
-            head: snapshot.head,
+            sha256: sha256_hex(bytes),
+            head,
         })
     }
 

@@ -106,6 +106,7 @@ fn empty() -> Scan {
         known: BTreeMap::new(),
         stats: BTreeMap::new(),
         unchanged: 0,
+        texts: BTreeMap::new(),
     }
 }
 

@@ -75,11 +75,15 @@ pub(super) fn value_end(b: &[u8], i: usize) -> Option<usize> {
     }
 }
 
-/// The root value of a document.
+/// The root value of a document that is valid JSON (one value between white space): found
+/// without scanning it (the callers check the text with serde_json first).
 pub(super) fn root(b: &[u8]) -> Option<Span> {
     let start = skip_ws(b, 0);
-    let end = value_end(b, start)?;
-    Some(Span { start, end })
+    let end = b
+        .iter()
+        .rposition(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\r'))?
+        + 1;
+    (start < end).then_some(Span { start, end })
 }
 
 /// The elements of the array at `span`.
@@ -147,6 +151,42 @@ pub(super) fn object_members(b: &[u8], span: Span) -> Option<Vec<Member>> {
 /// The key of a member, unescaped.
 pub(super) fn key_text(b: &[u8], key: Span) -> Option<String> {
     serde_json::from_slice(&b[key.start..key.end]).ok()
+}
+
+/// How deeply the JSON text `b` nests objects and arrays (a scalar is 0, `{}` is 1), counted
+/// on the text: for valid JSON what [`super::limits::depth`] says of its parsed value.
+pub(super) fn nesting(b: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut i) = (0usize, 0usize, 0);
+    while i < b.len() {
+        match b[i] {
+            b'"' => match string_end(b, i) {
+                Some(end) => {
+                    i = end;
+                    continue;
+                }
+                None => break,
+            },
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    deepest
+}
+
+/// Whether the key at `key` (with its quotes) is `name`, compared as written and decoded
+/// only when it holds an escape.
+pub(super) fn key_is(b: &[u8], key: Span, name: &str) -> bool {
+    let raw = &b[key.start..key.end];
+    if raw.contains(&b'\\') {
+        key_text(b, key).as_deref() == Some(name)
+    } else {
+        raw.len() >= 2 && &raw[1..raw.len() - 1] == name.as_bytes()
+    }
 }
 
 /// The white space at the start of the line holding `pos`, if only white space precedes
@@ -231,5 +271,23 @@ mod duplicate_tests {
         assert_eq!(at(r#"{"s": "a\"b", "a\"b": 1}"#), None);
         assert_eq!(at(r#"[{"a": 1}, {"a": 1}]"#), None);
         assert_eq!(at(r#"{"a": 1, "#), None);
+    }
+
+    #[test]
+    fn nesting_is_the_parsed_depth() {
+        for t in [
+            "1",
+            "{}",
+            r#"{"a": 1, "b": [1, {"c": []}]}"#,
+            r#"{"s": "[[{{", "t": "\\\"]"}"#,
+            r#"[[[["]"]]]]"#,
+        ] {
+            let v: serde_json::Value = serde_json::from_str(t).unwrap();
+            assert_eq!(
+                super::nesting(t.as_bytes()),
+                super::super::limits::depth(&v),
+                "{t}"
+            );
+        }
     }
 }

@@ -162,8 +162,9 @@ impl State {
         Ok(())
     }
 
-    /// Every journal entry's [`JournalHead`], oldest seq first, without parsing the entries
-    /// (only one written by an older version, which lacks the columns, is parsed).
+    /// Every journal entry's [`JournalHead`], oldest seq first, from `journal_heads` without
+    /// reading the entries (only an `unconfirmed` entry an older binary wrote, whose head has
+    /// no etag, is parsed for it).
     pub fn journal_heads(&self) -> Result<Vec<JournalHead>, StateError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT h.delta_path, h.seq, h.state, h.meta_etag, \
@@ -238,8 +239,7 @@ impl State {
         Ok(())
     }
 
-    /// The seq and state of every journal entry, oldest seq first, without reading the
-    /// entries themselves (only one written by an older version is parsed).
+    /// The seq and state of every journal entry, oldest seq first ([`State::journal_heads`]).
     pub fn pending_states(&self) -> Result<Vec<(u64, JournalState)>, StateError> {
         Ok(self
             .journal_heads()?

@@ -125,10 +125,21 @@ impl Engine {
                 }
                 keep
             }),
-            // A document is taken whole or read whole.
+            // An entity whose row does not hold its base is parsed, and the document (its
+            // row gone) analysed: every entity the round may push or merge is read.
             CollectionKind::File { .. } => {
-                if !files.iter().all(|(id, k)| id.is_empty() || is_base(id, k)) {
-                    ids.extend(files.drain().map(|(id, _)| id));
+                let mut dropped = false;
+                files.retain(|id, k| {
+                    let keep = id.is_empty() || is_base(id, k);
+                    if !keep {
+                        ids.push(id.clone());
+                        dropped = true;
+                    }
+                    keep
+                });
+                if dropped {
+                    files.remove("");
+                    ids.push(String::new());
                 }
             }
         }
@@ -151,26 +162,58 @@ impl Engine {
         full: bool,
         trust_before: SystemTime,
     ) -> Result<Part, EngineError> {
-        let states = self.state.states_of(name)?;
+        let mut states = self.state.states_of(name)?;
         let state_of = |id: &str| states.get(id);
-        let (scan, known) = self.scan_one(name, kind, &state_of, forced, full, trust_before)?;
+        let (mut scan, known) = self.scan_one(name, kind, &state_of, forced, full, trust_before)?;
         let forget = match &scan.fingerprint {
-            // A document taken whole keeps its entries; one read is remembered anew.
-            collections::Fingerprint::File { .. } if !scan.known.is_empty() => Vec::new(),
-            collections::Fingerprint::File { .. } => known,
+            // A document held whole keeps the rows of its entities for when it is valid again.
+            collections::Fingerprint::File { .. } if scan.whole_collection_held => Vec::new(),
+            // The rows of entities neither read nor taken by their text (gone, held, or read
+            // again); the document's own row is remembered (or forgotten) with the entities'.
+            collections::Fingerprint::File { .. } => known
+                .into_iter()
+                .filter(|id| {
+                    !id.is_empty()
+                        && !scan.known.contains_key(id)
+                        && !scan.entities.contains_key(id)
+                })
+                .collect(),
             collections::Fingerprint::Dir { .. } => known
                 .into_iter()
                 .filter(|id| !(scan.known.contains_key(id) || scan.stats.contains_key(id)))
                 .collect(),
         };
+        let recheck = self.state.recheck(name)?;
+        // An entity of a document taken by its text (or the document by its stat or bytes)
+        // holds its base and is not forced (`scan_one`); if the remote has not moved it since
+        // and no base changed under it, it is unchanged: left out of the plan, as a `dir`
+        // collection's unchanged files are.
+        let mut unplanned = 0;
+        if matches!(scan.fingerprint, collections::Fingerprint::File { .. }) {
+            scan.known.retain(|id, hash| {
+                let settled = !recheck.contains(id)
+                    && states.get(id).is_some_and(|st| {
+                        st.has_base
+                            && st.has_mirror
+                            && st.m_version == st.base_version
+                            && st.m_hash == st.base_hash
+                            && st.base_hash.as_ref() == Some(hash)
+                    });
+                if settled {
+                    states.remove(id);
+                    unplanned += 1;
+                }
+                !settled
+            });
+        }
         Ok(Part {
             scan,
             states,
             extra: BTreeSet::new(),
             forget,
-            unplanned: 0,
+            unplanned,
             fresh: 0,
-            recheck: self.state.recheck(name)?,
+            recheck,
             put: Vec::new(),
         })
     }
@@ -196,6 +239,7 @@ impl Engine {
             };
             let mut put: Vec<(String, KnownFile)> = Vec::new();
             let mut rechecked: Vec<&str> = Vec::new();
+            let mut forget_doc: Vec<String> = Vec::new();
             match &scan.fingerprint {
                 collections::Fingerprint::Dir { files, .. } => {
                     for (id, stat) in &scan.stats {
@@ -219,25 +263,35 @@ impl Engine {
                     }
                 }
                 collections::Fingerprint::File { hash } => {
-                    if let (Some(stat), Some(file_hash)) = (scan.stats.get(""), hash) {
-                        put.push((
+                    // Each entity parsed, by its text (those taken by their text keep their
+                    // rows). Rows are by content, true whenever the document was read.
+                    for (id, text_hash) in &scan.texts {
+                        if scan.entities.contains_key(id) {
+                            put.push((
+                                id.clone(),
+                                KnownFile {
+                                    stat: Default::default(),
+                                    file_hash: text_hash.clone(),
+                                    hash: hash_of(id),
+                                },
+                            ));
+                        }
+                    }
+                    // The document's row says that its bytes hold the entities of the rows:
+                    // written when its stat can be trusted, else forgotten once they change.
+                    match (scan.stats.get(""), hash) {
+                        (Some(stat), Some(file_hash)) => put.push((
                             String::new(),
                             KnownFile {
                                 stat: *stat,
                                 file_hash: file_hash.clone(),
                                 hash: String::new(),
                             },
-                        ));
-                        for id in scan.entities.keys() {
-                            put.push((
-                                id.clone(),
-                                KnownFile {
-                                    stat: *stat,
-                                    file_hash: String::new(),
-                                    hash: hash_of(id),
-                                },
-                            ));
+                        )),
+                        _ if !put.is_empty() || !part.forget.is_empty() => {
+                            forget_doc = vec![String::new()];
                         }
+                        _ => {}
                     }
                 }
             }
@@ -248,15 +302,24 @@ impl Engine {
                 || !rechecked.is_empty()
                 || is_file
             {
-                changes.push((c, put, &part.put, &part.forget, rechecked, is_file));
+                changes.push((
+                    c,
+                    put,
+                    &part.put,
+                    &part.forget,
+                    forget_doc,
+                    rechecked,
+                    is_file,
+                ));
             }
         }
         if changes.is_empty() {
             return Ok(());
         }
         Ok(self.state.transaction(|s| {
-            for (c, put, dropped, remove, rechecked, is_file) in &changes {
+            for (c, put, dropped, remove, forget_doc, rechecked, is_file) in &changes {
                 s.set_known_files(c, put, remove, full)?;
+                s.set_known_files(c, &[], forget_doc, false)?;
                 s.set_known_files(c, dropped, &[], false)?;
                 // A document is read whole whenever it changes: nothing to recheck there.
                 if *is_file {

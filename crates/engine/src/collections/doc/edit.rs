@@ -228,7 +228,25 @@ fn edit(
             changed = true;
             continue;
         }
-        match (puts.get(e.id.as_str()), &e.entity) {
+        // The analysis parsed nothing it did not have to: an entity written is parsed here.
+        let parsed = match (puts.get(e.id.as_str()), &e.entity) {
+            (Some(_), None) if !a.held.contains(&e.id) => {
+                match serde_json::from_slice::<Value>(&text[e.value.start..e.value.end]) {
+                    Ok(Value::Object(m)) => Some(m),
+                    _ => {
+                        return Err(CollectionError::Held {
+                            path: path.to_owned(),
+                            reason: format!("entry {:?} could not be read back", e.id),
+                        });
+                    }
+                }
+            }
+            _ => None,
+        };
+        match (
+            puts.get(e.id.as_str()),
+            e.entity.as_ref().or(parsed.as_ref()),
+        ) {
             (Some(new), Some(old)) => {
                 let old = Value::Object(old.clone());
                 let mut new = style::align_order(new.clone(), &old);
@@ -439,7 +457,8 @@ pub(crate) fn apply(
         }
         Some((_, bytes)) => {
             let (bom, text) = split_bom(bytes);
-            let a = analyze(path, text, tokens, id_field);
+            let ids: BTreeSet<&str> = writes.iter().map(Write::id).collect();
+            let a = analyze(path, text, tokens, id_field, &Read::Lazy(&ids));
             if a.whole_held {
                 return Err(CollectionError::Held {
                     path: path.to_owned(),
