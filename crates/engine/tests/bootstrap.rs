@@ -52,13 +52,14 @@ fn local_files(d: &Device) {
 
 /// What a device holds: its files, each entity's state, its receipts (without their random
 /// ids and times).
-fn holdings(
-    d: &Device,
-) -> (
+type Holdings = (
     BTreeMap<String, Value>,
     Vec<(String, EntityState)>,
     Vec<String>,
-) {
+);
+
+/// A device's [`Holdings`].
+fn holdings(d: &Device) -> Holdings {
     let state = d.engine.state();
     let mut states = Vec::new();
     for i in 0..N {
