@@ -298,6 +298,7 @@ impl Engine {
             let is_file = matches!(scan.fingerprint, collections::Fingerprint::File { .. });
             if full
                 || !put.is_empty()
+                || !part.put.is_empty()
                 || !part.forget.is_empty()
                 || !rechecked.is_empty()
                 || is_file

@@ -72,15 +72,19 @@ impl Engine {
         } else {
             self.state.unsettled(name)?
         };
-        let mut look: BTreeSet<String> = states.keys().cloned().collect();
-        let recheck = self.state.recheck(name)?;
-        look.extend(recheck.iter().cloned());
-        look.extend(
+        // Planned whatever their files hold: the unsettled and the forced.
+        let mut plan_anyway: BTreeSet<String> = states.keys().cloned().collect();
+        plan_anyway.extend(
             forced
                 .keys()
                 .filter(|(c, _)| c == name)
                 .map(|(_, id)| id.clone()),
         );
+        // Read whatever their stats say: those, and the entities to check again (their base
+        // changed since their stat was taken: every entity of a bootstrap).
+        let recheck = self.state.recheck(name)?;
+        let mut look = plan_anyway.clone();
+        look.extend(recheck.iter().cloned());
         // What a full scan read and dropped, for the stat cache.
         let mut put = Vec::new();
         let read = match only {
@@ -96,10 +100,22 @@ impl Engine {
         // touched files read.
         let (scan, mut extra, known) = match read {
             Some((scan, want)) => (scan, want, None),
-            None if full => {
-                let mut known = KnownStats::with_capacity(self.state.synced_count(name)? as usize);
+            None => {
+                let mut known = if full {
+                    KnownStats::with_capacity(self.state.synced_count(name)? as usize)
+                } else {
+                    let mut known = self.state.known_stats(name)?;
+                    for id in &look {
+                        known.remove(id);
+                    }
+                    known
+                };
+                // A file read and found to hold its entity's base, settled, is dropped from
+                // the scan once read (its stat kept to be remembered): a full scan, or a
+                // first sync after a bootstrap, which reads every file, holds only what
+                // changed.
                 let mut unchanged = |id: &str, v: &Value, stat: Option<FileStat>, file: &str| {
-                    if look.contains(id) {
+                    if plan_anyway.contains(id) {
                         return false;
                     }
                     // No base, no hash to compare (an import): the plan hashes it once.
@@ -129,15 +145,12 @@ impl Engine {
                 )?;
                 (scan, look, Some(known))
             }
-            None => {
-                let mut known = self.state.known_stats(name)?;
-                for id in &look {
-                    known.remove(id);
-                }
-                let scan = collections::scan_dir_lean(&self.root, path, &mut known, trust_before)?;
-                (scan, look, Some(known))
-            }
         };
+        // An entity to check again that the scan found holding its base is settled: not
+        // planned (its stat is remembered, and the recheck done).
+        if let Some(known) = &known {
+            extra.retain(|id| plan_anyway.contains(id) || !known.is_unchanged(id));
+        }
         for id in scan.entities.keys().chain(scan.held.iter()) {
             if !states.contains_key(id)
                 && let Some(st) = self.state.entity_state(name, id)?
