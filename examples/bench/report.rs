@@ -396,7 +396,7 @@ pub(crate) fn meta_growth(out: &mut String, run: &Run) {
     let _ = writeln!(out);
 }
 
-/// Issue 12's goal row for the bytes of a push, as one line for `scripts/lib/goal`'s file
+/// Issue 12's goal row for the bytes of a push, as one line for the file `scripts/lib/goals.py` writes
 /// (tab-separated: row, measured, bound, met, section): the largest push of every run (right
 /// after the import, after a compact, the later commits), beside the whole-file upload of the
 /// same run.
