@@ -224,6 +224,11 @@ impl Daemon {
                     Ok(s) => {
                         self.syncer.answered();
                         self.recorder.synced(&s.report, s.took);
+                        // A new device's bootstrap may have moved a folder over a
+                        // collection's empty one: the watch went with the old folder.
+                        if self.files.has_unwatched_folder() {
+                            self.files.watch_folders();
+                        }
                     }
                     Err(e) => {
                         if self.failed("syncing", &e) {

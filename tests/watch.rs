@@ -665,3 +665,32 @@ fn a_failing_poll_backs_off_asleep_and_recovers() {
     assert!(p.a.log_text().contains("the remote answers again"));
     assert_eq!(p.a.stop_watch().code(), Some(EXIT_OK));
 }
+
+/// Issue 12 (bootstrap): B joins with an empty `tasks` folder, which its bootstrap replaces
+/// by the folder it wrote everything into. B's watcher watches the new folder: an edit made
+/// there reaches A in seconds, not at the next rescan (every 5 minutes).
+#[test]
+fn a_folder_replaced_by_the_bootstrap_is_watched() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(mut p) = Pair::new(&["tasks=dir:tasks"]) else {
+        return;
+    };
+    for i in 0..100 {
+        p.a.write_plain(&format!("tasks/t{i}.json"), &task(i, "from A"));
+    }
+    p.a.ok(&["sync"]);
+    std::fs::create_dir_all(p.b.path("tasks")).unwrap();
+    p.b.start_watch();
+    p.b.wait("B's bootstrap", FOLLOW, |b| b.tasks().len() == 100);
+    // The event of the replaced folder is handled within a debounce.
+    std::thread::sleep(Duration::from_secs(2));
+    p.b.write_plain("tasks/t7.json", &task(7, "edited on B"));
+    let t = p.a.wait("B's edit on A", FOLLOW, |a| {
+        a.ok(&["sync"]);
+        std::thread::sleep(Duration::from_millis(300));
+        a.read("tasks/t7.json") == Some(task(7, "edited on B"))
+    });
+    eprintln!("an edit in the replaced folder → A after {t:?}");
+    let st = p.b.stop_watch();
+    assert_eq!(st.code(), Some(EXIT_OK), "{}", p.b.log_text());
+}

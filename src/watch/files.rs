@@ -58,6 +58,25 @@ impl notify::Watcher for NoReads {
     }
 }
 
+/// Which folder is at a path: its inode where there are inodes (a folder replaced by
+/// another has a new one), else only that there is one.
+type FolderId = u64;
+
+/// The [`FolderId`] of the folder at `path`; `None` when there is none.
+fn folder_id(path: &Path) -> Option<FolderId> {
+    let meta = std::fs::metadata(path).ok().filter(|m| m.is_dir())?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        Some(meta.ino())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        Some(0)
+    }
+}
+
 /// What the file watcher asks of the others after an event.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Heard {
@@ -69,8 +88,10 @@ pub struct Heard {
 pub struct FileWatcher {
     debouncer: Debouncer<NoReads, NoCache>,
     watched: BTreeSet<PathBuf>,
-    /// Per dir collection: its folder, and whether that folder is watched.
-    dirs: Vec<(PathBuf, bool)>,
+    /// Per dir collection: its folder, and which folder is watched there (`None`: none; a
+    /// folder replaced by another, as a new device's bootstrap moves its staging folder over
+    /// an empty one, is watched again).
+    dirs: Vec<(PathBuf, Option<FolderId>)>,
     /// Every collection's folder or document.
     paths: Vec<PathBuf>,
     pending: BTreeSet<Touched>,
@@ -101,7 +122,7 @@ impl FileWatcher {
             dirs: collections
                 .values()
                 .filter(|(_, is_dir)| *is_dir)
-                .map(|(p, _)| (p.clone(), false))
+                .map(|(p, _)| (p.clone(), None))
                 .collect(),
             paths: collections.into_values().map(|(p, _)| p).collect(),
             pending: BTreeSet::new(),
@@ -126,8 +147,14 @@ impl FileWatcher {
             .filter_map(|p| p.parent().map(Path::to_path_buf))
             .collect();
         for (dir, watched) in &mut self.dirs {
-            *watched = dir.is_dir();
-            if *watched {
+            let now = folder_id(dir);
+            if watched.is_some() && *watched != now {
+                // Replaced: the watch went with the folder it was on.
+                let _ = self.debouncer.unwatch(dir.as_path());
+                self.watched.remove(dir.as_path());
+            }
+            *watched = now;
+            if watched.is_some() {
                 wanted.push(dir.clone());
             }
         }
@@ -147,9 +174,12 @@ impl FileWatcher {
         }
     }
 
-    /// Whether a `dir` collection's folder exists but is not watched yet.
+    /// Whether a `dir` collection's folder exists but is not watched yet (or not the one
+    /// watched: replaced since).
     pub fn has_unwatched_folder(&self) -> bool {
-        self.dirs.iter().any(|(p, w)| !w && p.is_dir())
+        self.dirs
+            .iter()
+            .any(|(p, w)| folder_id(p).is_some_and(|now| *w != Some(now)))
     }
 
     /// Takes a batch of events: the touched paths wait until the burst settles.

@@ -62,6 +62,7 @@ use serde_json::{Map, Value};
 use crate::ids::{self, IdError};
 
 pub use limits::{MAX_ENTITY_DEPTH, Refusal};
+pub use staged::{Staged, Staging, stage};
 pub use stamps::{FileStat, IdHasher, Known, KnownFile, KnownStats, RACY_WINDOW};
 
 /// The id field used when none is configured; see [`CollectionKind::File`].
@@ -737,6 +738,9 @@ mod limits;
 
 /// `dir` collections.
 mod dir;
+
+/// A new `dir` collection written whole through a staging folder.
+mod staged;
 
 /// Finding values in JSON text by byte position. The text has been validated by serde_json
 /// before any of this runs; the functions still return `None` instead of panicking on

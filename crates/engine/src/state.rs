@@ -28,6 +28,18 @@ pub enum StateError {
     /// The state folder could not be created.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// An entity's base is recorded as its mirror's content (see [`State::base`]), but the mirror
+    /// no longer holds it: the database was changed by something that does not keep that
+    /// rule (an older deltasync). `deltasync repair` rebuilds the state from the remote.
+    #[error(
+        "local state (.deltasync/state.db): the base of {collection}/{id} is lost (the database was changed by an older deltasync?); run `deltasync repair`"
+    )]
+    LostBase {
+        /// The collection.
+        collection: String,
+        /// The entity.
+        id: String,
+    },
     /// The state database cannot be opened or used: a read-only workspace, a full disk, or a
     /// damaged file.
     #[error("{path}: {detail}")]
@@ -145,15 +157,27 @@ CREATE TABLE IF NOT EXISTS journal (delta_path TEXT PRIMARY KEY, json TEXT NOT N
 "#;
 
 /// The version of [`SCHEMA`] (`PRAGMA user_version`): 0, a database from before versions
-/// were kept; 1, `entities.m_extra` added; 2, the stat cache (`file_stamps`, [`stamps`]). The
+/// were kept; 1, `entities.m_extra` added; 2, the stat cache (`file_stamps`, [`stamps`]);
+/// 3, bases shared with the mirror (`base_content` `''`, see [`State::base`]). The
 /// partial indexes, the `recheck` table and its triggers that let a sync plan only what may
 /// have changed ([`scope`]) are added to any database that lacks them, with no new version:
 /// a binary that does not know them reads and writes the database as before, and SQLite
 /// keeps them up to date for it.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// Creates the tables and brings an older database up to [`SCHEMA_VERSION`].
 fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+            Some(format!(
+                "was written by a newer deltasync (state version {found}; this one knows up to \
+                 {SCHEMA_VERSION}): run that version, or move the .deltasync folder away and \
+                 sync again (the device then starts over from the remote, keeping every edit)"
+            )),
+        ));
+    }
     conn.execute_batch(SCHEMA)?;
     // Version 2: a new table, created as the others are (an older database simply has no
     // stat cache yet: its first sync reads every file, as before), and the journal's seq and
@@ -396,19 +420,35 @@ impl State {
 
     /// The base content of an entity: `None` when there is no base, `Some(None)` for a
     /// tombstone.
+    ///
+    /// A base that is its mirror's content (set by [`State::set_base_to_mirror`]) is stored
+    /// once, shared: its `base_content` is `''`, which no JSON text is, and its `base_hash` is
+    /// `m_hash`; every change of the mirror first copies the content into `base_content`
+    /// (a new device's bootstrap stored every content twice). An older deltasync fails to
+    /// parse `''` rather than take it for something else; a shared base whose mirror moved
+    /// without that copy is [`StateError::LostBase`].
     pub fn base(
         &self,
         collection: &str,
         id: &str,
     ) -> Result<Option<(u64, Option<serde_json::Value>)>, StateError> {
-        let row: Option<(bool, i64, Option<String>)> = self.row(
-                "SELECT has_base, base_version, base_content FROM entities WHERE collection = ?1 AND id = ?2",
+        // A base shared with the mirror is the mirror's content, which must then have the
+        // base's hash.
+        let row: Option<(bool, i64, Option<String>, bool)> = self.row(
+                "SELECT has_base, base_version,
+                   CASE WHEN base_content = '' AND base_hash IS m_hash THEN m_content ELSE base_content END,
+                   base_content = '' AND base_hash IS NOT m_hash
+                 FROM entities WHERE collection = ?1 AND id = ?2",
                 params![collection, id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, Option<bool>>(3)?.unwrap_or(false))),
             )
             .optional()?;
         match row {
-            Some((true, v, content)) => Ok(Some((
+            Some((true, _, _, true)) => Err(StateError::LostBase {
+                collection: collection.to_owned(),
+                id: id.to_owned(),
+            }),
+            Some((true, v, content, false)) => Ok(Some((
                 v as u64,
                 content
                     .map(|c| deltasync_meta::parse_deep(c.as_bytes()))
@@ -531,15 +571,23 @@ impl State {
         id: &str,
         mirror: Option<&MirrorRecord>,
     ) -> Result<(), StateError> {
-        self.ensure_row(collection, id)?;
         match mirror {
             Some(m) => {
                 let text = m.content.as_ref().map(serde_json::to_string).transpose()?;
                 let extra = (!m.extra.is_empty())
                     .then(|| serde_json::to_string(&m.extra))
                     .transpose()?;
+                // One statement, the row inserted whole when new (an empty row grown by an
+                // update moved every B-tree page of a bootstrap twice). A base shared with
+                // the old content keeps it (see [`State::base`]).
                 self.exec(
-                    "UPDATE entities SET has_mirror = 1, m_version = ?3, m_hash = ?4, m_clock_ms = ?5, m_clock_c = ?6, m_device = ?7, m_content = ?8, m_extra = ?9 WHERE collection = ?1 AND id = ?2",
+                    "INSERT INTO entities(collection, id, has_mirror, m_version, m_hash, m_clock_ms, m_clock_c, m_device, m_content, m_extra)
+                       VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     ON CONFLICT(collection, id) DO UPDATE SET
+                       base_content = CASE WHEN base_content = '' AND base_hash IS m_hash AND base_hash IS NOT excluded.m_hash THEN m_content ELSE base_content END,
+                       has_mirror = 1, m_version = excluded.m_version, m_hash = excluded.m_hash,
+                       m_clock_ms = excluded.m_clock_ms, m_clock_c = excluded.m_clock_c,
+                       m_device = excluded.m_device, m_content = excluded.m_content, m_extra = excluded.m_extra",
                     params![
                         collection,
                         id,
@@ -553,8 +601,12 @@ impl State {
                     ])?;
             }
             None => {
+                self.ensure_row(collection, id)?;
                 self.exec(
-                    "UPDATE entities SET has_mirror = 0, m_version = 0, m_hash = NULL, m_content = NULL, m_extra = NULL WHERE collection = ?1 AND id = ?2",
+                    "UPDATE entities SET
+                       base_content = CASE WHEN base_content = '' AND base_hash IS m_hash THEN m_content ELSE base_content END,
+                       has_mirror = 0, m_version = 0, m_hash = NULL, m_content = NULL, m_extra = NULL
+                     WHERE collection = ?1 AND id = ?2",
                     params![collection, id],
                 )?;
             }

@@ -216,3 +216,76 @@ fn the_first_sync_after_a_bootstrap_remembers_every_file_and_pushes_only_a_chang
     );
     assert_eq!(c.read(&id(4)), Some(remote_value(4)));
 }
+
+/// Panics once `after` files are reported written: a bootstrap stopped on the way.
+struct PanicAfter {
+    after: u64,
+    done: Cell<u64>,
+}
+
+impl deltasync_engine::progress::Progress for PanicAfter {
+    fn advance(&self, n: u64) {
+        self.done.set(self.done.get() + n);
+        assert!(
+            self.done.get() < self.after,
+            "stopped after {} files",
+            self.done.get()
+        );
+    }
+}
+
+/// Issue 12 (bootstrap): a new device's collection, its folder absent or empty, is written
+/// through a staging folder and moved into place at once. It ends exactly as the same
+/// bootstrap written file by file does (a folder holding a hidden file is not staged).
+#[test]
+fn a_staged_bootstrap_ends_as_one_written_file_by_file() {
+    let (mut staged, _) = joined(16, false);
+    let r1 = staged.sync();
+    let (mut by_file, _) = joined(16, false);
+    let keep = by_file.dir.path().join("tasks/.keep");
+    std::fs::create_dir_all(keep.parent().unwrap()).unwrap();
+    std::fs::write(&keep, "").unwrap();
+    let r2 = by_file.sync();
+    assert_eq!(r1.collections, r2.collections);
+    assert_eq!(holdings(&staged), holdings(&by_file));
+    assert_eq!(staged.all().len(), N - 1);
+    let beside: Vec<String> = std::fs::read_dir(staged.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains("deltasync-boot"))
+        .collect();
+    assert!(beside.is_empty(), "{beside:?}");
+    assert_eq!(staged.sync().committed, None);
+}
+
+/// A staged bootstrap stopped before its move counts nothing: no file in the collection, no
+/// base recorded, no staging folder left; the next sync does it all.
+#[test]
+fn a_staged_bootstrap_stopped_before_its_move_counts_nothing() {
+    let (mut clean, _) = joined(16, false);
+    clean.sync();
+    let (mut b, remote) = joined(16, false);
+    let stop = PanicAfter {
+        after: 100,
+        done: Cell::new(0),
+    };
+    let stopped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        b.engine.sync_with(&SyncOptions::default(), &stop)
+    }));
+    assert!(stopped.is_err(), "the bootstrap was stopped");
+    assert!(b.all().is_empty(), "no file shows");
+    let left: Vec<String> = std::fs::read_dir(b.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains("deltasync-boot"))
+        .collect();
+    assert!(left.is_empty(), "staging folder left: {left:?}");
+    let remote_dyn: Arc<dyn Remote> = remote.clone();
+    b.restart(remote_dyn);
+    assert_eq!(b.engine.state().live_count("tasks").unwrap(), 0, "no base");
+    b.engine.set_write_chunk(16);
+    let report = b.sync();
+    assert_eq!(report.collections["tasks"].down.new as usize, N - 1);
+    assert_eq!(holdings(&b), holdings(&clean));
+    assert_eq!(b.sync().committed, None);
+}

@@ -369,7 +369,7 @@ fn problem(file: &Path, message: String, ids: Option<Vec<String>>) -> ScanProble
 }
 
 /// The new file text for `value`, in the style of the file it replaces, if any.
-fn render_file(value: &Value, old: Option<&[u8]>) -> Vec<u8> {
+pub(super) fn render_file(value: &Value, old: Option<&[u8]>) -> Vec<u8> {
     if let Some(old) = old {
         let (bom, body) = split_bom(old);
         if let Ok(old_value @ Value::Object(_)) = serde_json::from_slice::<Value>(body) {

@@ -451,6 +451,7 @@ fn paths_may_not_leave_the_workspace() {
 
 mod file;
 mod file_known;
+mod staged;
 
 /// Issue 12 (bootstrap): from `BATCH_WRITES` writes on, the temporary files are made durable
 /// at once and then installed; the guarantees stay those of a single write — an app's save

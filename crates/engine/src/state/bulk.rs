@@ -1,8 +1,8 @@
 //! State reads and writes of large pulls (a new device's bootstrap): the *fresh* entities
 //! (a remote record with content, no base: new to this device) counted and read in pages
 //! rather than planned one by one, a mirror's version looked up alone, and a base recorded
-//! as a copy of the mirror inside SQLite, without decoding, re-encoding and hashing the
-//! content again.
+//! as the mirror's, shared with it inside SQLite ([`State::base`]), without decoding,
+//! re-encoding and hashing the content again, nor storing it twice.
 
 use std::collections::BTreeMap;
 
@@ -44,7 +44,8 @@ impl State {
     ) -> Result<bool, StateError> {
         let n = self.exec(
             "UPDATE entities SET has_base = 1, base_version = m_version, base_hash = m_hash,
-               base_content = m_content, base_clock_ms = m_clock_ms, base_clock_c = m_clock_c
+               base_content = CASE WHEN m_hash IS NULL THEN NULL ELSE '' END,
+               base_clock_ms = m_clock_ms, base_clock_c = m_clock_c
              WHERE collection = ?1 AND id = ?2 AND has_mirror = 1 AND m_version = ?3",
             params![collection, id, version as i64],
         )?;

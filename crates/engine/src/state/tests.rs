@@ -47,6 +47,110 @@ fn base_and_mirror_round_trip() {
     assert_eq!(s.mirror("t", "y").unwrap(), None);
 }
 
+fn mirror_of(version: u64, content: Option<serde_json::Value>) -> MirrorRecord {
+    MirrorRecord {
+        version,
+        clock: Hlc {
+            ms: version,
+            counter: 0,
+        },
+        device: "d".into(),
+        content,
+        extra: Default::default(),
+    }
+}
+
+/// Issue 12 (bootstrap): a base set to the mirror is stored once, shared with it, and stays
+/// what it was whatever happens to the mirror next: a new version, the same content again,
+/// a tombstone, no record at all.
+#[test]
+fn a_base_shared_with_the_mirror_outlives_every_change_of_the_mirror() {
+    let mut s = State::in_memory().unwrap();
+    let one = json!({"title": "one", "n": 1.50});
+    let stored = |s: &State| -> Option<String> {
+        s.conn
+            .query_row(
+                "SELECT base_content FROM entities WHERE collection = 't' AND id = 'x'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    let changes: [(&str, Option<MirrorRecord>); 4] = [
+        (
+            "a new version",
+            Some(mirror_of(2, Some(json!({"title": "two"})))),
+        ),
+        (
+            "the same content again",
+            Some(mirror_of(2, Some(one.clone()))),
+        ),
+        ("a tombstone", Some(mirror_of(2, None))),
+        ("no record", None),
+    ];
+    for (what, next) in changes {
+        s.transaction(|s| {
+            s.set_mirror("t", "x", Some(&mirror_of(1, Some(one.clone()))))?;
+            s.set_base("t", "x", None)?;
+            assert!(s.set_base_to_mirror("t", "x", 1)?);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(stored(&s).as_deref(), Some(""), "{what}: stored once");
+        assert_eq!(s.base("t", "x").unwrap(), Some((1, Some(one.clone()))));
+        s.set_mirror("t", "x", next.as_ref()).unwrap();
+        assert_eq!(
+            s.base("t", "x").unwrap(),
+            Some((1, Some(one.clone()))),
+            "{what}"
+        );
+        let st = s.entity_state("t", "x").unwrap().unwrap();
+        assert_eq!(
+            st.base_hash,
+            Some(deltasync_meta::content_hash(&one)),
+            "{what}"
+        );
+    }
+    // A tombstone's base is no content at all.
+    s.set_mirror("t", "y", Some(&mirror_of(3, None))).unwrap();
+    assert!(s.set_base_to_mirror("t", "y", 3).unwrap());
+    assert_eq!(s.base("t", "y").unwrap(), Some((3, None)));
+}
+
+/// A shared base whose mirror was changed without the copy (by an older deltasync, which
+/// does not know the rule) is an error that says what to do, never another content.
+#[test]
+fn a_shared_base_whose_mirror_moved_under_it_is_an_error() {
+    let s = State::in_memory().unwrap();
+    s.set_mirror("t", "x", Some(&mirror_of(1, Some(json!({"a": 1})))))
+        .unwrap();
+    assert!(s.set_base_to_mirror("t", "x", 1).unwrap());
+    // What an older binary's set_mirror does: no copy.
+    s.conn
+        .execute(
+            "UPDATE entities SET m_version = 2, m_hash = 'other', m_content = '{\"a\":2}' WHERE id = 'x'",
+            [],
+        )
+        .unwrap();
+    let err = s.base("t", "x").unwrap_err();
+    assert!(matches!(err, StateError::LostBase { .. }), "{err}");
+    assert!(err.to_string().contains("deltasync repair"), "{err}");
+}
+
+/// A database written by a newer deltasync is refused with what to do, not misread.
+#[test]
+fn a_newer_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let conn = Connection::open(dir.path().join("state.db")).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+    }
+    let err = State::open(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("newer deltasync"), "{err}");
+    assert!(err.contains(".deltasync folder away"), "{err}");
+}
+
 /// A state.db from before schema versions (no `m_extra`) opens and keeps its rows.
 #[test]
 fn an_older_database_is_migrated() {
@@ -74,8 +178,8 @@ fn an_older_database_is_migrated() {
     State::open(dir.path()).unwrap();
 }
 
-/// A version-1 database (before the stat cache) opens at version 2 with an empty cache,
-/// its rows kept.
+/// A version-1 database (before the stat cache) opens at the current version with an empty
+/// cache, its rows kept.
 #[test]
 fn a_version_1_database_gets_the_stat_cache() {
     let dir = tempfile::tempdir().unwrap();
@@ -121,7 +225,7 @@ fn a_version_1_database_gets_the_stat_cache() {
         .conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, SCHEMA_VERSION);
 }
 
 /// Issue 11: a busy database (another deltasync process) is worth trying again; a damaged

@@ -17,6 +17,10 @@ pub(crate) type AfterWrite = (String, Option<u64>, Option<(Option<Value>, Hlc)>)
 /// sync, which finds its file, if written, equal to the remote and adopts it.
 pub const WRITE_CHUNK: usize = 4096;
 
+/// From this many fresh entities on, a `dir` collection whose folder is absent or empty is
+/// written whole through a staging folder ([`collections::stage`]).
+const STAGE_FROM: u64 = 64;
+
 /// What a collection's plan has collected and not yet recorded: local writes, the entities
 /// whose base is the mirror's now, the merges' receipts.
 #[derive(Default)]
@@ -192,11 +196,43 @@ impl Engine {
                     )?;
                 }
             }
-            // The fresh entities the plan left out (no base, no file: pulls), page by page.
+            // The fresh entities the plan left out (no base, no file: pulls), page by page:
+            // through a staging folder when the collection's folder is absent or empty (a new
+            // device's bootstrap), else file by file.
             if let Some(&total) = planned.fresh.get(cname)
                 && total > 0
             {
+                let before = std::mem::take(&mut p);
+                record_writes(
+                    &self.root,
+                    &mut self.state,
+                    cname,
+                    &kind,
+                    scan,
+                    before,
+                    report,
+                    &mut outgoing,
+                )?;
                 progress.start("writing files", total);
+                let staged = if total >= STAGE_FROM {
+                    collections::stage(&self.root, &kind, &scan.fingerprint)?
+                } else {
+                    None
+                };
+                if let Some(staged) = staged {
+                    write_fresh_staged(
+                        &mut self.state,
+                        self.write_chunk,
+                        cname,
+                        planned,
+                        &forced,
+                        staged,
+                        report,
+                        progress,
+                    )?;
+                    progress.finish();
+                    continue;
+                }
                 let mut after = String::new();
                 loop {
                     let page = self.state.fresh_page(cname, &after, self.write_chunk)?;
@@ -498,6 +534,67 @@ fn record_writes(
         if let Some((value, clock)) = push {
             outgoing.push((cname.to_owned(), id, value, clock));
         }
+    }
+    Ok(())
+}
+
+/// Writes the fresh entities of `cname` (a new device's bootstrap) into `staged`, page by
+/// page, moves them into place at once, and only then records their bases, a chunk per
+/// transaction: stopped before the move, nothing of it is counted, and the next sync
+/// starts it again; stopped after, the files are there and the next sync adopts them.
+#[allow(clippy::too_many_arguments)]
+fn write_fresh_staged(
+    state: &mut State,
+    write_chunk: usize,
+    cname: &str,
+    planned: &Planned,
+    forced: &BTreeMap<(String, String), u64>,
+    mut staged: collections::Staged,
+    report: &mut SyncReport,
+    progress: &dyn crate::progress::Progress,
+) -> Result<(), EngineError> {
+    let scan = &planned.scans[cname];
+    let mut written: Vec<(String, u64)> = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = state.fresh_page(cname, &after, write_chunk)?;
+        let Some((last, _, _)) = page.last() else {
+            break;
+        };
+        after = last.clone();
+        let n = page.len() as u64;
+        for (id, version, value) in page {
+            let key = (cname.to_owned(), id);
+            if planned.states.contains_key(&key)
+                || forced.contains_key(&key)
+                || scan.has(&key.1)
+                || scan.held.contains(&key.1)
+            {
+                continue;
+            }
+            let id = key.1;
+            match staged.write(&id, &value)? {
+                collections::Staging::Written => written.push((id, version)),
+                collections::Staging::Refused(why) => {
+                    report.problems.push(format!("{cname}: {why}"));
+                }
+                collections::Staging::Skipped => report.deferred.push(format!("{cname}/{id}")),
+            }
+        }
+        progress.advance(n);
+    }
+    let skipped = staged.finish()?;
+    for id in &skipped {
+        report.deferred.push(format!("{cname}/{id}"));
+    }
+    written.retain(|(id, _)| !skipped.contains(id));
+    for chunk in written.chunks(write_chunk.max(1)) {
+        state.transaction(|s| {
+            for (id, v) in chunk {
+                s.set_base_to_mirror(cname, id, *v)?;
+            }
+            Ok(())
+        })?;
     }
     Ok(())
 }
