@@ -258,8 +258,10 @@ fn a_staged_bootstrap_ends_as_one_written_file_by_file() {
     assert_eq!(staged.sync().committed, None);
 }
 
-/// A staged bootstrap stopped before its move counts nothing: no file in the collection, no
-/// base recorded, no staging folder left; the next sync does it all.
+/// A staged bootstrap stopped before its move (as a kill would stop it: some pages' bases
+/// already recorded) counts nothing: no file shows in the collection, and the next sync —
+/// a dry run first — forgets those bases (none was there before), removes what the staging
+/// left, plans no local deletion, and does it all.
 #[test]
 fn a_staged_bootstrap_stopped_before_its_move_counts_nothing() {
     let (mut clean, _) = joined(16, false);
@@ -274,18 +276,73 @@ fn a_staged_bootstrap_stopped_before_its_move_counts_nothing() {
     }));
     assert!(stopped.is_err(), "the bootstrap was stopped");
     assert!(b.all().is_empty(), "no file shows");
+    assert!(
+        b.engine.state().live_count("tasks").unwrap() > 0,
+        "bases were recorded as the files were staged"
+    );
+    let remote_dyn: Arc<dyn Remote> = remote.clone();
+    b.restart(remote_dyn);
+    b.engine.set_write_chunk(16);
+    let dry = b
+        .engine
+        .sync_with(
+            &SyncOptions {
+                dry_run: true,
+                ..SyncOptions::default()
+            },
+            &deltasync_engine::progress::NoProgress,
+        )
+        .unwrap();
+    assert_eq!(dry.collections["tasks"].up.deleted, 0, "{dry:?}");
+    assert_eq!(dry.collections["tasks"].down.new as usize, N - 1);
+    let report = b.sync();
+    assert_eq!(report.collections["tasks"].down.new as usize, N - 1);
+    assert_eq!(holdings(&b), holdings(&clean));
     let left: Vec<String> = std::fs::read_dir(b.dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .filter(|n| n.contains("deltasync-boot"))
         .collect();
     assert!(left.is_empty(), "staging folder left: {left:?}");
-    let remote_dyn: Arc<dyn Remote> = remote.clone();
-    b.restart(remote_dyn);
-    assert_eq!(b.engine.state().live_count("tasks").unwrap(), 0, "no base");
-    b.engine.set_write_chunk(16);
-    let report = b.sync();
-    assert_eq!(report.collections["tasks"].down.new as usize, N - 1);
-    assert_eq!(holdings(&b), holdings(&clean));
     assert_eq!(b.sync().committed, None);
+}
+
+/// One entity a new device cannot have as a file (an id too long for a file name, made by a
+/// device that keeps the collection in a document) is held with a problem, without a base,
+/// and every other entity of the staged bootstrap is written; the next sync changes nothing.
+#[test]
+fn a_staged_bootstrap_holds_what_cannot_be_a_file_and_writes_the_rest() {
+    let remote = Arc::new(MemoryRemote::with_seed(9));
+    let mut a = Device::with_config(
+        remote.clone(),
+        "a",
+        support::config(&[("tasks", "file:tasks.json")]),
+    );
+    let long = "x".repeat(300);
+    let mut doc = serde_json::Map::new();
+    for i in 0..N {
+        doc.insert(id(i), remote_value(i));
+    }
+    doc.insert(long.clone(), json!({"title": "too long a name"}));
+    std::fs::write(
+        a.dir.path().join("tasks.json"),
+        serde_json::to_vec(&doc).unwrap(),
+    )
+    .unwrap();
+    a.sync();
+    a.engine.compact().unwrap();
+    let mut b = Device::new(remote.clone(), "b");
+    let r = b.sync();
+    assert_eq!(b.all().len(), N);
+    assert!(
+        r.problems.iter().any(|p| p.contains("cannot be a file name")),
+        "{:?}",
+        r.problems
+    );
+    let st = b.engine.state().entity_state("tasks", &long).unwrap().unwrap();
+    assert!(!st.has_base && st.has_mirror, "{st:?}");
+    assert_eq!(b.engine.state().live_count("tasks").unwrap() as usize, N);
+    let again = b.sync();
+    assert_eq!(again.committed, None);
+    assert_eq!(again.collections["tasks"].up.deleted, 0);
 }

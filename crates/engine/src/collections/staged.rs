@@ -2,8 +2,123 @@
 //! staging folder beside the collection's, all of them are made durable at once, and the
 //! staging folder is moved into place by one rename. No temporary file and no rename per
 //! file, and a bootstrap stopped anywhere before the move leaves the collection untouched.
+//! The entities come as the JSON text the state database holds; a thread of their own parses,
+//! checks, renders and creates the files while the caller goes on (with its state database,
+//! say): on a disk, creating a file is kernel work as long as the rest.
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
 
 use super::*;
+
+/// How many rendered files may wait for the writer thread.
+const QUEUE: usize = 256;
+
+/// An entity for the writer thread: id, path in the staging folder, its JSON text.
+type Job = (String, PathBuf, String);
+
+/// What the writer thread did: the ids whose file name was taken already, the entities it
+/// refused, and the first error, after which it wrote nothing more.
+#[derive(Default)]
+struct Written {
+    taken: BTreeSet<String>,
+    refused: Vec<Refusal>,
+    error: Option<CollectionError>,
+}
+
+/// The thread that creates the staged files, in the order given.
+#[derive(Debug)]
+struct Writer {
+    jobs: Option<mpsc::SyncSender<Job>>,
+    thread: Option<JoinHandle<Written>>,
+}
+
+impl Writer {
+    fn start() -> Result<Writer, CollectionError> {
+        let (jobs, queue) = mpsc::sync_channel::<Job>(QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("deltasync-staged-writer".into())
+            .spawn(move || {
+                let mut done = Written::default();
+                for (id, target, text) in queue {
+                    if done.error.is_some() {
+                        continue;
+                    }
+                    let value: Value = match deltasync_meta::parse_deep(text.as_bytes()) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            done.error = Some(io_err("write", &target, io::Error::other(e)));
+                            continue;
+                        }
+                    };
+                    if let Err(why) = limits::check_value(&id, &value, 0) {
+                        done.refused.push(why);
+                        continue;
+                    }
+                    match create(&target, &dir::render_file(&value, None)) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            done.taken.insert(id);
+                        }
+                        Err(e) => done.error = Some(e),
+                    }
+                }
+                done
+            })
+            .map_err(|e| {
+                io_err(
+                    "start a thread to write",
+                    Path::new("the staging folder"),
+                    e,
+                )
+            })?;
+        Ok(Writer {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        })
+    }
+
+    /// Hands one file over; `false` if the thread is gone (it panicked).
+    fn send(&self, job: Job) -> bool {
+        self.jobs.as_ref().is_some_and(|j| j.send(job).is_ok())
+    }
+
+    /// Waits for every file handed over; what the thread did.
+    fn join(&mut self) -> Written {
+        self.jobs = None;
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(done)) => done,
+            Some(Err(_)) => Written {
+                error: Some(io_err(
+                    "write",
+                    Path::new("the staging folder"),
+                    io::Error::other("the writer thread panicked"),
+                )),
+                ..Written::default()
+            },
+            None => Written::default(),
+        }
+    }
+}
+
+/// Creates `target` (only if no file is there: `Ok(false)` otherwise) holding `bytes`; on
+/// Linux not flushed ([`Staged::finish`] makes them all durable at once).
+fn create(target: &Path, bytes: &[u8]) -> Result<bool, CollectionError> {
+    let mut f = match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(target)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) => return Err(io_err("create", target, e)),
+    };
+    f.write_all(bytes).map_err(|e| io_err("write", target, e))?;
+    if !cfg!(target_os = "linux") {
+        f.sync_all().map_err(|e| io_err("write", target, e))?;
+    }
+    Ok(true)
+}
 
 /// What the names of staging folders have after `.<collection folder's name>`.
 const STAGING_MARK: &str = ".deltasync-boot-";
@@ -20,22 +135,37 @@ pub struct Staged {
     folder: PathBuf,
     /// The staging folder, beside it.
     staging: PathBuf,
-    /// The ids written into the staging folder, in order.
+    /// The ids handed to the writer, in order.
     ids: Vec<String>,
+    /// Entities refused before they reached the writer (their id).
+    refused: Vec<Refusal>,
+    /// The thread creating the files.
+    writer: Writer,
     /// Whether the staging folder is gone (moved into place or emptied).
     done: bool,
 }
 
-/// What became of one entity written into a staging folder.
-#[derive(Debug)]
-pub enum Staging {
-    /// Its file is in the staging folder.
-    Written,
-    /// It cannot be a file of this collection (its id, its value): held, the rest goes on.
-    Refused(Refusal),
-    /// Another id of this bootstrap already has that file name (ids that differ only in case,
-    /// on a disk that does not tell them apart): not written now, planned again next sync.
-    Skipped,
+/// What [`Staged::finish`] did not put into the collection, every other entity handed over
+/// being there.
+#[derive(Debug, Default)]
+pub struct NotStaged {
+    /// Entities that cannot be a file of this collection (their id, their value): held, the
+    /// rest went on.
+    pub refused: Vec<Refusal>,
+    /// Entities whose file is not in the collection: a file of the app's is in the way, or
+    /// another id of this bootstrap has that file name (ids that differ only in case, on a
+    /// disk that does not tell them apart) — planned again next sync.
+    pub deferred: BTreeSet<String>,
+}
+
+impl NotStaged {
+    /// The ids of every entity not put into the collection.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.refused
+            .iter()
+            .map(Refusal::id)
+            .chain(self.deferred.iter().map(String::as_str))
+    }
 }
 
 /// Starts writing the `dir` collection `kind` whole, through a staging folder, when nothing is
@@ -98,12 +228,35 @@ pub fn stage(
             Err(e) => return Err(io_err("create folder", &staging, e)),
         }
     };
+    let writer = match Writer::start() {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = fs::remove_dir(&staging);
+            return Err(e);
+        }
+    };
     Ok(Some(Staged {
         folder,
         staging,
         ids: Vec::new(),
+        refused: Vec::new(),
+        writer,
         done: false,
     }))
+}
+
+/// Removes what a staging of the `dir` collection `kind` left (a process killed before the
+/// move). The caller holds the workspace's lease.
+pub fn discard_staging(workspace: &Path, kind: &CollectionKind) {
+    let CollectionKind::Dir { path } = kind else {
+        return;
+    };
+    if let Ok(folder) = resolve(workspace, path)
+        && let (Some(parent), Some(name)) =
+            (folder.parent(), folder.file_name().and_then(|n| n.to_str()))
+    {
+        remove_leftovers(parent, name);
+    }
 }
 
 /// Removes the staging folders of the collection folder `name` in `parent` (best effort:
@@ -141,62 +294,73 @@ fn remove_leftovers(parent: &Path, name: &str) {
 }
 
 impl Staged {
-    /// Writes entity `id` into the staging folder, as [`apply`] would write a new file.
-    /// Errors are the disk's (the whole staging is then abandoned); what only this entity
-    /// cannot be comes back as [`Staging::Refused`].
-    pub fn write(&mut self, id: &str, value: &Value) -> Result<Staging, CollectionError> {
+    /// The staging folder's name (for logs).
+    pub fn name(&self) -> String {
+        self.staging
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Hands entity `id`, as JSON text, to the staging folder: the writer thread parses it,
+    /// checks it and creates its file as [`apply`] would write a new one. Errors are the
+    /// disk's (the whole staging is then abandoned); what only this entity cannot be is in
+    /// [`Staged::finish`]'s answer ([`NotStaged::refused`]).
+    pub fn write(&mut self, id: &str, json: String) -> Result<(), CollectionError> {
         let target = match ids::entity_path(&self.staging, id) {
             Ok(p) => p,
             Err(source) => {
-                return Ok(Staging::Refused(Refusal::FileName {
+                self.refused.push(Refusal::FileName {
                     id: id.to_owned(),
                     source,
-                }));
+                });
+                return Ok(());
             }
         };
-        if let Err(why) = limits::check_value(id, value, 0) {
-            return Ok(Staging::Refused(why));
-        }
-        let bytes = dir::render_file(value, None);
-        let mut f = match fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&target)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(Staging::Skipped),
-            Err(e) => return Err(io_err("create", &target, e)),
-        };
-        f.write_all(&bytes)
-            .map_err(|e| io_err("write", &target, e))?;
-        // Linux makes them all durable at once ([`Staged::finish`]); elsewhere one by one.
-        if !cfg!(target_os = "linux") {
-            f.sync_all().map_err(|e| io_err("write", &target, e))?;
+        if !self.writer.send((id.to_owned(), target, json)) {
+            // The thread is gone: its error says why.
+            return Err(self.writer.join().error.unwrap_or_else(|| {
+                io_err(
+                    "write",
+                    &self.staging,
+                    io::Error::other("the writer thread stopped"),
+                )
+            }));
         }
         self.ids.push(id.to_owned());
-        Ok(Staging::Written)
+        Ok(())
     }
 
-    /// Makes every file written durable, then moves the staging folder into place: one rename,
-    /// which replaces the collection's folder only if it is (still) an empty folder. Should
-    /// something have appeared in it meanwhile, each file is moved on its own, never over a
-    /// file that is there. Returns the ids whose file was not moved (a file of the app's is
-    /// in the way: planned again next sync).
-    pub fn finish(mut self) -> Result<BTreeSet<String>, CollectionError> {
+    /// Waits for every file to be written, makes them durable, then moves the staging folder
+    /// into place: one rename, which replaces the collection's folder only if it is (still)
+    /// an empty folder. Should something have appeared in it meanwhile, each file is moved on
+    /// its own, never over a file that is there. Says which entities handed over are not in
+    /// the collection.
+    pub fn finish(mut self) -> Result<NotStaged, CollectionError> {
+        let written = self.writer.join();
+        if let Some(e) = written.error {
+            return Err(e);
+        }
+        let mut not = NotStaged {
+            refused: std::mem::take(&mut self.refused),
+            deferred: written.taken,
+        };
+        not.refused.extend(written.refused);
+        let left_out: BTreeSet<String> = not.ids().map(str::to_owned).collect();
+        self.ids.retain(|id| !left_out.contains(id));
         self.make_durable()?;
         let parent = self.folder.parent().unwrap_or(&self.folder).to_owned();
         // POSIX rename replaces an empty folder, never one with something in it, nor a file.
         if fs::rename(&self.staging, &self.folder).is_ok() {
             self.done = true;
             atomic::sync_dir(&parent);
-            return Ok(BTreeSet::new());
+            return Ok(not);
         }
         tracing::debug!(
             folder = %self.folder.display(),
             "the collection's folder is no longer empty: moving the bootstrap's files one by one"
         );
         fs::create_dir_all(&self.folder).map_err(|e| io_err("create folder", &self.folder, e))?;
-        let mut skipped = BTreeSet::new();
         for id in &self.ids {
             let (Ok(tmp), Ok(dest)) = (
                 ids::entity_path(&self.staging, id),
@@ -205,13 +369,13 @@ impl Staged {
                 continue;
             };
             if !atomic::install(&tmp, &dest, true, || Ok(true))? {
-                skipped.insert(id.clone());
+                not.deferred.insert(id.clone());
             }
         }
         atomic::sync_dir(&self.folder);
         let _ = fs::remove_dir(&self.staging);
         self.done = true;
-        Ok(skipped)
+        Ok(not)
     }
 }
 
@@ -243,6 +407,8 @@ impl Staged {
 
 impl Drop for Staged {
     fn drop(&mut self) {
+        // Nothing is written into the folder once it is removed.
+        self.writer.join();
         if !self.done {
             let _ = fs::remove_dir_all(&self.staging);
         }

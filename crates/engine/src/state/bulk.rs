@@ -77,6 +77,41 @@ impl State {
         Ok(n as u64)
     }
 
+    /// [`State::fresh_page`] with each content as the JSON text stored, not parsed.
+    pub fn fresh_page_text(
+        &self,
+        collection: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, u64, String)>, StateError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT id, m_version, m_content FROM entities INDEXED BY entities_unsettled WHERE collection = ?1 AND id > ?2 AND {UNSETTLED} AND {FRESH} ORDER BY id LIMIT ?3"
+        ))?;
+        let rows = stmt.query_map(params![collection, after, limit as i64], |r| {
+            Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get(2)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Sets the base of every fresh entity of `collection` whose id is after `after` and at
+    /// most `last` to its mirror, as [`State::set_base_to_mirror`] does one by one, in one
+    /// statement (a page of [`State::fresh_page_text`]); returns how many.
+    pub fn set_fresh_bases_to_mirror(
+        &self,
+        collection: &str,
+        after: &str,
+        last: &str,
+    ) -> Result<usize, StateError> {
+        Ok(self.exec(
+            &format!(
+                "UPDATE entities SET has_base = 1, base_version = m_version, base_hash = m_hash,
+                   base_content = '', base_clock_ms = m_clock_ms, base_clock_c = m_clock_c
+                 WHERE collection = ?1 AND id > ?2 AND id <= ?3 AND {FRESH}"
+            ),
+            params![collection, after, last],
+        )?)
+    }
+
     /// Up to `limit` fresh entities of `collection` whose ids come after `after`, in id
     /// order, with their mirror's version and content.
     pub fn fresh_page(
@@ -105,5 +140,32 @@ impl State {
             ));
         }
         Ok(out)
+    }
+}
+
+impl State {
+    /// Whether any entity of `collection` has a base: a collection this device never synced
+    /// has none.
+    pub fn has_base_in(&self, collection: &str) -> Result<bool, StateError> {
+        Ok(self
+            .row(
+                "SELECT 1 FROM entities INDEXED BY entities_synced WHERE collection = ?1 AND has_base = 1 LIMIT 1",
+                params![collection],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// Forgets every base of `collection` (the mirror stays): what a bootstrap recorded
+    /// for files it could not move into place. Its entities are fresh again.
+    pub fn forget_bases(&self, collection: &str) -> Result<(), StateError> {
+        self.exec(
+            "UPDATE entities SET has_base = 0, base_version = 0, base_hash = NULL, base_content = NULL,
+               base_clock_ms = 0, base_clock_c = 0
+             WHERE collection = ?1 AND has_base = 1",
+            params![collection],
+        )?;
+        Ok(())
     }
 }

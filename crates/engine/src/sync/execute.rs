@@ -17,8 +17,8 @@ pub(crate) type AfterWrite = (String, Option<u64>, Option<(Option<Value>, Hlc)>)
 /// sync, which finds its file, if written, equal to the remote and adopts it.
 pub const WRITE_CHUNK: usize = 4096;
 
-/// From this many fresh entities on, a `dir` collection whose folder is absent or empty is
-/// written whole through a staging folder ([`collections::stage`]).
+/// From this many fresh entities on, a `dir` collection with no base, its folder absent or
+/// empty, is written whole through a staging folder ([`collections::stage`]).
 const STAGE_FROM: u64 = 64;
 
 /// What a collection's plan has collected and not yet recorded: local writes, the entities
@@ -214,7 +214,7 @@ impl Engine {
                     &mut outgoing,
                 )?;
                 progress.start("writing files", total);
-                let staged = if total >= STAGE_FROM {
+                let staged = if total >= STAGE_FROM && !self.state.has_base_in(cname)? {
                     collections::stage(&self.root, &kind, &scan.fingerprint)?
                 } else {
                     None
@@ -300,6 +300,30 @@ impl Engine {
             }
         }
         Ok(outgoing)
+    }
+
+    /// Undoes what a staged bootstrap stopped before its end left ([`write_fresh_staged`]):
+    /// the bases it recorded are forgotten — the collection had none before — and its
+    /// staging folder removed, so that this sync starts it again. Runs first in every sync,
+    /// under the workspace's lease (a dry run too: it shows what a sync would do).
+    pub(crate) fn recover_staging(&mut self) -> Result<(), EngineError> {
+        for (cname, cconf) in &self.config.collections {
+            let key = staging_key(cname);
+            let Some(staging) = self.state.get(&key)? else {
+                continue;
+            };
+            tracing::warn!(
+                collection = %cname,
+                staging = %staging,
+                "a bootstrap stopped before its files were in place; starting it again"
+            );
+            self.state.transaction(|s| {
+                s.forget_bases(cname)?;
+                s.unset(&key)
+            })?;
+            collections::discard_staging(&self.root, &cconf.kind());
+        }
+        Ok(())
     }
 
     /// Reads one local entity as a scan would, for an entity the scan took by its stat
@@ -538,10 +562,21 @@ fn record_writes(
     Ok(())
 }
 
-/// Writes the fresh entities of `cname` (a new device's bootstrap) into `staged`, page by
-/// page, moves them into place at once, and only then records their bases, a chunk per
-/// transaction: stopped before the move, nothing of it is counted, and the next sync
-/// starts it again; stopped after, the files are there and the next sync adopts them.
+/// The key of the state setting that says a staged bootstrap of a collection is under way:
+/// the bases recorded meanwhile count only once its files are moved into place.
+pub(crate) fn staging_key(collection: &str) -> String {
+    format!("staging:{collection}")
+}
+
+/// Writes the fresh entities of `cname` — a collection with no base at all, its folder absent
+/// or empty: a new device's bootstrap — into `staged`, page by page, recording their bases as
+/// it goes while the writer thread creates the files, and moves them into place at once.
+///
+/// The bases count only once the files are in place: the state setting [`staging_key`],
+/// durable before the first base, says they may not be. Should the staging fail, or the
+/// process stop before the setting is removed, every base of the collection is forgotten
+/// ([`Engine::recover_staging`] at the next sync) — none was there before — and the next sync
+/// starts again, adopting any file that did reach the collection.
 #[allow(clippy::too_many_arguments)]
 fn write_fresh_staged(
     state: &mut State,
@@ -553,48 +588,68 @@ fn write_fresh_staged(
     report: &mut SyncReport,
     progress: &dyn crate::progress::Progress,
 ) -> Result<(), EngineError> {
+    let key = staging_key(cname);
+    state.set(&key, &staged.name())?;
     let scan = &planned.scans[cname];
-    let mut written: Vec<(String, u64)> = Vec::new();
-    let mut after = String::new();
-    loop {
-        let page = state.fresh_page(cname, &after, write_chunk)?;
-        let Some((last, _, _)) = page.last() else {
-            break;
-        };
-        after = last.clone();
-        let n = page.len() as u64;
-        for (id, version, value) in page {
-            let key = (cname.to_owned(), id);
-            if planned.states.contains_key(&key)
-                || forced.contains_key(&key)
-                || scan.has(&key.1)
-                || scan.held.contains(&key.1)
-            {
-                continue;
-            }
-            let id = key.1;
-            match staged.write(&id, &value)? {
-                collections::Staging::Written => written.push((id, version)),
-                collections::Staging::Refused(why) => {
-                    report.problems.push(format!("{cname}: {why}"));
+    let staged_all = || -> Result<collections::NotStaged, EngineError> {
+        let mut after = String::new();
+        loop {
+            let page = state.fresh_page_text(cname, &after, write_chunk)?;
+            let Some((last, _, _)) = page.last() else {
+                break;
+            };
+            let last = last.clone();
+            let n = page.len() as u64;
+            let mut left_out = Vec::new();
+            for (id, _, json) in page {
+                let key = (cname.to_owned(), id);
+                if planned.states.contains_key(&key)
+                    || forced.contains_key(&key)
+                    || scan.has(&key.1)
+                    || scan.held.contains(&key.1)
+                {
+                    left_out.push(key.1);
+                    continue;
                 }
-                collections::Staging::Skipped => report.deferred.push(format!("{cname}/{id}")),
+                staged.write(&key.1, json)?;
             }
+            // The page's bases in one statement, but for the entities left to the plan.
+            state.transaction(|s| {
+                s.set_fresh_bases_to_mirror(cname, &after, &last)?;
+                for id in &left_out {
+                    s.set_base(cname, id, None)?;
+                }
+                Ok(())
+            })?;
+            after = last;
+            progress.advance(n);
         }
-        progress.advance(n);
-    }
-    let skipped = staged.finish()?;
-    for id in &skipped {
-        report.deferred.push(format!("{cname}/{id}"));
-    }
-    written.retain(|(id, _)| !skipped.contains(id));
-    for chunk in written.chunks(write_chunk.max(1)) {
-        state.transaction(|s| {
-            for (id, v) in chunk {
-                s.set_base_to_mirror(cname, id, *v)?;
+        Ok(staged.finish()?)
+    };
+    let not = match staged_all() {
+        Ok(not) => not,
+        Err(e) => {
+            let undone = state.transaction(|s| {
+                s.forget_bases(cname)?;
+                s.unset(&key)
+            });
+            if let Err(u) = undone {
+                tracing::warn!(error = %u, "cannot undo a stopped bootstrap now; the next sync will");
             }
-            Ok(())
-        })?;
+            return Err(e);
+        }
+    };
+    state.transaction(|s| {
+        for id in not.ids() {
+            s.set_base(cname, id, None)?;
+        }
+        s.unset(&key)
+    })?;
+    for why in &not.refused {
+        report.problems.push(format!("{cname}: {why}"));
+    }
+    for id in &not.deferred {
+        report.deferred.push(format!("{cname}/{id}"));
     }
     Ok(())
 }

@@ -320,6 +320,7 @@ impl Engine {
         progress: &dyn crate::progress::Progress,
     ) -> Result<SyncReport, EngineError> {
         let started = Instant::now();
+        self.recover_staging()?;
         let mut retry = self.commit_retry();
         let mut report = SyncReport {
             dry_run: opts.dry_run,

@@ -22,20 +22,27 @@ fn a_staged_collection_appears_whole_at_the_end() {
             .unwrap()
             .expect("an absent or empty folder is staged");
         for i in 0..10 {
-            let r = staged.write(&format!("n{i}"), &json!({"n": i})).unwrap();
-            assert!(matches!(r, Staging::Written), "{r:?}");
+            staged
+                .write(&format!("n{i}"), json!({"n": i}).to_string())
+                .unwrap();
         }
-        let refused = staged.write("bad", &json!([1, 2])).unwrap();
-        assert!(matches!(
-            refused,
-            Staging::Refused(Refusal::NotAnObject { .. })
-        ));
+        staged.write("bad", json!([1, 2]).to_string()).unwrap();
+        staged
+            .write(&"x".repeat(300), json!({}).to_string())
+            .unwrap();
         assert_eq!(dir.exists(), existed, "existed: {existed}");
         if existed {
             assert!(names(&dir).is_empty(), "nothing shows before the move");
         }
-        let skipped = staged.finish().unwrap();
-        assert!(skipped.is_empty(), "{skipped:?}");
+        let not = staged.finish().unwrap();
+        assert!(not.deferred.is_empty(), "{not:?}");
+        assert!(
+            matches!(
+                &not.refused[..],
+                [Refusal::FileName { .. }, Refusal::NotAnObject { .. }]
+            ),
+            "{not:?}"
+        );
         assert_eq!(names(&dir).len(), 10);
         assert_eq!(read_text(&dir.join("n4.json")), "{\n  \"n\": 4\n}\n");
         assert_eq!(
@@ -85,12 +92,14 @@ fn an_app_save_during_staging_is_kept_and_its_id_left_for_later() {
         .unwrap()
         .unwrap();
     for id in ["a", "b", "c"] {
-        staged.write(id, &json!({"from": "remote"})).unwrap();
+        staged
+            .write(id, json!({"from": "remote"}).to_string())
+            .unwrap();
     }
     write_text(&dir.join("b.json"), "{\"from\": \"app\"}\n");
     write_text(&dir.join("notes.txt"), "the app's");
-    let skipped = staged.finish().unwrap();
-    assert_eq!(skipped.into_iter().collect::<Vec<_>>(), ["b"]);
+    let not = staged.finish().unwrap();
+    assert_eq!(not.deferred.into_iter().collect::<Vec<_>>(), ["b"]);
     assert_eq!(read_text(&dir.join("b.json")), "{\"from\": \"app\"}\n");
     assert_eq!(read_text(&dir.join("notes.txt")), "the app's");
     assert_eq!(
@@ -109,7 +118,7 @@ fn an_unfinished_staging_leaves_nothing_behind() {
     let kind = dir_kind("tasks");
     let fp = empty_scan(ws.path(), &kind);
     let mut staged = stage(ws.path(), &kind, &fp).unwrap().unwrap();
-    staged.write("a", &json!({})).unwrap();
+    staged.write("a", "{}".to_owned()).unwrap();
     drop(staged);
     assert!(names(ws.path()).is_empty(), "{:?}", names(ws.path()));
 
@@ -123,6 +132,6 @@ fn an_unfinished_staging_leaves_nothing_behind() {
     let staged = stage(ws.path(), &kind, &fp).unwrap().unwrap();
     assert!(!left.exists(), "the killed staging is removed");
     assert!(other.exists() && mine.exists(), "nothing else is touched");
-    assert!(staged.finish().unwrap().is_empty());
+    assert!(staged.finish().unwrap().ids().next().is_none());
     assert!(ws.path().join("tasks").is_dir());
 }
