@@ -335,11 +335,18 @@ fn a_staged_bootstrap_holds_what_cannot_be_a_file_and_writes_the_rest() {
     let r = b.sync();
     assert_eq!(b.all().len(), N);
     assert!(
-        r.problems.iter().any(|p| p.contains("cannot be a file name")),
+        r.problems
+            .iter()
+            .any(|p| p.contains("cannot be a file name")),
         "{:?}",
         r.problems
     );
-    let st = b.engine.state().entity_state("tasks", &long).unwrap().unwrap();
+    let st = b
+        .engine
+        .state()
+        .entity_state("tasks", &long)
+        .unwrap()
+        .unwrap();
     assert!(!st.has_base && st.has_mirror, "{st:?}");
     assert_eq!(b.engine.state().live_count("tasks").unwrap() as usize, N);
     let again = b.sync();

@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 
 use super::*;
 
-/// How many rendered files may wait for the writer thread.
+/// How many entities may wait for the writer thread.
 const QUEUE: usize = 256;
 
 /// An entity for the writer thread: id, path in the staging folder, its JSON text.
