@@ -11,8 +11,11 @@ use std::thread::JoinHandle;
 
 use super::*;
 
-/// How many entities may wait for the writer thread.
-const QUEUE: usize = 256;
+/// How many entities go to the writer thread at once (one wake-up per batch, not per file).
+const BATCH: usize = 128;
+
+/// How many batches may wait for the writer thread.
+const QUEUE: usize = 4;
 
 /// An entity for the writer thread: id, path in the staging folder, its JSON text.
 type Job = (String, PathBuf, String);
@@ -29,18 +32,20 @@ struct Written {
 /// The thread that creates the staged files, in the order given.
 #[derive(Debug)]
 struct Writer {
-    jobs: Option<mpsc::SyncSender<Job>>,
+    jobs: Option<mpsc::SyncSender<Vec<Job>>>,
+    /// The batch being filled.
+    batch: Vec<Job>,
     thread: Option<JoinHandle<Written>>,
 }
 
 impl Writer {
     fn start() -> Result<Writer, CollectionError> {
-        let (jobs, queue) = mpsc::sync_channel::<Job>(QUEUE);
+        let (jobs, queue) = mpsc::sync_channel::<Vec<Job>>(QUEUE);
         let thread = std::thread::Builder::new()
             .name("deltasync-staged-writer".into())
             .spawn(move || {
                 let mut done = Written::default();
-                for (id, target, text) in queue {
+                for (id, target, text) in queue.into_iter().flatten() {
                     if done.error.is_some() {
                         continue;
                     }
@@ -74,17 +79,27 @@ impl Writer {
             })?;
         Ok(Writer {
             jobs: Some(jobs),
+            batch: Vec::with_capacity(BATCH),
             thread: Some(thread),
         })
     }
 
-    /// Hands one file over; `false` if the thread is gone (it panicked).
-    fn send(&self, job: Job) -> bool {
-        self.jobs.as_ref().is_some_and(|j| j.send(job).is_ok())
+    /// Hands one file over (with the next ones, a batch at a time); `false` if the thread is
+    /// gone (it panicked).
+    fn send(&mut self, job: Job) -> bool {
+        self.batch.push(job);
+        self.batch.len() < BATCH || self.flush()
+    }
+
+    /// Hands the batch being filled over.
+    fn flush(&mut self) -> bool {
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        batch.is_empty() || self.jobs.as_ref().is_some_and(|j| j.send(batch).is_ok())
     }
 
     /// Waits for every file handed over; what the thread did.
     fn join(&mut self) -> Written {
+        self.flush();
         self.jobs = None;
         match self.thread.take().map(JoinHandle::join) {
             Some(Ok(done)) => done,
@@ -407,7 +422,10 @@ impl Staged {
 
 impl Drop for Staged {
     fn drop(&mut self) {
-        // Nothing is written into the folder once it is removed.
+        // Nothing more is written, and nothing into the folder once it is removed.
+        if !self.done {
+            self.writer.batch.clear();
+        }
         self.writer.join();
         if !self.done {
             let _ = fs::remove_dir_all(&self.staging);
