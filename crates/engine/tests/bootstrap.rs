@@ -217,6 +217,16 @@ fn the_first_sync_after_a_bootstrap_remembers_every_file_and_pushes_only_a_chang
     assert_eq!(c.read(&id(4)), Some(remote_value(4)));
 }
 
+/// Asserts that no staging folder is left beside a device's collection.
+fn assert_no_staging_left(d: &Device) {
+    let left: Vec<String> = std::fs::read_dir(d.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains("deltasync-boot"))
+        .collect();
+    assert!(left.is_empty(), "staging folder left: {left:?}");
+}
+
 /// Panics once `after` files are reported written: a bootstrap stopped on the way.
 struct PanicAfter {
     after: u64,
@@ -249,12 +259,7 @@ fn a_staged_bootstrap_ends_as_one_written_file_by_file() {
     assert_eq!(r1.collections, r2.collections);
     assert_eq!(holdings(&staged), holdings(&by_file));
     assert_eq!(staged.all().len(), N - 1);
-    let beside: Vec<String> = std::fs::read_dir(staged.dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.contains("deltasync-boot"))
-        .collect();
-    assert!(beside.is_empty(), "{beside:?}");
+    assert_no_staging_left(&staged);
     assert_eq!(staged.sync().committed, None);
 }
 
@@ -298,12 +303,7 @@ fn a_staged_bootstrap_stopped_before_its_move_counts_nothing() {
     let report = b.sync();
     assert_eq!(report.collections["tasks"].down.new as usize, N - 1);
     assert_eq!(holdings(&b), holdings(&clean));
-    let left: Vec<String> = std::fs::read_dir(b.dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.contains("deltasync-boot"))
-        .collect();
-    assert!(left.is_empty(), "staging folder left: {left:?}");
+    assert_no_staging_left(&b);
     assert_eq!(b.sync().committed, None);
 }
 
