@@ -58,6 +58,12 @@ impl Engine {
             let strategy = cconf.strategy;
             let kind = cconf.kind();
             let chunked = matches!(kind, collections::CollectionKind::Dir { .. });
+            let to = Target {
+                root: &self.root,
+                cname,
+                kind: &kind,
+                scan,
+            };
             let mut p = Pending::default();
             for (key, op) in planned.plan.ops.range(
                 EntityKey {
@@ -184,16 +190,7 @@ impl Engine {
                 }
                 if chunked && p.writes.len() >= self.write_chunk {
                     let chunk = std::mem::take(&mut p);
-                    record_writes(
-                        &self.root,
-                        &mut self.state,
-                        cname,
-                        &kind,
-                        scan,
-                        chunk,
-                        report,
-                        &mut outgoing,
-                    )?;
+                    record_writes(&mut self.state, &to, chunk, report, &mut outgoing)?;
                 }
             }
             // The fresh entities the plan left out (no base, no file: pulls), page by page:
@@ -203,16 +200,7 @@ impl Engine {
                 && total > 0
             {
                 let before = std::mem::take(&mut p);
-                record_writes(
-                    &self.root,
-                    &mut self.state,
-                    cname,
-                    &kind,
-                    scan,
-                    before,
-                    report,
-                    &mut outgoing,
-                )?;
+                record_writes(&mut self.state, &to, before, report, &mut outgoing)?;
                 progress.start("writing files", total);
                 let staged = if total >= STAGE_FROM && !self.state.has_base_in(cname)? {
                     collections::stage(&self.root, &kind, &scan.fingerprint)?
@@ -260,31 +248,13 @@ impl Engine {
                     if p.writes.len() >= self.write_chunk {
                         let chunk = std::mem::take(&mut p);
                         let n = chunk.writes.len() as u64;
-                        record_writes(
-                            &self.root,
-                            &mut self.state,
-                            cname,
-                            &kind,
-                            scan,
-                            chunk,
-                            report,
-                            &mut outgoing,
-                        )?;
+                        record_writes(&mut self.state, &to, chunk, report, &mut outgoing)?;
                         progress.advance(n);
                     }
                 }
                 progress.finish();
             }
-            record_writes(
-                &self.root,
-                &mut self.state,
-                cname,
-                &kind,
-                scan,
-                p,
-                report,
-                &mut outgoing,
-            )?;
+            record_writes(&mut self.state, &to, p, report, &mut outgoing)?;
         }
         // Forced entities that exist nowhere any more (created by the lost commit, deleted
         // here since): a tombstone replaces what other devices took from the lost delta.
@@ -483,21 +453,32 @@ impl Engine {
     }
 }
 
+/// The collection a chunk of local writes goes to: the workspace, its name, kind and scan.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    root: &'a Path,
+    cname: &'a str,
+    kind: &'a collections::CollectionKind,
+    scan: &'a Scan,
+}
+
 /// Makes the local writes of `p` (never over a save the app made since the scan), then records
 /// in one transaction the bases of what was written or adopted and the receipts of the merges
 /// done; adds to `outgoing` the pushes that waited for their write. Entities whose write was
 /// skipped are reported deferred and get nothing recorded.
-#[allow(clippy::too_many_arguments)]
 fn record_writes(
-    root: &Path,
     state: &mut State,
-    cname: &str,
-    kind: &collections::CollectionKind,
-    scan: &Scan,
+    to: &Target<'_>,
     p: Pending,
     report: &mut SyncReport,
     outgoing: &mut Vec<Outgoing>,
 ) -> Result<(), EngineError> {
+    let Target {
+        root,
+        cname,
+        kind,
+        scan,
+    } = *to;
     let Pending {
         writes,
         after_write,
