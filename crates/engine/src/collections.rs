@@ -62,7 +62,7 @@ use serde_json::{Map, Value};
 use crate::ids::{self, IdError};
 
 pub use limits::{MAX_ENTITY_DEPTH, Refusal};
-pub use staged::{NotStaged, Staged, discard_staging, stage};
+pub use staged::{NotStaged, Staged, StagedJson, discard_staging, stage};
 pub use stamps::{FileStat, IdHasher, Known, KnownFile, KnownStats, RACY_WINDOW};
 
 /// The id field used when none is configured; see [`CollectionKind::File`].

@@ -55,8 +55,9 @@ pub mod workspace;
 
 pub use sync::{
     Action, CollectionReport, CollectionStatus, Decision, DeviceName, Engine, EngineError,
-    EntityPreview, FULL_SCAN_INTERVAL, FieldPreview, HeldFile, MassDeleteRefusal, Preview,
-    STALE_ETAG_BOUND, STATE_DIR, SideName, Status, SyncOptions, SyncReport, WRITE_CHUNK, Written,
+    EntityPreview, FLUSHING, FULL_SCAN_INTERVAL, FieldPreview, HeldFile, MassDeleteRefusal,
+    Preview, STALE_ETAG_BOUND, STATE_DIR, SideName, Status, SyncOptions, SyncReport, WRITE_CHUNK,
+    Written,
 };
 pub use touched::{LocalChanges, Touched};
 pub use workspace::{Credentials, OpenError, Workspace};

@@ -227,13 +227,19 @@ fn assert_no_staging_left(d: &Device) {
     assert!(left.is_empty(), "staging folder left: {left:?}");
 }
 
-/// Panics once `after` files are reported written: a bootstrap stopped on the way.
+/// Panics once `after` files are reported written, or when the phase `at` starts: a
+/// bootstrap stopped on the way.
 struct PanicAfter {
     after: u64,
+    at: &'static str,
     done: Cell<u64>,
 }
 
 impl deltasync_engine::progress::Progress for PanicAfter {
+    fn start(&self, what: &str, _total: u64) {
+        assert_ne!(what, self.at, "stopped as {what}");
+    }
+
     fn advance(&self, n: u64) {
         self.done.set(self.done.get() + n);
         assert!(
@@ -244,67 +250,133 @@ impl deltasync_engine::progress::Progress for PanicAfter {
     }
 }
 
-/// Issue 12 (bootstrap): a new device's collection, its folder absent or empty, is written
-/// through a staging folder and moved into place at once. It ends exactly as the same
-/// bootstrap written file by file does (a folder holding a hidden file is not staged).
-#[test]
-fn a_staged_bootstrap_ends_as_one_written_file_by_file() {
-    let (mut staged, _) = joined(16, false);
-    let r1 = staged.sync();
-    let (mut by_file, _) = joined(16, false);
-    let keep = by_file.dir.path().join("tasks/.keep");
-    std::fs::create_dir_all(keep.parent().unwrap()).unwrap();
-    std::fs::write(&keep, "").unwrap();
-    let r2 = by_file.sync();
-    assert_eq!(r1.collections, r2.collections);
-    assert_eq!(holdings(&staged), holdings(&by_file));
-    assert_eq!(staged.all().len(), N - 1);
-    assert_no_staging_left(&staged);
-    assert_eq!(staged.sync().committed, None);
+/// A remote whose snapshot (as [`remote_with_snapshot`]'s) is followed by commits: t001
+/// changed, t002 deleted, t003 deleted and made again, t900 new.
+fn remote_with_snapshot_and_deltas() -> Arc<MemoryRemote> {
+    let remote = remote_with_snapshot();
+    let mut a = Device::new(remote.clone(), "a");
+    a.sync();
+    a.write(
+        &id(1),
+        &json!({"n": 1, "title": "changed after the snapshot"}),
+    );
+    a.delete(&id(2));
+    a.delete(&id(3));
+    a.write("t900", &json!({"n": 900}));
+    a.sync();
+    a.write(&id(3), &json!({"n": 3, "title": "made again"}));
+    a.sync();
+    remote
 }
 
-/// A staged bootstrap stopped before its move (as a kill would stop it: some pages' bases
-/// already recorded) counts nothing: no file shows in the collection, and the next sync —
+/// Issue 12 (bootstrap): a new device's collection, its folder absent or empty, is written
+/// through a staging folder (begun while the snapshot is read) and moved into place at once.
+/// It ends exactly as the same bootstrap written file by file does (a folder holding a hidden
+/// file is not staged), deltas after the snapshot included; a dry run first stages nothing.
+#[test]
+fn a_staged_bootstrap_ends_as_one_written_file_by_file() {
+    for deltas in [false, true] {
+        let remote = || {
+            if deltas {
+                remote_with_snapshot_and_deltas()
+            } else {
+                remote_with_snapshot()
+            }
+        };
+        let mut staged = Device::on_disk(remote(), "b");
+        staged.engine.set_write_chunk(16);
+        let r1 = staged.sync();
+        // After a dry run, which reads the snapshot and stages nothing, the sync stages the
+        // files once it has planned them.
+        let mut after_dry = Device::on_disk(remote(), "b");
+        after_dry.engine.set_write_chunk(16);
+        let dry = after_dry
+            .engine
+            .sync_with(
+                &SyncOptions {
+                    dry_run: true,
+                    ..SyncOptions::default()
+                },
+                &deltasync_engine::progress::NoProgress,
+            )
+            .unwrap();
+        assert!(dry.collections["tasks"].down.new > 0);
+        assert_no_staging_left(&after_dry);
+        assert!(after_dry.all().is_empty());
+        assert_eq!(after_dry.sync().collections, r1.collections);
+        assert_eq!(holdings(&after_dry), holdings(&staged), "deltas: {deltas}");
+        let mut by_file = Device::on_disk(remote(), "b");
+        by_file.engine.set_write_chunk(16);
+        let keep = by_file.dir.path().join("tasks/.keep");
+        std::fs::create_dir_all(keep.parent().unwrap()).unwrap();
+        std::fs::write(&keep, "").unwrap();
+        let r2 = by_file.sync();
+        assert_eq!(r1.collections, r2.collections, "deltas: {deltas}");
+        assert_eq!(holdings(&staged), holdings(&by_file), "deltas: {deltas}");
+        let all = staged.all();
+        // t005 deleted before the snapshot; with deltas t002 deleted and t900 new.
+        assert_eq!(all.len(), N - 1);
+        if deltas {
+            assert_eq!(all[&id(1)]["title"], "changed after the snapshot");
+            assert!(!all.contains_key(&id(2)));
+            assert_eq!(all[&id(3)]["title"], "made again");
+            assert_eq!(all["t900"], json!({"n": 900}));
+        }
+        assert_no_staging_left(&staged);
+        assert_eq!(staged.sync().committed, None);
+    }
+}
+
+/// A staged bootstrap stopped before its move (as a kill would stop it) counts nothing,
+/// whether stopped while files are handed over (no base recorded yet) or while they are
+/// made durable (every base recorded): no file shows in the collection, and the next sync —
 /// a dry run first — forgets those bases (none was there before), removes what the staging
 /// left, plans no local deletion, and does it all.
 #[test]
 fn a_staged_bootstrap_stopped_before_its_move_counts_nothing() {
     let (mut clean, _) = joined(16, false);
     clean.sync();
-    let (mut b, remote) = joined(16, false);
-    let stop = PanicAfter {
-        after: 100,
-        done: Cell::new(0),
-    };
-    let stopped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        b.engine.sync_with(&SyncOptions::default(), &stop)
-    }));
-    assert!(stopped.is_err(), "the bootstrap was stopped");
-    assert!(b.all().is_empty(), "no file shows");
-    assert!(
-        b.engine.state().live_count("tasks").unwrap() > 0,
-        "bases were recorded as the files were staged"
-    );
-    let remote_dyn: Arc<dyn Remote> = remote.clone();
-    b.restart(remote_dyn);
-    b.engine.set_write_chunk(16);
-    let dry = b
-        .engine
-        .sync_with(
-            &SyncOptions {
-                dry_run: true,
-                ..SyncOptions::default()
-            },
-            &deltasync_engine::progress::NoProgress,
-        )
-        .unwrap();
-    assert_eq!(dry.collections["tasks"].up.deleted, 0, "{dry:?}");
-    assert_eq!(dry.collections["tasks"].down.new as usize, N - 1);
-    let report = b.sync();
-    assert_eq!(report.collections["tasks"].down.new as usize, N - 1);
-    assert_eq!(holdings(&b), holdings(&clean));
-    assert_no_staging_left(&b);
-    assert_eq!(b.sync().committed, None);
+    for (after, at, bases) in [
+        (100, "", false),
+        (u64::MAX, deltasync_engine::FLUSHING, true),
+    ] {
+        let (mut b, remote) = joined(16, false);
+        let stop = PanicAfter {
+            after,
+            at,
+            done: Cell::new(0),
+        };
+        let stopped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            b.engine.sync_with(&SyncOptions::default(), &stop)
+        }));
+        assert!(stopped.is_err(), "the bootstrap was stopped");
+        assert!(b.all().is_empty(), "no file shows");
+        assert_eq!(
+            b.engine.state().live_count("tasks").unwrap() > 0,
+            bases,
+            "bases recorded once every file was handed over"
+        );
+        let remote_dyn: Arc<dyn Remote> = remote.clone();
+        b.restart(remote_dyn);
+        b.engine.set_write_chunk(16);
+        let dry = b
+            .engine
+            .sync_with(
+                &SyncOptions {
+                    dry_run: true,
+                    ..SyncOptions::default()
+                },
+                &deltasync_engine::progress::NoProgress,
+            )
+            .unwrap();
+        assert_eq!(dry.collections["tasks"].up.deleted, 0, "{dry:?}");
+        assert_eq!(dry.collections["tasks"].down.new as usize, N - 1);
+        let report = b.sync();
+        assert_eq!(report.collections["tasks"].down.new as usize, N - 1);
+        assert_eq!(holdings(&b), holdings(&clean));
+        assert_no_staging_left(&b);
+        assert_eq!(b.sync().committed, None);
+    }
 }
 
 /// One entity a new device cannot have as a file (an id too long for a file name, made by a

@@ -6,7 +6,9 @@
 //! checks, renders and creates the files while the caller goes on (with its state database,
 //! say): on a disk, creating a file is kernel work as long as the rest.
 
-use std::sync::mpsc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
 use super::*;
@@ -17,57 +19,156 @@ const BATCH: usize = 128;
 /// How many batches may wait for the writer thread.
 const QUEUE: usize = 4;
 
-/// An entity for the writer thread: id, path in the staging folder, its JSON text.
-type Job = (String, PathBuf, String);
+/// An entity's JSON for [`Staged::write`]: the text a state database holds, or a value
+/// parsed already (a snapshot being read).
+#[derive(Debug)]
+pub enum StagedJson {
+    /// JSON text, parsed by the writer thread.
+    Text(String),
+    /// A parsed value.
+    Value(Value),
+}
+
+impl From<String> for StagedJson {
+    fn from(text: String) -> StagedJson {
+        StagedJson::Text(text)
+    }
+}
+
+impl From<Value> for StagedJson {
+    fn from(value: Value) -> StagedJson {
+        StagedJson::Value(value)
+    }
+}
+
+/// What the writer thread is asked to do, in order.
+enum Job {
+    /// Creates an entity's file in the staging folder. `again`: this id was handed over
+    /// before, and what came of it (its file, its refusal) is forgotten first.
+    Put {
+        id: String,
+        target: PathBuf,
+        json: StagedJson,
+        again: bool,
+    },
+    /// Forgets an entity handed over before: its file goes.
+    Remove { id: String, target: PathBuf },
+}
 
 /// What the writer thread did: the ids whose file name was taken already, the entities it
-/// refused, and the first error, after which it wrote nothing more.
+/// refused, whether the files are durable, and the first error, after which it did nothing
+/// more.
 #[derive(Default)]
 struct Written {
     taken: BTreeSet<String>,
     refused: Vec<Refusal>,
+    /// Every file is on disk (Linux: one `syncfs` once the queue ended; elsewhere each file
+    /// was flushed as it was written). `false`: the caller flushes them one by one.
+    durable: bool,
     error: Option<CollectionError>,
 }
 
-/// The thread that creates the staged files, in the order given.
+impl Written {
+    /// Parses, checks and creates one entity's file.
+    fn put(&mut self, id: String, target: &Path, json: StagedJson) {
+        let value = match json {
+            StagedJson::Value(v) => v,
+            StagedJson::Text(text) => match deltasync_meta::parse_deep(text.as_bytes()) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.error = Some(io_err("write", target, io::Error::other(e)));
+                    return;
+                }
+            },
+        };
+        if let Err(why) = limits::check_value(&id, &value, 0) {
+            self.refused.push(why);
+            return;
+        }
+        match create(target, &dir::render_file(&value, None)) {
+            Ok(true) => {}
+            Ok(false) => {
+                self.taken.insert(id);
+            }
+            Err(e) => self.error = Some(e),
+        }
+    }
+
+    /// Undoes what came of an entity handed over before: its refusal, or its file — unless
+    /// the file name was another's already.
+    fn forget(&mut self, id: &str, target: &Path) {
+        if self.taken.remove(id) {
+            return;
+        }
+        if let Some(i) = self.refused.iter().position(|r| r.id() == id) {
+            self.refused.remove(i);
+            return;
+        }
+        match fs::remove_file(target) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => self.error = Some(io_err("remove", target, e)),
+        }
+    }
+}
+
+/// The thread that creates the staged files, in the order given, and makes them durable
+/// once the queue ends.
 #[derive(Debug)]
 struct Writer {
     jobs: Option<mpsc::SyncSender<Vec<Job>>>,
     /// The batch being filled.
     batch: Vec<Job>,
     thread: Option<JoinHandle<Written>>,
+    /// Set when the staging is abandoned: the thread stops at its next job.
+    stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Job::Put { id, .. } => write!(f, "Put({id})"),
+            Job::Remove { id, .. } => write!(f, "Remove({id})"),
+        }
+    }
 }
 
 impl Writer {
-    fn start() -> Result<Writer, CollectionError> {
+    fn start(staging: PathBuf) -> Result<Writer, CollectionError> {
         let (jobs, queue) = mpsc::sync_channel::<Vec<Job>>(QUEUE);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
         let thread = std::thread::Builder::new()
             .name("deltasync-staged-writer".into())
             .spawn(move || {
                 let mut done = Written::default();
-                for (id, target, text) in queue.into_iter().flatten() {
+                for job in queue.into_iter().flatten() {
+                    if stopped.load(Ordering::Relaxed) {
+                        return done;
+                    }
                     if done.error.is_some() {
                         continue;
                     }
-                    let value: Value = match deltasync_meta::parse_deep(text.as_bytes()) {
-                        Ok(v) => v,
-                        Err(e) => {
-                            done.error = Some(io_err("write", &target, io::Error::other(e)));
-                            continue;
+                    match job {
+                        Job::Put {
+                            id,
+                            target,
+                            json,
+                            again,
+                        } => {
+                            if again {
+                                done.forget(&id, &target);
+                            }
+                            done.put(id, &target, json);
                         }
-                    };
-                    if let Err(why) = limits::check_value(&id, &value, 0) {
-                        done.refused.push(why);
-                        continue;
-                    }
-                    match create(&target, &dir::render_file(&value, None)) {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            done.taken.insert(id);
-                        }
-                        Err(e) => done.error = Some(e),
+                        Job::Remove { id, target } => done.forget(&id, &target),
                     }
                 }
+                // The queue ended: the files are made durable here, while the caller goes
+                // on (recording what it wrote, say).
+                done.durable = done.error.is_none()
+                    && !stopped.load(Ordering::Relaxed)
+                    && sync_all_at_once(&staging);
                 done
             })
             .map_err(|e| {
@@ -81,10 +182,11 @@ impl Writer {
             jobs: Some(jobs),
             batch: Vec::with_capacity(BATCH),
             thread: Some(thread),
+            stop,
         })
     }
 
-    /// Hands one file over (with the next ones, a batch at a time); `false` if the thread is
+    /// Hands one job over (with the next ones, a batch at a time); `false` if the thread is
     /// gone (it panicked).
     fn send(&mut self, job: Job) -> bool {
         self.batch.push(job);
@@ -97,10 +199,15 @@ impl Writer {
         batch.is_empty() || self.jobs.as_ref().is_some_and(|j| j.send(batch).is_ok())
     }
 
-    /// Waits for every file handed over; what the thread did.
-    fn join(&mut self) -> Written {
+    /// Ends the queue: the thread finishes it, then makes the files durable.
+    fn close(&mut self) {
         self.flush();
         self.jobs = None;
+    }
+
+    /// Waits for every job handed over; what the thread did.
+    fn join(&mut self) -> Written {
+        self.close();
         match self.thread.take().map(JoinHandle::join) {
             Some(Ok(done)) => done,
             Some(Err(_)) => Written {
@@ -113,6 +220,27 @@ impl Writer {
             },
             None => Written::default(),
         }
+    }
+}
+
+/// Makes every file of the file system holding `folder` durable with one `syncfs` (Linux);
+/// `false` where that is not done (the files were then flushed one by one as they were
+/// written, elsewhere) or failed.
+fn sync_all_at_once(folder: &Path) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        match fs::File::open(folder).and_then(|d| rustix::fs::syncfs(&d).map_err(io::Error::from)) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, "syncfs failed; flushing file by file");
+                false
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = folder;
+        true
     }
 }
 
@@ -150,14 +278,25 @@ pub struct Staged {
     folder: PathBuf,
     /// The staging folder, beside it.
     staging: PathBuf,
-    /// The ids handed to the writer, in order.
-    ids: Vec<String>,
+    /// The entities handed over ([`Staged::offer`], [`Staged::write`]), refused ones too.
+    handed: HashMap<String, Handed>,
     /// Entities refused before they reached the writer (their id).
     refused: Vec<Refusal>,
     /// The thread creating the files.
     writer: Writer,
+    /// Whether the queue ended ([`Staged::close`]).
+    closed: bool,
     /// Whether the staging folder is gone (moved into place or emptied).
     done: bool,
+}
+
+/// An entity handed over to a staging.
+#[derive(Debug, Clone, Copy)]
+struct Handed {
+    /// The version whose content it was.
+    version: u64,
+    /// Written for good ([`Staged::write`]), not just offered.
+    confirmed: bool,
 }
 
 /// What [`Staged::finish`] did not put into the collection, every other entity handed over
@@ -243,7 +382,7 @@ pub fn stage(
             Err(e) => return Err(io_err("create folder", &staging, e)),
         }
     };
-    let writer = match Writer::start() {
+    let writer = match Writer::start(staging.clone()) {
         Ok(w) => w,
         Err(e) => {
             let _ = fs::remove_dir(&staging);
@@ -253,9 +392,10 @@ pub fn stage(
     Ok(Some(Staged {
         folder,
         staging,
-        ids: Vec::new(),
+        handed: HashMap::new(),
         refused: Vec::new(),
         writer,
+        closed: false,
         done: false,
     }))
 }
@@ -317,11 +457,58 @@ impl Staged {
             .unwrap_or_default()
     }
 
-    /// Hands entity `id`, as JSON text, to the staging folder: the writer thread parses it,
-    /// checks it and creates its file as [`apply`] would write a new one. Errors are the
-    /// disk's (the whole staging is then abandoned); what only this entity cannot be is in
-    /// [`Staged::finish`]'s answer ([`NotStaged::refused`]).
-    pub fn write(&mut self, id: &str, json: String) -> Result<(), CollectionError> {
+    /// Hands entity `id` at `version` over to the staging folder: the writer thread parses
+    /// it (when text), checks it and creates its file as [`apply`] would write a new one. An
+    /// entity handed over before at this version is left as it is; at another, its file is
+    /// replaced. Errors are the disk's (the whole staging is then abandoned); what only this
+    /// entity cannot be is in [`Staged::finish`]'s answer ([`NotStaged::refused`]).
+    pub fn write(
+        &mut self,
+        id: &str,
+        version: u64,
+        json: impl Into<StagedJson>,
+    ) -> Result<(), CollectionError> {
+        self.hand(id, version, true, json.into())
+    }
+
+    /// Hands entity `id` at `version` over ahead of time (a snapshot being read, before the
+    /// sync decided what to write): as [`Staged::write`], but its file is removed when the
+    /// queue ends ([`Staged::close`]) unless a [`Staged::write`] of the same version
+    /// confirmed it. Its JSON is then not asked for twice.
+    pub fn offer(
+        &mut self,
+        id: &str,
+        version: u64,
+        json: impl Into<StagedJson>,
+    ) -> Result<(), CollectionError> {
+        self.hand(id, version, false, json.into())
+    }
+
+    fn hand(
+        &mut self,
+        id: &str,
+        version: u64,
+        confirmed: bool,
+        json: StagedJson,
+    ) -> Result<(), CollectionError> {
+        let handed = Handed { version, confirmed };
+        let again = match self.handed.get_mut(id) {
+            Some(h) if h.version == version => {
+                h.confirmed |= confirmed;
+                return Ok(());
+            }
+            Some(h) => {
+                *h = handed;
+                true
+            }
+            None => {
+                self.handed.insert(id.to_owned(), handed);
+                false
+            }
+        };
+        if again {
+            self.refused.retain(|r| r.id() != id);
+        }
         let target = match ids::entity_path(&self.staging, id) {
             Ok(p) => p,
             Err(source) => {
@@ -332,26 +519,64 @@ impl Staged {
                 return Ok(());
             }
         };
-        if !self.writer.send((id.to_owned(), target, json)) {
-            // The thread is gone: its error says why.
-            return Err(self.writer.join().error.unwrap_or_else(|| {
-                io_err(
-                    "write",
-                    &self.staging,
-                    io::Error::other("the writer thread stopped"),
-                )
-            }));
+        self.send(Job::Put {
+            id: id.to_owned(),
+            target,
+            json,
+            again,
+        })
+    }
+
+    fn send(&mut self, job: Job) -> Result<(), CollectionError> {
+        if self.writer.send(job) {
+            return Ok(());
         }
-        self.ids.push(id.to_owned());
+        // The thread is gone: its error says why.
+        Err(self.writer.join().error.unwrap_or_else(|| {
+            io_err(
+                "write",
+                &self.staging,
+                io::Error::other("the writer thread stopped"),
+            )
+        }))
+    }
+
+    /// Ends the queue: the entities offered and never confirmed are removed, and the writer
+    /// thread makes the files durable (on Linux one `syncfs`) while the caller goes on;
+    /// [`Staged::finish`] waits for it. Nothing may be handed over after.
+    pub fn close(&mut self) -> Result<(), CollectionError> {
+        if self.closed {
+            return Ok(());
+        }
+        let offered: Vec<String> = self
+            .handed
+            .iter()
+            .filter(|(_, h)| !h.confirmed)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in offered {
+            self.handed.remove(&id);
+            let before = self.refused.len();
+            self.refused.retain(|r| r.id() != id);
+            if self.refused.len() < before {
+                continue;
+            }
+            if let Ok(target) = ids::entity_path(&self.staging, &id) {
+                self.send(Job::Remove { id, target })?;
+            }
+        }
+        self.writer.close();
+        self.closed = true;
         Ok(())
     }
 
-    /// Waits for every file to be written, makes them durable, then moves the staging folder
-    /// into place: one rename, which replaces the collection's folder only if it is (still)
-    /// an empty folder. Should something have appeared in it meanwhile, each file is moved on
-    /// its own, never over a file that is there. Says which entities handed over are not in
-    /// the collection.
+    /// Waits for every file to be written and made durable ([`Staged::close`], if not
+    /// called), then moves the staging folder into place: one rename, which replaces the
+    /// collection's folder only if it is (still) an empty folder. Should something have
+    /// appeared in it meanwhile, each file is moved on its own, never over a file that is
+    /// there. Says which entities handed over are not in the collection.
     pub fn finish(mut self) -> Result<NotStaged, CollectionError> {
+        self.close()?;
         let written = self.writer.join();
         if let Some(e) = written.error {
             return Err(e);
@@ -362,8 +587,17 @@ impl Staged {
         };
         not.refused.extend(written.refused);
         let left_out: BTreeSet<String> = not.ids().map(str::to_owned).collect();
-        self.ids.retain(|id| !left_out.contains(id));
-        self.make_durable()?;
+        self.handed.retain(|id, _| !left_out.contains(id));
+        if !written.durable {
+            for id in self.handed.keys() {
+                if let Ok(file) = ids::entity_path(&self.staging, id) {
+                    fs::File::open(&file)
+                        .and_then(|f| f.sync_all())
+                        .map_err(|e| io_err("write", &file, e))?;
+                }
+            }
+        }
+        atomic::sync_dir(&self.staging);
         let parent = self.folder.parent().unwrap_or(&self.folder).to_owned();
         // POSIX rename replaces an empty folder, never one with something in it, nor a file.
         if fs::rename(&self.staging, &self.folder).is_ok() {
@@ -376,7 +610,7 @@ impl Staged {
             "the collection's folder is no longer empty: moving the bootstrap's files one by one"
         );
         fs::create_dir_all(&self.folder).map_err(|e| io_err("create folder", &self.folder, e))?;
-        for id in &self.ids {
+        for id in self.handed.keys() {
             let (Ok(tmp), Ok(dest)) = (
                 ids::entity_path(&self.staging, id),
                 ids::entity_path(&self.folder, id),
@@ -394,37 +628,12 @@ impl Staged {
     }
 }
 
-impl Staged {
-    /// Makes the files written and their folder durable: on Linux one `syncfs` (one flush of
-    /// the file system instead of one per file), or, should it fail, an fsync per file;
-    /// elsewhere each file was flushed as it was written.
-    fn make_durable(&self) -> Result<(), CollectionError> {
-        #[cfg(target_os = "linux")]
-        {
-            let synced = fs::File::open(&self.staging)
-                .and_then(|d| rustix::fs::syncfs(&d).map_err(io::Error::from));
-            match synced {
-                Ok(()) => return Ok(()),
-                Err(e) => tracing::debug!(error = %e, "syncfs failed; flushing file by file"),
-            }
-            for id in &self.ids {
-                if let Ok(file) = ids::entity_path(&self.staging, id) {
-                    fs::File::open(&file)
-                        .and_then(|f| f.sync_all())
-                        .map_err(|e| io_err("write", &file, e))?;
-                }
-            }
-        }
-        atomic::sync_dir(&self.staging);
-        Ok(())
-    }
-}
-
 impl Drop for Staged {
     fn drop(&mut self) {
         // Nothing more is written, and nothing into the folder once it is removed.
         if !self.done {
             self.writer.batch.clear();
+            self.writer.stop.store(true, Ordering::Relaxed);
         }
         self.writer.join();
         if !self.done {

@@ -19,7 +19,11 @@ pub const WRITE_CHUNK: usize = 4096;
 
 /// From this many fresh entities on, a `dir` collection with no base, its folder absent or
 /// empty, is written whole through a staging folder ([`collections::stage`]).
-const STAGE_FROM: u64 = 64;
+pub(crate) const STAGE_FROM: u64 = 64;
+
+/// The phase of a staged bootstrap after every file is written and its base recorded: the
+/// files are made durable, then moved into place ([`collections::Staged::finish`]).
+pub const FLUSHING: &str = "making the files durable";
 
 /// What a collection's plan has collected and not yet recorded: local writes, the entities
 /// whose base is the mirror's now, the merges' receipts.
@@ -46,6 +50,7 @@ impl Engine {
         planned: &Planned,
         report: &mut SyncReport,
         progress: &dyn crate::progress::Progress,
+        mut early: BTreeMap<String, collections::Staged>,
     ) -> Result<Vec<Outgoing>, EngineError> {
         let mut outgoing = Vec::new();
         let forced = self.state.forced()?;
@@ -202,10 +207,13 @@ impl Engine {
                 let before = std::mem::take(&mut p);
                 record_writes(&mut self.state, &to, before, report, &mut outgoing)?;
                 progress.start("writing files", total);
-                let staged = if total >= STAGE_FROM && !self.state.has_base_in(cname)? {
-                    collections::stage(&self.root, &kind, &scan.fingerprint)?
-                } else {
-                    None
+                // Begun while the snapshot was read ([`EarlyStaging`]), or now.
+                let staged = match early.remove(cname) {
+                    Some(staged) => Some(staged),
+                    None if total >= STAGE_FROM && !self.state.has_base_in(cname)? => {
+                        collections::stage(&self.root, &kind, &scan.fingerprint)?
+                    }
+                    None => None,
                 };
                 if let Some(staged) = staged {
                     write_fresh_staged(
@@ -274,12 +282,19 @@ impl Engine {
 
     /// Undoes what a staged bootstrap stopped before its end left ([`write_fresh_staged`]):
     /// the bases it recorded are forgotten — the collection had none before — and its
-    /// staging folder removed, so that this sync starts it again. Runs first in every sync,
-    /// under the workspace's lease (a dry run too: it shows what a sync would do).
+    /// staging folder removed, so that this sync starts it again. A collection with no base
+    /// loses any staging folder too (one begun while a snapshot was read, [`EarlyStaging`],
+    /// records nothing before the execute step). Runs first in every sync, under the
+    /// workspace's lease (a dry run too: it shows what a sync would do).
     pub(crate) fn recover_staging(&mut self) -> Result<(), EngineError> {
         for (cname, cconf) in &self.config.collections {
             let key = staging_key(cname);
             let Some(staging) = self.state.get(&key)? else {
+                if matches!(cconf.kind(), collections::CollectionKind::Dir { .. })
+                    && !self.state.has_base_in(cname)?
+                {
+                    collections::discard_staging(&self.root, &cconf.kind());
+                }
                 continue;
             };
             tracing::warn!(
@@ -574,6 +589,10 @@ fn write_fresh_staged(
     let scan = &planned.scans[cname];
     let staged_all = || -> Result<collections::NotStaged, EngineError> {
         let mut after = String::new();
+        let mut left_out = Vec::new();
+        // The pages' first and last ids: a statement each records their bases (one for all
+        // would hold every row's old page in memory, for its rollback).
+        let mut pages = Vec::new();
         loop {
             let page = state.fresh_page_text(cname, &after, write_chunk)?;
             let Some((last, _, _)) = page.last() else {
@@ -581,8 +600,7 @@ fn write_fresh_staged(
             };
             let last = last.clone();
             let n = page.len() as u64;
-            let mut left_out = Vec::new();
-            for (id, _, json) in page {
+            for (id, version, json) in page {
                 let key = (cname.to_owned(), id);
                 if planned.states.contains_key(&key)
                     || forced.contains_key(&key)
@@ -592,19 +610,26 @@ fn write_fresh_staged(
                     left_out.push(key.1);
                     continue;
                 }
-                staged.write(&key.1, json)?;
+                // Offered at this version while the snapshot was read: written already.
+                staged.write(&key.1, version, json)?;
             }
-            // The page's bases in one statement, but for the entities left to the plan.
-            state.transaction(|s| {
-                s.set_fresh_bases_to_mirror(cname, &after, &last)?;
-                for id in &left_out {
-                    s.set_base(cname, id, None)?;
-                }
-                Ok(())
-            })?;
-            after = last;
+            pages.push((std::mem::replace(&mut after, last.clone()), last));
             progress.advance(n);
         }
+        // Every file handed over: the writer thread makes them durable while the bases are
+        // recorded, but for the entities left to the plan.
+        staged.close()?;
+        state.transaction(|s| {
+            for (after, last) in &pages {
+                s.set_fresh_bases_to_mirror(cname, after, last)?;
+            }
+            for id in &left_out {
+                s.set_base(cname, id, None)?;
+            }
+            Ok(())
+        })?;
+        progress.finish();
+        progress.start(FLUSHING, 0);
         Ok(staged.finish()?)
     };
     let not = match staged_all() {

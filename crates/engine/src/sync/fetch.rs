@@ -51,6 +51,9 @@ pub(crate) struct Fetched {
     /// Seqs of this device's commits whose local side the journal finished: found in
     /// meta.json after their answer was lost or the process died ([`Engine::reconcile_journal`]).
     pub finished: Vec<u64>,
+    /// New collections whose staging began while the snapshot was read, for the execute
+    /// step ([`EarlyStaging`]); dropped unused, their staging folder goes.
+    pub staged: BTreeMap<String, collections::Staged>,
 }
 
 impl Engine {
@@ -126,14 +129,17 @@ impl Engine {
         &mut self,
         progress: &dyn crate::progress::Progress,
     ) -> Result<(Arc<Meta>, Etag, usize), EngineError> {
-        let f = self.fetch_finishing(progress)?;
+        let f = self.fetch_finishing(progress, false)?;
         Ok((f.meta, f.etag, f.applied))
     }
 
     /// [`Engine::fetch_with`], saying which of this device's commits the journal finished.
+    /// `stage`: the sync writes what it fetched (not a dry run), so a new collection's files
+    /// may be staged while its snapshot is read ([`EarlyStaging`]).
     pub(crate) fn fetch_finishing(
         &mut self,
         progress: &dyn crate::progress::Progress,
+        stage: bool,
     ) -> Result<Fetched, EngineError> {
         let cached = self.cached_meta()?;
         // On a remote whose ETags can go stale, a "not modified" is taken on trust only for a
@@ -193,6 +199,7 @@ impl Engine {
                     etag: e,
                     applied: 0,
                     finished,
+                    staged: BTreeMap::new(),
                 });
             }
             MetaRead::Fresh { meta, etag, .. } => (meta, etag),
@@ -238,6 +245,11 @@ impl Engine {
         let finished = self.reconcile_journal(&meta, &etag, folded)?;
         self.force_vanished(&meta, folded)?;
         let mut applied = 0;
+        let mut early = if stage && snapshot.is_some() {
+            EarlyStaging::new(&self.root, &self.config, &self.state)?
+        } else {
+            EarlyStaging::none()
+        };
         if let Some((r, snapshot, bytes)) = &snapshot {
             let mut clock = self.state.clock()?;
             progress.start("reading snapshot", 0);
@@ -257,7 +269,11 @@ impl Engine {
                         .is_none_or(|v| rec.version > v);
                     if newer {
                         let (collection, id) = (rec.collection.clone(), rec.id.clone());
-                        s.set_mirror(&collection, &id, Some(&mirror_from(rec)))?;
+                        let mirror = mirror_from(rec);
+                        s.set_mirror(&collection, &id, Some(&mirror))?;
+                        if let Some(content) = mirror.content {
+                            early.offer(&collection, &id, mirror.version, content);
+                        }
                     }
                     Ok::<(), StateError>(())
                 });
@@ -321,6 +337,7 @@ impl Engine {
             etag,
             applied,
             finished,
+            staged: early.into_staged(),
         })
     }
 

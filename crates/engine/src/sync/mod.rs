@@ -19,6 +19,7 @@
 //! [`report`], the field-level dry run in [`preview`].
 
 mod commit;
+mod early;
 mod error;
 mod execute;
 mod fetch;
@@ -26,9 +27,10 @@ mod plan;
 mod preview;
 mod report;
 
+pub(crate) use early::*;
 pub use error::EngineError;
-pub use execute::WRITE_CHUNK;
 pub(crate) use execute::*;
+pub use execute::{FLUSHING, WRITE_CHUNK};
 pub use fetch::STALE_ETAG_BOUND;
 pub(crate) use fetch::*;
 pub use plan::FULL_SCAN_INTERVAL;
@@ -333,7 +335,7 @@ impl Engine {
         // Seqs of this device's commits that this sync's fetches found and finished.
         let mut finished = Vec::new();
         loop {
-            let fetched = self.fetch_finishing(progress)?;
+            let fetched = self.fetch_finishing(progress, !opts.dry_run)?;
             finished.extend(fetched.finished);
             let (meta, etag) = (fetched.meta, fetched.etag);
             if !meta.writable() && !opts.dry_run {
@@ -348,7 +350,7 @@ impl Engine {
                 report.conflicts = self.preview_conflicts(&planned)?;
                 return Ok(report);
             }
-            let outgoing = self.execute(&planned, &mut report, progress)?;
+            let outgoing = self.execute(&planned, &mut report, progress, fetched.staged)?;
             let receipts = self.state.conflicts_to_push()?;
             if outgoing.is_empty() && receipts.is_empty() {
                 self.count_unanswered(&mut report, &unanswered, &finished, round);

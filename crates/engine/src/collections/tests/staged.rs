@@ -23,12 +23,12 @@ fn a_staged_collection_appears_whole_at_the_end() {
             .expect("an absent or empty folder is staged");
         for i in 0..10 {
             staged
-                .write(&format!("n{i}"), json!({"n": i}).to_string())
+                .write(&format!("n{i}"), 1, json!({"n": i}).to_string())
                 .unwrap();
         }
-        staged.write("bad", json!([1, 2]).to_string()).unwrap();
+        staged.write("bad", 1, json!([1, 2]).to_string()).unwrap();
         staged
-            .write(&"x".repeat(300), json!({}).to_string())
+            .write(&"x".repeat(300), 1, json!({}).to_string())
             .unwrap();
         assert_eq!(dir.exists(), existed, "existed: {existed}");
         if existed {
@@ -93,7 +93,7 @@ fn an_app_save_during_staging_is_kept_and_its_id_left_for_later() {
         .unwrap();
     for id in ["a", "b", "c"] {
         staged
-            .write(id, json!({"from": "remote"}).to_string())
+            .write(id, 1, json!({"from": "remote"}).to_string())
             .unwrap();
     }
     write_text(&dir.join("b.json"), "{\"from\": \"app\"}\n");
@@ -118,7 +118,7 @@ fn an_unfinished_staging_leaves_nothing_behind() {
     let kind = dir_kind("tasks");
     let fp = empty_scan(ws.path(), &kind);
     let mut staged = stage(ws.path(), &kind, &fp).unwrap().unwrap();
-    staged.write("a", "{}".to_owned()).unwrap();
+    staged.write("a", 1, "{}".to_owned()).unwrap();
     drop(staged);
     assert!(names(ws.path()).is_empty(), "{:?}", names(ws.path()));
 
@@ -134,4 +134,35 @@ fn an_unfinished_staging_leaves_nothing_behind() {
     assert!(other.exists() && mine.exists(), "nothing else is touched");
     assert!(staged.finish().unwrap().ids().next().is_none());
     assert!(ws.path().join("tasks").is_dir());
+}
+
+/// Issue 12 (bootstrap): entities offered ahead of time (while a snapshot is read) are in
+/// the collection only as confirmed: a write of the same version keeps the file written
+/// already, one of another version replaces it, and what was never confirmed — a file, a
+/// refusal — is gone at the end.
+#[test]
+fn offered_entities_end_as_confirmed() {
+    let ws = tempfile::tempdir().unwrap();
+    let kind = dir_kind("tasks");
+    let mut staged = stage(ws.path(), &kind, &empty_scan(ws.path(), &kind))
+        .unwrap()
+        .unwrap();
+    for id in ["same", "newer", "dropped"] {
+        staged.offer(id, 1, json!({"v": 1})).unwrap();
+    }
+    staged.offer("bad", 1, json!([1])).unwrap();
+    staged.offer(&"x".repeat(300), 1, json!({})).unwrap();
+    staged
+        .write("same", 1, json!({"v": "not asked for"}).to_string())
+        .unwrap();
+    staged
+        .write("newer", 2, json!({"v": 2}).to_string())
+        .unwrap();
+    staged.write("new", 1, json!({"v": 1}).to_string()).unwrap();
+    let not = staged.finish().unwrap();
+    assert!(not.ids().next().is_none(), "{not:?}");
+    let dir = ws.path().join("tasks");
+    assert_eq!(names(&dir), ["new.json", "newer.json", "same.json"]);
+    assert_eq!(read_text(&dir.join("same.json")), "{\n  \"v\": 1\n}\n");
+    assert_eq!(read_text(&dir.join("newer.json")), "{\n  \"v\": 2\n}\n");
 }
