@@ -263,6 +263,25 @@ fn open_error(path: &Path, e: rusqlite::Error) -> StateError {
     }
 }
 
+/// The statement that sets an entity's mirror, the row inserted whole when new (an empty row
+/// grown by an update moved every B-tree page of a bootstrap twice), followed by `$when`, a
+/// condition on the update. A base shared with the old content keeps it (see
+/// [`State::base`]).
+macro_rules! upsert_mirror {
+    ($when:literal) => {
+        concat!(
+            "INSERT INTO entities(collection, id, has_mirror, m_version, m_hash, m_clock_ms, m_clock_c, m_device, m_content, m_extra)
+               VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT(collection, id) DO UPDATE SET
+               base_content = CASE WHEN base_content = '' AND base_hash IS m_hash AND base_hash IS NOT excluded.m_hash THEN m_content ELSE base_content END,
+               has_mirror = 1, m_version = excluded.m_version, m_hash = excluded.m_hash,
+               m_clock_ms = excluded.m_clock_ms, m_clock_c = excluded.m_clock_c,
+               m_device = excluded.m_device, m_content = excluded.m_content, m_extra = excluded.m_extra",
+            $when
+        )
+    };
+}
+
 fn hash_of(content: &Option<serde_json::Value>) -> Option<String> {
     content.as_ref().map(deltasync_meta::content_hash)
 }
@@ -573,32 +592,7 @@ impl State {
     ) -> Result<(), StateError> {
         match mirror {
             Some(m) => {
-                let text = m.content.as_ref().map(serde_json::to_string).transpose()?;
-                let extra = (!m.extra.is_empty())
-                    .then(|| serde_json::to_string(&m.extra))
-                    .transpose()?;
-                // One statement, the row inserted whole when new (an empty row grown by an
-                // update moved every B-tree page of a bootstrap twice). A base shared with
-                // the old content keeps it (see [`State::base`]).
-                self.exec(
-                    "INSERT INTO entities(collection, id, has_mirror, m_version, m_hash, m_clock_ms, m_clock_c, m_device, m_content, m_extra)
-                       VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                     ON CONFLICT(collection, id) DO UPDATE SET
-                       base_content = CASE WHEN base_content = '' AND base_hash IS m_hash AND base_hash IS NOT excluded.m_hash THEN m_content ELSE base_content END,
-                       has_mirror = 1, m_version = excluded.m_version, m_hash = excluded.m_hash,
-                       m_clock_ms = excluded.m_clock_ms, m_clock_c = excluded.m_clock_c,
-                       m_device = excluded.m_device, m_content = excluded.m_content, m_extra = excluded.m_extra",
-                    params![
-                        collection,
-                        id,
-                        m.version as i64,
-                        hash_of(&m.content),
-                        m.clock.ms as i64,
-                        m.clock.counter as i64,
-                        m.device,
-                        text,
-                        extra
-                    ])?;
+                self.upsert_mirror(upsert_mirror!(""), collection, id, m)?;
             }
             None => {
                 self.ensure_row(collection, id)?;
@@ -612,6 +606,49 @@ impl State {
             }
         }
         Ok(())
+    }
+
+    /// Sets the mirror of an entity to `mirror` unless the one held is as new or newer (a
+    /// snapshot read over what a fetch applied before); says whether it did. One statement:
+    /// a new device's bootstrap makes one per entity.
+    pub fn set_mirror_if_newer(
+        &self,
+        collection: &str,
+        id: &str,
+        mirror: &MirrorRecord,
+    ) -> Result<bool, StateError> {
+        let sql = upsert_mirror!(
+            " WHERE entities.has_mirror = 0 OR excluded.m_version > entities.m_version"
+        );
+        Ok(self.upsert_mirror(sql, collection, id, mirror)? == 1)
+    }
+
+    /// Runs one of the [`upsert_mirror!`] statements for `m`; the number of rows it changed.
+    fn upsert_mirror(
+        &self,
+        sql: &str,
+        collection: &str,
+        id: &str,
+        m: &MirrorRecord,
+    ) -> Result<usize, StateError> {
+        let text = m.content.as_ref().map(serde_json::to_string).transpose()?;
+        let extra = (!m.extra.is_empty())
+            .then(|| serde_json::to_string(&m.extra))
+            .transpose()?;
+        Ok(self.exec(
+            sql,
+            params![
+                collection,
+                id,
+                m.version as i64,
+                hash_of(&m.content),
+                m.clock.ms as i64,
+                m.clock.counter as i64,
+                m.device,
+                text,
+                extra
+            ],
+        )?)
     }
 
     /// Forgets everything this device knew of the remote — bases, mirror, applied deltas, the

@@ -119,6 +119,40 @@ fn a_base_shared_with_the_mirror_outlives_every_change_of_the_mirror() {
 
 /// A shared base whose mirror was changed without the copy (by an older deltasync, which
 /// does not know the rule) is an error that says what to do, never another content.
+/// A snapshot's record goes into the mirror only over an older one, or none (a row with a
+/// base and no mirror included), in one statement, which says whether it did.
+#[test]
+fn a_mirror_is_set_from_a_snapshot_only_when_newer() {
+    let s = State::in_memory().unwrap();
+    assert!(
+        s.set_mirror_if_newer("t", "x", &mirror_of(2, Some(json!({"v": 2}))))
+            .unwrap()
+    );
+    for older in [1, 2] {
+        assert!(
+            !s.set_mirror_if_newer("t", "x", &mirror_of(older, Some(json!({"v": older}))))
+                .unwrap()
+        );
+    }
+    assert_eq!(
+        s.mirror("t", "x").unwrap().unwrap().content,
+        Some(json!({"v": 2}))
+    );
+    assert!(
+        s.set_mirror_if_newer("t", "x", &mirror_of(3, None))
+            .unwrap()
+    );
+    assert_eq!(s.mirror("t", "x").unwrap().unwrap().version, 3);
+    s.set_base("t", "y", Some((5, &Some(json!({"b": 1})))))
+        .unwrap();
+    assert!(
+        s.set_mirror_if_newer("t", "y", &mirror_of(1, Some(json!({"m": 1}))))
+            .unwrap()
+    );
+    assert_eq!(s.mirror("t", "y").unwrap().unwrap().version, 1);
+    assert_eq!(s.base("t", "y").unwrap(), Some((5, Some(json!({"b": 1})))));
+}
+
 #[test]
 fn a_shared_base_whose_mirror_moved_under_it_is_an_error() {
     let s = State::in_memory().unwrap();

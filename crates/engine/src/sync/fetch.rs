@@ -264,16 +264,12 @@ impl Engine {
                         progress.advance(1000);
                     }
                     clock = clock.max(rec.last_modified_at);
-                    let newer = s
-                        .mirror_version(&rec.collection, &rec.id)?
-                        .is_none_or(|v| rec.version > v);
-                    if newer {
-                        let (collection, id) = (rec.collection.clone(), rec.id.clone());
-                        let mirror = mirror_from(rec);
-                        s.set_mirror(&collection, &id, Some(&mirror))?;
-                        if let Some(content) = mirror.content {
-                            early.offer(&collection, &id, mirror.version, content);
-                        }
+                    let (collection, id) = (rec.collection.clone(), rec.id.clone());
+                    let mirror = mirror_from(rec);
+                    if s.set_mirror_if_newer(&collection, &id, &mirror)?
+                        && let Some(content) = mirror.content
+                    {
+                        early.offer(&collection, &id, mirror.version, content);
                     }
                     Ok::<(), StateError>(())
                 });
