@@ -2,9 +2,10 @@
 //! staging folder beside the collection's, all of them are made durable at once, and the
 //! staging folder is moved into place by one rename. No temporary file and no rename per
 //! file, and a bootstrap stopped anywhere before the move leaves the collection untouched.
-//! The entities come as the JSON text the state database holds; a thread of their own parses,
-//! checks, renders and creates the files while the caller goes on (with its state database,
-//! say): on a disk, creating a file is kernel work as long as the rest.
+//! The entities come as the JSON text the state database holds, or parsed (a snapshot being
+//! read); the caller checks and renders each, and a thread of their own creates the files and
+//! makes them durable while the caller goes on (with its state database, say): on a disk,
+//! creating a file is kernel work as long as all the rest.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,20 +49,18 @@ enum Job {
     Put {
         id: String,
         target: PathBuf,
-        json: StagedJson,
+        bytes: Vec<u8>,
         again: bool,
     },
     /// Forgets an entity handed over before: its file goes.
     Remove { id: String, target: PathBuf },
 }
 
-/// What the writer thread did: the ids whose file name was taken already, the entities it
-/// refused, whether the files are durable, and the first error, after which it did nothing
-/// more.
+/// What the writer thread did: the ids whose file name was taken already, whether the files
+/// are durable, and the first error, after which it did nothing more.
 #[derive(Default)]
 struct Written {
     taken: BTreeSet<String>,
-    refused: Vec<Refusal>,
     /// Every file is on disk (Linux: one `syncfs` once the queue ended; elsewhere each file
     /// was flushed as it was written). `false`: the caller flushes them one by one.
     durable: bool,
@@ -69,23 +68,9 @@ struct Written {
 }
 
 impl Written {
-    /// Parses, checks and creates one entity's file.
-    fn put(&mut self, id: String, target: &Path, json: StagedJson) {
-        let value = match json {
-            StagedJson::Value(v) => v,
-            StagedJson::Text(text) => match deltasync_meta::parse_deep(text.as_bytes()) {
-                Ok(v) => v,
-                Err(e) => {
-                    self.error = Some(io_err("write", target, io::Error::other(e)));
-                    return;
-                }
-            },
-        };
-        if let Err(why) = limits::check_value(&id, &value, 0) {
-            self.refused.push(why);
-            return;
-        }
-        match create(target, &dir::render_file(&value, None)) {
+    /// Creates one entity's file.
+    fn put(&mut self, id: String, target: &Path, bytes: &[u8]) {
+        match create(target, bytes) {
             Ok(true) => {}
             Ok(false) => {
                 self.taken.insert(id);
@@ -94,14 +79,10 @@ impl Written {
         }
     }
 
-    /// Undoes what came of an entity handed over before: its refusal, or its file — unless
-    /// the file name was another's already.
+    /// Undoes what came of an entity handed over before: its file goes, unless the file
+    /// name was another's already.
     fn forget(&mut self, id: &str, target: &Path) {
         if self.taken.remove(id) {
-            return;
-        }
-        if let Some(i) = self.refused.iter().position(|r| r.id() == id) {
-            self.refused.remove(i);
             return;
         }
         match fs::remove_file(target) {
@@ -153,13 +134,13 @@ impl Writer {
                         Job::Put {
                             id,
                             target,
-                            json,
+                            bytes,
                             again,
                         } => {
                             if again {
                                 done.forget(&id, &target);
                             }
-                            done.put(id, &target, json);
+                            done.put(id, &target, &bytes);
                         }
                         Job::Remove { id, target } => done.forget(&id, &target),
                     }
@@ -457,11 +438,12 @@ impl Staged {
             .unwrap_or_default()
     }
 
-    /// Hands entity `id` at `version` over to the staging folder: the writer thread parses
-    /// it (when text), checks it and creates its file as [`apply`] would write a new one. An
-    /// entity handed over before at this version is left as it is; at another, its file is
-    /// replaced. Errors are the disk's (the whole staging is then abandoned); what only this
-    /// entity cannot be is in [`Staged::finish`]'s answer ([`NotStaged::refused`]).
+    /// Hands entity `id` at `version` over to the staging folder: it is parsed (when text),
+    /// checked and rendered here, and the writer thread creates its file as [`apply`] would
+    /// write a new one. An entity handed over before at this version is left as it is; at
+    /// another, its file is replaced. Errors are the disk's, or text that is not JSON (the
+    /// whole staging is then abandoned); what only this entity cannot be is in
+    /// [`Staged::finish`]'s answer ([`NotStaged::refused`]).
     pub fn write(
         &mut self,
         id: &str,
@@ -519,10 +501,28 @@ impl Staged {
                 return Ok(());
             }
         };
+        // Parsed, checked and rendered here: the writer thread's time is the disk's.
+        let value = match json {
+            StagedJson::Value(v) => v,
+            StagedJson::Text(text) => deltasync_meta::parse_deep(text.as_bytes())
+                .map_err(|e| io_err("write", &target, io::Error::other(e)))?,
+        };
+        if let Err(why) = limits::check_value(id, &value, 0) {
+            self.refused.push(why);
+            // A file of an earlier version goes.
+            return if again {
+                self.send(Job::Remove {
+                    id: id.to_owned(),
+                    target,
+                })
+            } else {
+                Ok(())
+            };
+        }
         self.send(Job::Put {
             id: id.to_owned(),
             target,
-            json,
+            bytes: dir::render_file(&value, None),
             again,
         })
     }
@@ -585,7 +585,6 @@ impl Staged {
             refused: std::mem::take(&mut self.refused),
             deferred: written.taken,
         };
-        not.refused.extend(written.refused);
         let left_out: BTreeSet<String> = not.ids().map(str::to_owned).collect();
         self.handed.retain(|id, _| !left_out.contains(id));
         if !written.durable {

@@ -39,7 +39,7 @@ fn a_staged_collection_appears_whole_at_the_end() {
         assert!(
             matches!(
                 &not.refused[..],
-                [Refusal::FileName { .. }, Refusal::NotAnObject { .. }]
+                [Refusal::NotAnObject { .. }, Refusal::FileName { .. }]
             ),
             "{not:?}"
         );
@@ -138,8 +138,8 @@ fn an_unfinished_staging_leaves_nothing_behind() {
 
 /// Issue 12 (bootstrap): entities offered ahead of time (while a snapshot is read) are in
 /// the collection only as confirmed: a write of the same version keeps the file written
-/// already, one of another version replaces it, and what was never confirmed — a file, a
-/// refusal — is gone at the end.
+/// already, one of another version replaces it (or its refusal, or is refused and leaves no
+/// file), and what was never confirmed — a file, a refusal — is gone at the end.
 #[test]
 fn offered_entities_end_as_confirmed() {
     let ws = tempfile::tempdir().unwrap();
@@ -152,6 +152,10 @@ fn offered_entities_end_as_confirmed() {
     }
     staged.offer("bad", 1, json!([1])).unwrap();
     staged.offer(&"x".repeat(300), 1, json!({})).unwrap();
+    staged.offer("turns_bad", 1, json!({"v": 1})).unwrap();
+    staged.offer("turns_good", 1, json!([1])).unwrap();
+    staged.write("turns_bad", 2, "[2]".to_owned()).unwrap();
+    staged.write("turns_good", 2, json!({"v": 2})).unwrap();
     staged
         .write("same", 1, json!({"v": "not asked for"}).to_string())
         .unwrap();
@@ -160,9 +164,12 @@ fn offered_entities_end_as_confirmed() {
         .unwrap();
     staged.write("new", 1, json!({"v": 1}).to_string()).unwrap();
     let not = staged.finish().unwrap();
-    assert!(not.ids().next().is_none(), "{not:?}");
+    assert_eq!(not.ids().collect::<Vec<_>>(), ["turns_bad"], "{not:?}");
     let dir = ws.path().join("tasks");
-    assert_eq!(names(&dir), ["new.json", "newer.json", "same.json"]);
+    assert_eq!(
+        names(&dir),
+        ["new.json", "newer.json", "same.json", "turns_good.json"]
+    );
     assert_eq!(read_text(&dir.join("same.json")), "{\n  \"v\": 1\n}\n");
     assert_eq!(read_text(&dir.join("newer.json")), "{\n  \"v\": 2\n}\n");
 }
