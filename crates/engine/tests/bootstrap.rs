@@ -425,3 +425,19 @@ fn a_staged_bootstrap_holds_what_cannot_be_a_file_and_writes_the_rest() {
     assert_eq!(again.committed, None);
     assert_eq!(again.collections["tasks"].up.deleted, 0);
 }
+
+/// A staging folder a killed process left while reading the snapshot (nothing recorded for
+/// it yet) is removed by the next sync of the collection, even one that then writes the
+/// collection file by file (an app saved into its folder meanwhile).
+#[test]
+fn a_staging_left_while_reading_the_snapshot_is_removed() {
+    let (mut b, _) = joined(16, false);
+    let left = b.dir.path().join(".tasks.deltasync-boot-AbCdE12345");
+    std::fs::create_dir_all(&left).unwrap();
+    std::fs::write(left.join("t001.json"), "{}").unwrap();
+    b.write("local1", &json!({"only": "here"}));
+    let report = b.sync();
+    assert_eq!(report.collections["tasks"].down.new as usize, N - 1);
+    assert_no_staging_left(&b);
+    assert_eq!(b.all().len(), N);
+}

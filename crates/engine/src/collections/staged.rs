@@ -24,7 +24,7 @@ const QUEUE: usize = 4;
 /// parsed already (a snapshot being read).
 #[derive(Debug)]
 pub enum StagedJson {
-    /// JSON text, parsed by the writer thread.
+    /// JSON text, parsed when handed over.
     Text(String),
     /// A parsed value.
     Value(Value),
@@ -44,8 +44,8 @@ impl From<Value> for StagedJson {
 
 /// What the writer thread is asked to do, in order.
 enum Job {
-    /// Creates an entity's file in the staging folder. `again`: this id was handed over
-    /// before, and what came of it (its file, its refusal) is forgotten first.
+    /// Creates an entity's file in the staging folder (its rendered bytes). `again`: this
+    /// id was handed over before, and the file made then is removed first.
     Put {
         id: String,
         target: PathBuf,
@@ -473,6 +473,13 @@ impl Staged {
         confirmed: bool,
         json: StagedJson,
     ) -> Result<(), CollectionError> {
+        if self.closed {
+            return Err(io_err(
+                "write",
+                &self.staging,
+                io::Error::other("an entity handed over after the staging was closed"),
+            ));
+        }
         let handed = Handed { version, confirmed };
         let again = match self.handed.get_mut(id) {
             Some(h) if h.version == version => {
