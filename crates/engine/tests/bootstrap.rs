@@ -217,6 +217,19 @@ fn the_first_sync_after_a_bootstrap_remembers_every_file_and_pushes_only_a_chang
     assert_eq!(c.read(&id(4)), Some(remote_value(4)));
 }
 
+/// A dry run of a sync on `d`: what it would do.
+fn dry_run(d: &mut Device) -> deltasync_engine::SyncReport {
+    d.engine
+        .sync_with(
+            &SyncOptions {
+                dry_run: true,
+                ..SyncOptions::default()
+            },
+            &deltasync_engine::progress::NoProgress,
+        )
+        .unwrap()
+}
+
 /// Asserts that no staging folder is left beside a device's collection.
 fn assert_no_staging_left(d: &Device) {
     let left: Vec<String> = std::fs::read_dir(d.dir.path())
@@ -290,16 +303,7 @@ fn a_staged_bootstrap_ends_as_one_written_file_by_file() {
         // files once it has planned them.
         let mut after_dry = Device::on_disk(remote(), "b");
         after_dry.engine.set_write_chunk(16);
-        let dry = after_dry
-            .engine
-            .sync_with(
-                &SyncOptions {
-                    dry_run: true,
-                    ..SyncOptions::default()
-                },
-                &deltasync_engine::progress::NoProgress,
-            )
-            .unwrap();
+        let dry = dry_run(&mut after_dry);
         assert!(dry.collections["tasks"].down.new > 0);
         assert_no_staging_left(&after_dry);
         assert!(after_dry.all().is_empty());
@@ -359,16 +363,7 @@ fn a_staged_bootstrap_stopped_before_its_move_counts_nothing() {
         let remote_dyn: Arc<dyn Remote> = remote.clone();
         b.restart(remote_dyn);
         b.engine.set_write_chunk(16);
-        let dry = b
-            .engine
-            .sync_with(
-                &SyncOptions {
-                    dry_run: true,
-                    ..SyncOptions::default()
-                },
-                &deltasync_engine::progress::NoProgress,
-            )
-            .unwrap();
+        let dry = dry_run(&mut b);
         assert_eq!(dry.collections["tasks"].up.deleted, 0, "{dry:?}");
         assert_eq!(dry.collections["tasks"].down.new as usize, N - 1);
         let report = b.sync();
