@@ -180,6 +180,11 @@ impl Writer {
         batch.is_empty() || self.jobs.as_ref().is_some_and(|j| j.send(batch).is_ok())
     }
 
+    /// Whether the queue ended ([`Writer::close`]): nothing more can be handed over.
+    fn closed(&self) -> bool {
+        self.jobs.is_none()
+    }
+
     /// Ends the queue: the thread finishes it, then makes the files durable.
     fn close(&mut self) {
         self.flush();
@@ -265,8 +270,6 @@ pub struct Staged {
     refused: Vec<Refusal>,
     /// The thread creating the files.
     writer: Writer,
-    /// Whether the queue ended ([`Staged::close`]).
-    closed: bool,
     /// Whether the staging folder is gone (moved into place or emptied).
     done: bool,
 }
@@ -376,7 +379,6 @@ pub fn stage(
         handed: HashMap::new(),
         refused: Vec::new(),
         writer,
-        closed: false,
         done: false,
     }))
 }
@@ -473,7 +475,7 @@ impl Staged {
         confirmed: bool,
         json: StagedJson,
     ) -> Result<(), CollectionError> {
-        if self.closed {
+        if self.writer.closed() {
             return Err(io_err(
                 "write",
                 &self.staging,
@@ -552,7 +554,7 @@ impl Staged {
     /// thread makes the files durable (on Linux one `syncfs`) while the caller goes on;
     /// [`Staged::finish`] waits for it. Nothing may be handed over after.
     pub fn close(&mut self) -> Result<(), CollectionError> {
-        if self.closed {
+        if self.writer.closed() {
             return Ok(());
         }
         let offered: Vec<String> = self
@@ -573,7 +575,6 @@ impl Staged {
             }
         }
         self.writer.close();
-        self.closed = true;
         Ok(())
     }
 
