@@ -238,12 +238,7 @@ impl Engine {
                     after = last.clone();
                     for (id, version, value) in page {
                         let key = (cname.clone(), id);
-                        // Planned with the rest: a file of its, held, forced, looked at.
-                        if planned.states.contains_key(&key)
-                            || forced.contains_key(&key)
-                            || scan.has(&key.1)
-                            || scan.held.contains(&key.1)
-                        {
+                        if planned_with_the_rest(planned, &forced, scan, &key) {
                             continue;
                         }
                         let id = key.1;
@@ -564,9 +559,24 @@ pub(crate) fn staging_key(collection: &str) -> String {
     format!("staging:{collection}")
 }
 
+/// Whether a fresh entity (`key`: collection, id) is planned with the rest rather than
+/// written as new: a file of its own, held, forced, or looked at by the plan.
+fn planned_with_the_rest(
+    planned: &Planned,
+    forced: &BTreeMap<(String, String), u64>,
+    scan: &Scan,
+    key: &(String, String),
+) -> bool {
+    planned.states.contains_key(key)
+        || forced.contains_key(key)
+        || scan.has(&key.1)
+        || scan.held.contains(&key.1)
+}
+
 /// Writes the fresh entities of `cname` — a collection with no base at all, its folder absent
-/// or empty: a new device's bootstrap — into `staged`, page by page, recording their bases as
-/// it goes while the writer thread creates the files, and moves them into place at once.
+/// or empty: a new device's bootstrap — into `staged`, page by page (confirming what was
+/// offered while the snapshot was read), records their bases while the writer thread makes
+/// the files durable, and moves them into place at once.
 ///
 /// The bases count only once the files are in place: the state setting [`staging_key`],
 /// durable before the first base, says they may not be. Should the staging fail, or the
@@ -602,11 +612,7 @@ fn write_fresh_staged(
             let n = page.len() as u64;
             for (id, version, json) in page {
                 let key = (cname.to_owned(), id);
-                if planned.states.contains_key(&key)
-                    || forced.contains_key(&key)
-                    || scan.has(&key.1)
-                    || scan.held.contains(&key.1)
-                {
+                if planned_with_the_rest(planned, forced, scan, &key) {
                     left_out.push(key.1);
                     continue;
                 }
